@@ -1,0 +1,72 @@
+"""Set-up and entry point for the two README commands.
+
+    python3 dev.py demo   # create .venv if missing, install tlaudit into it, audit the bundled examples
+    python3 dev.py test   # the same install step if needed, then the whole test suite
+
+Only the Python standard library is used here, so it runs on a fresh machine.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".tlaudit-install"
+EXTRAS = "test"
+
+
+def _fingerprint() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + EXTRAS.encode()).hexdigest()
+
+
+def ensure_installed() -> None:
+    """Create .venv and install the project (editable) unless pyproject.toml is unchanged since."""
+    if not PYTHON.exists():
+        print(f"dev.py: creating {VENV}", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    if STAMP.exists() and STAMP.read_text() == _fingerprint():
+        return
+    print("dev.py: installing tlaudit and its test dependencies into .venv", file=sys.stderr)
+    subprocess.run(
+        [str(PYTHON), "-m", "pip", "install", "--quiet", "-e", f".[{EXTRAS}]"],
+        cwd=ROOT,
+        check=True,
+    )
+    STAMP.write_text(_fingerprint())
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    ensure_installed()
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    if argv[0] == "demo":
+        rc = 0
+        for example in ("correct", "buggy"):
+            print(f"$ tlaudit audit --example {example}", flush=True)
+            code = subprocess.run(
+                [str(PYTHON), "-m", "tlaudit", "audit", "--example", example, *argv[1:]], cwd=ROOT, env=env
+            ).returncode
+            if code == 2:
+                rc = 2
+            print(flush=True)
+        return rc
+    code = subprocess.run(
+        [str(PYTHON), "-m", "pytest", "-n", "2", *argv[1:]], cwd=ROOT, env=env
+    ).returncode
+    if code == 5:
+        print("dev.py: pytest collected no tests", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

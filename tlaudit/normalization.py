@@ -1,0 +1,220 @@
+"""The input normalization pretrained weights expect, and the one an input pipeline applies."""
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+__all__ = ["Normalization", "expected_normalization", "find_normalization", "find_normalizations"]
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel ``mean`` and ``std`` (on 0..1 pixels), plus crop size and interpolation when known."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_size: int | None = None
+    resize_size: int | None = None
+    interpolation: str | None = None
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "crop_size": self.crop_size,
+            "resize_size": self.resize_size,
+            "interpolation": self.interpolation,
+            "source": self.source,
+        }
+
+    def matches(self, other: Normalization, *, tol: float = 1e-3) -> bool:
+        """Same mean and std within ``tol`` (one value broadcasts over channels)."""
+        return _close(self.mean, other.mean, tol) and _close(self.std, other.std, tol)
+
+
+def _close(a: Sequence[float], b: Sequence[float], tol: float) -> bool:
+    if len(a) != len(b):
+        if len(a) == 1:
+            a = tuple(a) * len(b)
+        elif len(b) == 1:
+            b = tuple(b) * len(a)
+        else:
+            return False
+    return all(abs(x - y) <= tol for x, y in zip(a, b))
+
+
+def _floats(values: Any, field: str) -> tuple[float, ...]:
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        return (float(values),)
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{field} must be a sequence of numbers: {values!r} ({field})") from err
+    if not out:
+        raise ValueError(f"{field} is empty ({field})")
+    return out
+
+
+def _size(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return int(value[-1]) if value else None
+    return int(value)
+
+
+def _interp(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return str(value)
+
+
+def _from_preset(preset: Any, source: str) -> Normalization:
+    return Normalization(
+        mean=_floats(preset.mean, "mean"),
+        std=_floats(preset.std, "std"),
+        crop_size=_size(getattr(preset, "crop_size", None)),
+        resize_size=_size(getattr(preset, "resize_size", None)),
+        interpolation=_interp(getattr(preset, "interpolation", None)),
+        source=source,
+    )
+
+
+def _from_timm_cfg(cfg: Any, source: str) -> Normalization:
+    get = cfg.get if isinstance(cfg, Mapping) else lambda key, default=None: getattr(cfg, key, default)
+    input_size = get("input_size")
+    crop = int(input_size[-1]) if input_size else None
+    crop_pct = get("crop_pct")
+    resize = int(round(crop / crop_pct)) if crop and crop_pct else None
+    return Normalization(
+        mean=_floats(get("mean"), "mean"),
+        std=_floats(get("std"), "std"),
+        crop_size=crop,
+        resize_size=resize,
+        interpolation=_interp(get("interpolation")),
+        source=source,
+    )
+
+
+def expected_normalization(weights: Any) -> Normalization:
+    """The normalization that pretrained ``weights`` expect.
+
+    ``weights`` is a torchvision weights enum member or its name (``"ResNet50_Weights.IMAGENET1K_V2"``),
+    a timm model (its ``pretrained_cfg``) or pretrained config, or a mapping with ``mean`` and ``std``
+    (and optionally ``crop_size``, ``resize_size``, ``interpolation``).
+
+    Example:
+        >>> expected_normalization("ResNet50_Weights.IMAGENET1K_V2").mean
+        (0.485, 0.456, 0.406)
+        >>> expected_normalization({"mean": [0.5] * 3, "std": [0.5] * 3}).std
+        (0.5, 0.5, 0.5)
+    """
+    from torchvision.models import WeightsEnum, get_weight
+
+    if isinstance(weights, str):
+        try:
+            weights = get_weight(weights)
+        except (ValueError, KeyError, AttributeError) as err:
+            raise ValueError(
+                f"unknown weights name: {weights!r} (weights); expected e.g. 'ResNet50_Weights.IMAGENET1K_V2'"
+            ) from err
+    if isinstance(weights, WeightsEnum):
+        return _from_preset(weights.transforms(), str(weights))
+    if isinstance(weights, nn.Module):
+        cfg = getattr(weights, "pretrained_cfg", None) or getattr(weights, "default_cfg", None)
+        if cfg is None:
+            raise ValueError(
+                f"model has no pretrained_cfg: {type(weights).__name__} (weights); pass the weights enum or "
+                "{'mean': ..., 'std': ...}"
+            )
+        return _from_timm_cfg(cfg, f"{type(weights).__name__}.pretrained_cfg")
+    if isinstance(weights, Mapping):
+        if "mean" not in weights or "std" not in weights:
+            raise ValueError(f"mapping needs 'mean' and 'std' keys: {sorted(weights)!r} (weights)")
+        if "input_size" in weights or "crop_pct" in weights:
+            return _from_timm_cfg(weights, "pretrained_cfg")
+        return Normalization(
+            mean=_floats(weights["mean"], "weights['mean']"),
+            std=_floats(weights["std"], "weights['std']"),
+            crop_size=_size(weights.get("crop_size")),
+            resize_size=_size(weights.get("resize_size")),
+            interpolation=_interp(weights.get("interpolation")),
+            source="mapping",
+        )
+    if hasattr(weights, "mean") and hasattr(weights, "std"):
+        return _from_timm_cfg(weights, type(weights).__name__)
+    raise TypeError(
+        f"cannot read a normalization from {type(weights).__name__}: {weights!r} (weights); expected a torchvision "
+        "weights enum or name, a timm model or pretrained_cfg, or {'mean': ..., 'std': ...}"
+    )
+
+
+def _children(transform: Any) -> list[Any] | None:
+    inner = getattr(transform, "transforms", None)
+    if isinstance(inner, (list, tuple)):
+        return list(inner)
+    if isinstance(inner, nn.Module):
+        return [inner]
+    if isinstance(transform, nn.Sequential):
+        return list(transform)
+    if isinstance(transform, (list, tuple)):
+        return list(transform)
+    return None
+
+
+def _is_normalize(transform: Any) -> bool:
+    from torchvision import transforms as v1
+    from torchvision.transforms import v2
+
+    return isinstance(transform, (v1.Normalize, v2.Normalize))
+
+
+def _is_preset(transform: Any) -> bool:
+    from torchvision.transforms._presets import ImageClassification
+
+    return isinstance(transform, ImageClassification)
+
+
+def find_normalizations(transform: Any) -> list[Normalization]:
+    """Every normalization a pipeline applies, in order (two of them is double normalization)."""
+    if transform is None:
+        return []
+    if _is_normalize(transform):
+        return [Normalization(_floats(transform.mean, "mean"), _floats(transform.std, "std"), source=repr(transform))]
+    if _is_preset(transform):
+        return [_from_preset(transform, type(transform).__name__)]
+    children = _children(transform)
+    if children is None:
+        return []
+    found: list[Normalization] = []
+    for child in children:
+        found.extend(find_normalizations(child))
+    return found
+
+
+def find_normalization(transform: Any) -> Normalization | None:
+    """The mean/std an input pipeline applies, or None where it has no normalization.
+
+    Reads torchvision transforms v1 and v2 (nested ``Compose``, ``RandomApply`` and ``nn.Sequential``
+    included) and the weights' own preset transforms. With more than one normalization in the
+    pipeline the first is returned; :func:`find_normalizations` lists them all.
+
+    Example:
+        >>> import torch
+        >>> from torchvision.transforms import v2
+        >>> find_normalization(v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.25] * 3)])).std
+        (0.25, 0.25, 0.25)
+        >>> find_normalization(v2.Compose([v2.Resize(256)])) is None
+        True
+    """
+    found = find_normalizations(transform)
+    return found[0] if found else None

@@ -1,0 +1,365 @@
+"""Model surgery: find, replace and remove classification heads, slice backbones, describe a model."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tabulate import tabulate
+from torch import nn
+
+from tlaudit._names import closest, strip_wrapper_prefix, unwrap
+
+__all__ = [
+    "HeadNotFoundError",
+    "find_heads",
+    "replace_head",
+    "remove_head",
+    "truncate",
+    "describe",
+    "Description",
+]
+
+_HEAD_ATTRIBUTES = ("fc", "classifier", "head", "heads", "last_linear")
+
+
+class HeadNotFoundError(ValueError):
+    """No classification head could be identified (or the one named does not exist)."""
+
+
+def _is_head_layer(module: nn.Module) -> bool:
+    if isinstance(module, nn.Linear):
+        return True
+    return isinstance(module, nn.Conv2d) and tuple(module.kernel_size) == (1, 1) and module.groups == 1
+
+
+def _last_head_layer(module: nn.Module, prefix: str) -> str | None:
+    found = None
+    for name, sub in module.named_modules(prefix=prefix):
+        if _is_head_layer(sub):
+            found = name
+    return found
+
+
+def _is_aux_name(name: str) -> bool:
+    return "aux" in name.lower()
+
+
+def find_heads(model: nn.Module) -> list[str]:
+    """Qualified names of the classification head layer(s): the main head first, auxiliary heads after.
+
+    Names never carry wrapper prefixes (``module.``, ``_orig_mod.``).
+
+    Example:
+        >>> import torchvision
+        >>> find_heads(torchvision.models.resnet18())
+        ['fc']
+        >>> find_heads(torchvision.models.inception_v3(init_weights=False))
+        ['fc', 'AuxLogits.fc']
+
+    Raises:
+        HeadNotFoundError: nothing that looks like a head; pass ``head=`` to the function you called.
+    """
+    model = unwrap(model)
+    main = _main_head(model)
+    aux = []
+    for name, child in model.named_children():
+        if child is not None and _is_aux_name(name):
+            layer = _last_head_layer(child, name)
+            if layer is not None and layer != main:
+                aux.append(layer)
+    return [main, *aux]
+
+
+def _main_head(model: nn.Module) -> str:
+    modules = dict(model.named_modules())
+    get_classifier = getattr(model, "get_classifier", None)
+    if callable(get_classifier):
+        try:
+            classifier = get_classifier()
+        except Exception:  # a foreign get_classifier() that cannot answer: fall back to the conventions
+            classifier = None
+        if isinstance(classifier, nn.Module):
+            for name, module in modules.items():
+                if module is classifier and name:
+                    return _last_head_layer(module, name) or name
+    for attribute in _HEAD_ATTRIBUTES:
+        child = model._modules.get(attribute)
+        if child is not None:
+            layer = _last_head_layer(child, attribute)
+            if layer is not None:
+                return layer
+    last = None
+    for name, module in modules.items():
+        if name and _is_head_layer(module) and not _is_aux_name(name.split(".")[0]):
+            last = name
+    if last is None:
+        children = ", ".join(n for n, _ in model.named_children()) or "none"
+        raise HeadNotFoundError(
+            f"no classification head found: {type(model).__name__} has no `fc`, `classifier`, `head` or `heads` "
+            f"child and no Linear or 1x1 Conv2d layer (model); pass head='<module name>' "
+            f"(top-level children: {children})"
+        )
+    return last
+
+
+def resolve_heads(model: nn.Module, head: str | Sequence[str] | None, *, field_name: str = "head") -> list[str]:
+    """``head`` validated against the model, or :func:`find_heads` when it is None."""
+    if head is None:
+        return find_heads(model)
+    names = [head] if isinstance(head, str) else list(head)
+    if not names:
+        raise HeadNotFoundError(f"no head named: {head!r} ({field_name})")
+    modules = dict(unwrap(model).named_modules())
+    resolved = []
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"head must be a module name (str): {name!r} ({field_name})")
+        clean = strip_wrapper_prefix(name)
+        if not clean or clean not in modules:
+            near = closest(clean, [n for n in modules if n])
+            hint = f"; closest: {', '.join(near)}" if near else ""
+            raise HeadNotFoundError(f"no module named {name!r} ({field_name}){hint}; hint: use find_heads(model)")
+        resolved.append(clean)
+    return resolved
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, leaf = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, leaf, module)
+
+
+def _new_head(old: nn.Module, num_classes: int, name: str) -> nn.Module:
+    ref = next(iter(old.parameters()), None)
+    factory: dict[str, Any] = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
+    if isinstance(old, nn.Linear):
+        return nn.Linear(old.in_features, num_classes, bias=old.bias is not None, **factory)
+    if isinstance(old, nn.Conv2d):
+        return nn.Conv2d(
+            old.in_channels,
+            num_classes,
+            kernel_size=old.kernel_size,
+            stride=old.stride,
+            padding=old.padding,
+            dilation=old.dilation,
+            bias=old.bias is not None,
+            **factory,
+        )
+    raise HeadNotFoundError(
+        f"head is neither Linear nor Conv2d: `{name}` is {type(old).__name__} (head); "
+        "pass head= naming the last Linear or 1x1 Conv2d layer"
+    )
+
+
+def _check_num_classes(num_classes: object) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int: {num_classes!r} (num_classes)")
+    return num_classes
+
+
+def replace_head(
+    model: nn.Module, num_classes: int, *, head: str | Sequence[str] | None = None, aux: bool = True
+) -> nn.Module:
+    """Replace the head (and, with ``aux=True``, auxiliary heads) with fresh layers, in place.
+
+    The new layers have the same kind (Linear or 1x1 Conv2d), input size, bias, dtype and device
+    as the old ones, ``num_classes`` outputs, and are trainable. Returns ``model``.
+
+    Example:
+        >>> import torchvision
+        >>> m = replace_head(torchvision.models.resnet18(), 10)
+        >>> m.fc
+        Linear(in_features=512, out_features=10, bias=True)
+    """
+    num_classes = _check_num_classes(num_classes)
+    inner = unwrap(model)
+    names = resolve_heads(model, head)
+    if head is None and not aux:
+        names = names[:1]
+    for name in names:
+        _set_submodule(inner, name, _new_head(inner.get_submodule(name), num_classes, name))
+    if isinstance(getattr(inner, "num_classes", None), int) and not isinstance(inner.num_classes, bool):
+        inner.num_classes = num_classes
+    return model
+
+
+def remove_head(model: nn.Module, *, head: str | None = None) -> int:
+    """Replace the main head with ``nn.Identity``, in place, and return the feature dimension.
+
+    Auxiliary heads are left as they are (they only run in training mode).
+
+    Example:
+        >>> import torchvision
+        >>> remove_head(torchvision.models.resnet18())
+        512
+    """
+    inner = unwrap(model)
+    name = resolve_heads(model, head)[0]
+    old = inner.get_submodule(name)
+    if isinstance(old, nn.Linear):
+        features = old.in_features
+    elif isinstance(old, nn.Conv2d):
+        features = old.in_channels
+    else:
+        raise HeadNotFoundError(
+            f"head is neither Linear nor Conv2d: `{name}` is {type(old).__name__} (head); "
+            "pass head= naming the last Linear or 1x1 Conv2d layer"
+        )
+    _set_submodule(inner, name, nn.Identity())
+    return features
+
+
+def truncate(model: nn.Module, upto: str) -> nn.Sequential:
+    """The model's children up to and including ``upto``, as an ``nn.Sequential`` sharing their modules.
+
+    ``upto`` may be dotted (``features.10``) when the path goes through ``nn.Sequential`` children.
+    Children that the original ``forward`` calls functionally (``torch.flatten`` in ResNet) are not part of it.
+
+    Example:
+        >>> import torchvision
+        >>> list(dict(truncate(torchvision.models.resnet18(), "layer2").named_children()))
+        ['conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2']
+    """
+    if not isinstance(upto, str) or not upto:
+        raise TypeError(f"upto must be a child module name: {upto!r} (upto)")
+    return _truncate(unwrap(model), strip_wrapper_prefix(upto), upto)
+
+
+def _truncate(module: nn.Module, path: str, original: str) -> nn.Sequential:
+    first, _, rest = path.partition(".")
+    children = list(module.named_children())
+    names = [n for n, _ in children]
+    if first not in names:
+        raise KeyError(
+            f"no child named {first!r} in {type(module).__name__} (upto={original!r}); valid names: {', '.join(names)}"
+        )
+    index = names.index(first)
+    kept = OrderedDict(children[:index])
+    child = children[index][1]
+    if rest:
+        kept[first] = _truncate(child, rest, original)
+    else:
+        kept[first] = child
+    return nn.Sequential(kept)
+
+
+def _flag_summary(flags: Sequence[bool]) -> str:
+    if not flags:
+        return "-"
+    if all(flags):
+        return "all"
+    if not any(flags):
+        return "none"
+    return "mixed"
+
+
+def _mode(module: nn.Module) -> str:
+    modes = {m.training for m in module.modules()}
+    if modes == {True}:
+        return "train"
+    if modes == {False}:
+        return "eval"
+    return "mixed"
+
+
+@dataclass(frozen=True)
+class Description:
+    """What :func:`describe` returns: ``str()`` is the table, ``to_dict()`` the same for JSON."""
+
+    model: str
+    rows: tuple[dict[str, Any], ...]
+    total_params: int
+    trainable_params: int
+    heads: tuple[str, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "heads": list(self.heads),
+            "modules": [dict(r) for r in self.rows],
+            "notes": list(self.notes),
+        }
+
+    def __str__(self) -> str:
+        table = tabulate(
+            [
+                [r["module"], r["type"], f"{r['params']:,}", r["trainable"], r["mode"], "head" if r["head"] else ""]
+                for r in self.rows
+            ],
+            headers=["module", "type", "params", "trainable", "mode", ""],
+            colalign=("left", "left", "right", "left", "left", "left"),
+        )
+        lines = [
+            f"{self.model}: {self.total_params:,} parameters, {self.trainable_params:,} trainable",
+            table,
+            *self.notes,
+        ]
+        return "\n".join(lines)
+
+
+def describe(model: nn.Module, *, depth: int = 1, head: str | Sequence[str] | None = None) -> Description:
+    """A per-module summary: type, parameter count, trainable (all/none/mixed), mode, which is the head.
+
+    ``depth`` is how many levels of children are listed (1: top-level children); head layers are
+    always listed. Shared parameters are counted once.
+
+    Example:
+        >>> import torchvision
+        >>> d = describe(torchvision.models.resnet18())
+        >>> d.total_params, d.heads
+        (11689512, ('fc',))
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive int: {depth!r} (depth)")
+    inner = unwrap(model)
+    notes = []
+    try:
+        heads = tuple(resolve_heads(model, head))
+    except HeadNotFoundError:
+        heads = ()
+        notes.append("no classification head found")
+    seen: set[int] = set()
+    unique = [p for p in inner.parameters() if not (id(p) in seen or seen.add(id(p)))]
+    rows = []
+    for name, module in inner.named_modules():
+        if not name:
+            continue
+        level = name.count(".") + 1
+        is_head = name in heads
+        if level > depth and not is_head:
+            continue
+        params = list(module.parameters())
+        rows.append(
+            {
+                "module": name,
+                "type": type(module).__name__,
+                "params": sum(p.numel() for p in params),
+                "trainable": _flag_summary([p.requires_grad for p in params]),
+                "mode": _mode(module),
+                "head": is_head,
+            }
+        )
+    shared = sum(1 for _ in inner.named_parameters(remove_duplicate=False)) - len(unique)
+    if shared:
+        notes.append(f"{shared} shared parameter reference(s) counted once")
+    return Description(
+        model=type(inner).__name__,
+        rows=tuple(rows),
+        total_params=sum(p.numel() for p in unique),
+        trainable_params=sum(p.numel() for p in unique if p.requires_grad),
+        heads=heads,
+        notes=tuple(notes),
+    )
+
+
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    ref = next(iter(unwrap(model).parameters()), None)
+    if ref is None:
+        return torch.device("cpu"), torch.float32
+    return ref.device, ref.dtype
