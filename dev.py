@@ -19,7 +19,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".tlaudit-install"
-EXTRAS = "test"
+EXTRAS = "test,examples"
 
 
 def _fingerprint() -> str:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from tlaudit._names import PatternError
+from tlaudit.engine import audit
+from tlaudit.checks import REGISTRY, Check, get_check
 from tlaudit.freezing import (
     BatchNormMode,
     FrozenBatchNorm,
@@ -17,13 +19,32 @@ from tlaudit.freezing import (
     trainable_report,
     unfreeze,
 )
+from tlaudit.normalization import Normalization, expected_normalization, find_normalization, find_normalizations
+from tlaudit.report import AuditFailed, Finding, Report, Severity
+from tlaudit.setup import SetupError, Strategy, TransferSetup, load_setup
 from tlaudit.surgery import Description, HeadNotFoundError, describe, find_heads, remove_head, replace_head, truncate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "AuditFailed",
     "BatchNormMode",
+    "Check",
+    "Finding",
+    "Normalization",
+    "REGISTRY",
+    "Report",
+    "SetupError",
+    "Severity",
+    "Strategy",
+    "TransferSetup",
+    "audit",
+    "expected_normalization",
+    "find_normalization",
+    "find_normalizations",
+    "get_check",
+    "load_setup",
     "Description",
     "FrozenBatchNorm",
     "HeadNotFoundError",

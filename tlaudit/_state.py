@@ -1,0 +1,130 @@
+"""Snapshot and restore of everything an audit could touch of the user's objects.
+
+Covered: parameter values (in place, identity kept), ``requires_grad`` flags, ``.grad`` tensors
+(identity and values), buffers, every module's training flag, optimizer state and param groups,
+scheduler state, the grad mode, and the torch (CPU and CUDA), Python and NumPy RNG states.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import sys
+from typing import Any
+
+import torch
+from torch import nn
+
+_MISSING = object()
+
+
+class Snapshot:
+    """Taken at construction; :meth:`restore` puts everything back (and can be called many times)."""
+
+    def __init__(self, model: nn.Module, optimizer: Any = None, scheduler: Any = None) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        params = list({id(p): p for p in model.parameters()}.values())
+        with torch.no_grad():
+            self.params = [(p, p.detach().clone(), p.requires_grad, p.grad, _clone(p.grad)) for p in params]
+            self.buffers = [
+                (module, name, buf, _clone(buf))
+                for module in model.modules()
+                for name, buf in module._buffers.items()
+            ]
+        self.modes = [(m, m.training) for m in model.modules()]
+        self.grad_enabled = torch.is_grad_enabled()
+        self.rng = _rng_state()
+        self.optimizer_state = _optimizer_state(optimizer) if optimizer is not None else None
+        self.scheduler_state = copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for p, value, flag, grad, grad_value in self.params:
+                if p.shape == value.shape:
+                    p.copy_(value)
+                else:
+                    p.data = value.clone()
+                if p.requires_grad != flag:
+                    p.requires_grad_(flag)
+                if grad is not None and grad_value is not None:
+                    grad.copy_(grad_value)
+                p.grad = grad
+            for module, name, buf, value in self.buffers:
+                if buf is not None and value is not None:
+                    buf.copy_(value)
+                module._buffers[name] = buf
+        for module, flag in self.modes:
+            module.training = flag
+        torch.set_grad_enabled(self.grad_enabled)
+        _set_rng_state(self.rng)
+        if self.optimizer_state is not None:
+            _restore_optimizer(self.optimizer, self.optimizer_state)
+        if self.scheduler_state is not None:
+            self.scheduler.load_state_dict(copy.deepcopy(self.scheduler_state))
+
+
+def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach().clone()
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        state["numpy"] = numpy.random.get_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        sys.modules["numpy"].random.set_state(state["numpy"])
+
+
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    state = {}
+    for param, entry in optimizer.state.items():
+        state[param] = {
+            key: (value, value.detach().clone()) if isinstance(value, torch.Tensor) else (value, copy.deepcopy(value))
+            for key, value in entry.items()
+        }
+    groups = [(group, {k: (list(v) if k == "params" else v) for k, v in group.items()}) for group in optimizer.param_groups]
+    return {
+        "state": state,
+        "groups": groups,
+        "n_groups": len(optimizer.param_groups),
+        "opt_called": getattr(optimizer, "_opt_called", _MISSING),
+    }
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    for param in list(optimizer.state):
+        if param not in saved["state"]:
+            del optimizer.state[param]
+    with torch.no_grad():
+        for param, entry in saved["state"].items():
+            restored = {}
+            for key, (original, value) in entry.items():
+                if isinstance(original, torch.Tensor):
+                    if original.shape == value.shape:
+                        original.copy_(value)
+                    restored[key] = original
+                else:
+                    restored[key] = copy.deepcopy(value)
+            optimizer.state[param] = restored
+    del optimizer.param_groups[saved["n_groups"] :]
+    for group, values in saved["groups"]:
+        group.clear()
+        group.update(values)
+    optimizer.param_groups[:] = [group for group, _ in saved["groups"]]
+    if saved["opt_called"] is _MISSING:
+        if "_opt_called" in vars(optimizer):
+            del optimizer._opt_called
+    else:
+        optimizer._opt_called = saved["opt_called"]

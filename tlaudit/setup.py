@@ -1,0 +1,194 @@
+"""``TransferSetup``: what a user tells the audit about their transfer-learning setup, and loading one."""
+from __future__ import annotations
+
+import enum
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["Strategy", "TransferSetup", "SetupError", "load_setup"]
+
+
+class SetupError(ValueError):
+    """The setup could not be used: a bad field, a file without ``setup()``, a model that cannot take the sample.
+
+    ``field`` names the TransferSetup field (or ``"setup"`` for loading problems) when known.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Strategy(str, enum.Enum):
+    """``feature_extraction``: everything but the head is meant frozen. ``fine_tuning``: some or all layers train."""
+
+    FEATURE_EXTRACTION = "feature_extraction"
+    FINE_TUNING = "fine_tuning"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass
+class TransferSetup:
+    """A transfer-learning setup to audit. Only ``model`` is required.
+
+    Args:
+        model: the ``nn.Module`` (DataParallel / DDP / ``torch.compile`` wrappers are looked through).
+        num_classes: classes of the new task.
+        sample: an input batch as the model receives it; synthesized (standard normal, batch 2, the
+            weights' crop size or 224) when missing. ``targets``: its labels.
+        optimizer, scheduler: the user's own objects; never stepped by the audit.
+        weights: a torchvision weights enum member or name, a timm pretrained_cfg, or ``{"mean", "std"}``.
+        transform: the input pipeline, compared against ``weights``.
+        strategy: ``"feature_extraction"``, ``"fine_tuning"`` or None.
+        frozen: module-name patterns meant frozen. With neither ``strategy`` nor ``frozen``, the
+            parameters with ``requires_grad=False`` now are the ones meant frozen.
+        head: the head module name(s) when auto-detection should not guess.
+        lr_max: LR ceiling for pretrained (non-head) parameters; default 1e-3 for adaptive optimizers
+            (Adam family, RMSprop, Adagrad, ...) and 1e-2 for SGD.
+        train_step: ``train_step(model, sample, targets, optimizer)``; default: ``model.train()``,
+            ``zero_grad``, cross-entropy over every output (auxiliary ones weighted 0.4), backward, ``step``.
+        predict: ``predict(model, sample)``, the user's inference function.
+        load_result: what ``load_state_dict(...)`` returned when the pretrained weights were loaded.
+    """
+
+    model: nn.Module
+    num_classes: int | None = None
+    sample: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: Any = None
+    weights: Any = None
+    transform: Any = None
+    strategy: Strategy | str | None = None
+    frozen: Sequence[str] | str | None = None
+    head: Sequence[str] | str | None = None
+    lr_max: float | None = None
+    train_step: Callable[..., Any] | None = None
+    predict: Callable[..., Any] | None = None
+    load_result: Any = None
+
+    def __post_init__(self) -> None:
+        def bad(field: str, problem: str) -> SetupError:
+            return SetupError(f"TransferSetup.{field}: {problem}", field=field)
+
+        if not isinstance(self.model, nn.Module):
+            raise bad("model", f"expected a torch.nn.Module, got {type(self.model).__name__}")
+        if self.num_classes is not None and (
+            isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1
+        ):
+            raise bad("num_classes", f"expected a positive int, got {self.num_classes!r}")
+        for name in ("sample", "targets"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, torch.Tensor):
+                raise bad(name, f"expected a torch.Tensor, got {type(value).__name__}")
+        if self.targets is not None and self.sample is None:
+            raise bad("targets", "given without a sample")
+        if self.optimizer is not None and not isinstance(self.optimizer, torch.optim.Optimizer):
+            raise bad("optimizer", f"expected a torch.optim.Optimizer, got {type(self.optimizer).__name__}")
+        if self.scheduler is not None:
+            if not hasattr(self.scheduler, "state_dict") or not hasattr(self.scheduler, "step"):
+                raise bad("scheduler", f"expected an LR scheduler, got {type(self.scheduler).__name__}")
+            if self.optimizer is None:
+                raise bad("scheduler", "given without an optimizer")
+            if getattr(self.scheduler, "optimizer", self.optimizer) is not self.optimizer:
+                raise bad("scheduler", "steps a different optimizer than TransferSetup.optimizer")
+        if self.strategy is not None:
+            try:
+                self.strategy = Strategy(self.strategy)
+            except ValueError:
+                raise bad(
+                    "strategy", f"expected 'feature_extraction', 'fine_tuning' or None, got {self.strategy!r}"
+                ) from None
+        for name in ("frozen", "head"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, (value,))
+            elif value is not None:
+                if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+                    raise bad(name, f"expected a module name or a list of them, got {value!r}")
+                setattr(self, name, tuple(value))
+        if self.lr_max is not None and (not _is_number(self.lr_max) or self.lr_max <= 0):
+            raise bad("lr_max", f"expected a positive number, got {self.lr_max!r}")
+        for name in ("train_step", "predict"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise bad(name, f"expected a callable, got {type(value).__name__}")
+
+    def replace(self, **changes: Any) -> TransferSetup:
+        """A copy with some fields changed (the model and other objects are shared, not copied)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return TransferSetup(**values)
+
+
+def _load_module_from_file(path: Path) -> Any:
+    name = f"_tlaudit_setup_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise SetupError(f"cannot import setup file: {path} (setup)", field="setup")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        sys.modules.pop(name, None)
+        raise SetupError(f"importing {path} raised {type(err).__name__}: {err} (setup)", field="setup") from err
+    return module
+
+
+def load_setup(spec: str | Path) -> TransferSetup:
+    """Load a TransferSetup from ``path/to/file.py`` (its ``setup()``), ``file.py:function`` or ``module:function``.
+
+    Raises:
+        SetupError: the file or module is missing, has no such function, the function raised, or
+            it returned something other than a TransferSetup. The message names the file and function.
+    """
+    text = str(spec)
+    target, _, func_name = text.partition(":") if not Path(text).exists() else (text, "", "")
+    if ":" in text and not Path(text).exists():
+        target, func_name = text.rsplit(":", 1)
+    func_name = func_name or "setup"
+    if target.endswith(".py") or Path(target).exists():
+        path = Path(target)
+        if not path.is_file():
+            raise SetupError(f"setup file not found: {path} (setup)", field="setup")
+        module = _load_module_from_file(path)
+        where = str(path)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except Exception as err:
+            raise SetupError(
+                f"cannot import module {target!r}: {type(err).__name__}: {err} (setup)", field="setup"
+            ) from err
+        where = target
+    factory = getattr(module, func_name, None)
+    if factory is None or not callable(factory):
+        raise SetupError(
+            f"no function {func_name}() in {where} (setup); define `def {func_name}() -> TransferSetup`",
+            field="setup",
+        )
+    try:
+        result = factory()
+    except SetupError:
+        raise
+    except Exception as err:
+        raise SetupError(
+            f"{where}:{func_name}() raised {type(err).__name__}: {err} (setup)", field="setup"
+        ) from err
+    if not isinstance(result, TransferSetup):
+        raise SetupError(
+            f"{where}:{func_name}() returned {type(result).__name__}, not a TransferSetup (setup)", field="setup"
+        )
+    return result
