@@ -144,6 +144,12 @@ class AuditContext:
         self._train_trace: TrainTrace | None = None
         self._predict_trace: PredictTrace | None = None
 
+    def validate(self) -> None:
+        """Resolve the fields that can be wrong in ways only the model tells, raising SetupError early."""
+        _ = self.expected, self.frozen_patterns
+        if self.setup.head is not None:
+            _ = self.heads
+
     # -- what the setup says -------------------------------------------------------------------
 
     @cached_property

@@ -44,7 +44,8 @@ def audit(
 
     ``select`` and ``ignore`` are check IDs (lists, or comma-separated strings). A check that lacks
     an input is reported as skipped with the reason; a check that crashes becomes an error finding
-    of its own and the others still run. ``progress`` is called with each check's ID before it runs.
+    of its own and the others still run. ``progress`` is called with the ID of every selected check
+    (skipped ones included) before it runs.
 
     Everything the user owns is restored before this returns or raises: parameters, buffers,
     ``requires_grad``, ``.grad``, training flags, optimizer and scheduler state, and RNG states.
@@ -68,6 +69,7 @@ def audit(
     started = time.perf_counter()
     snapshot = Snapshot(setup.model, setup.optimizer, setup.scheduler)
     ctx = AuditContext(setup, snapshot)
+    ctx.validate()
     findings: list[Finding] = []
     run: list[str] = []
     skipped: list[tuple[str, str]] = []

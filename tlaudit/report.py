@@ -147,8 +147,8 @@ class Report:
             "notes": list(self.notes),
         }
 
-    def to_text(self) -> str:
-        """The readable rendering: findings table, hints, skipped checks, notes, summary."""
+    def to_text(self, *, summary: bool = True) -> str:
+        """The readable rendering: findings table, hints, skipped checks, notes, and the summary sentence."""
         lines: list[str] = []
         if self.findings:
             rows = [[f.severity.value, f.check, f.subject, f.message] for f in self.findings]
@@ -168,8 +168,9 @@ class Report:
             lines.append("")
             lines.append("notes:")
             lines.extend(f"  {note}" for note in self.notes)
-        lines.append("")
-        lines.append(self.summary())
+        if summary:
+            lines.append("")
+            lines.append(self.summary())
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Strategy", "TransferSetup", "SetupError", "load_setup"]
+__all__ = ["Strategy", "TransferSetup", "SetupError", "load_setup", "load_object", "split_spec"]
 
 
 class SetupError(ValueError):
@@ -147,22 +147,27 @@ def _load_module_from_file(path: Path) -> Any:
     return module
 
 
-def load_setup(spec: str | Path) -> TransferSetup:
-    """Load a TransferSetup from ``path/to/file.py`` (its ``setup()``), ``file.py:function`` or ``module:function``.
-
-    Raises:
-        SetupError: the file or module is missing, has no such function, the function raised, or
-            it returned something other than a TransferSetup. The message names the file and function.
-    """
+def split_spec(spec: str | Path, default: str = "setup") -> tuple[str, str]:
+    """``file.py:function`` / ``module:function`` / ``file.py`` -> ``(target, function)``."""
     text = str(spec)
-    target, _, func_name = text.partition(":") if not Path(text).exists() else (text, "", "")
     if ":" in text and not Path(text).exists():
-        target, func_name = text.rsplit(":", 1)
-    func_name = func_name or "setup"
+        target, func = text.rsplit(":", 1)
+        return target, func or default
+    return text, default
+
+
+def load_object(spec: str | Path, *, default: str = "setup", field: str = "setup") -> tuple[Any, str]:
+    """Call the function ``spec`` names and return ``(result, "where:function()")``.
+
+    ``spec`` is ``path/to/file.py`` (its ``default`` function), ``file.py:function`` or
+    ``module:function``. Problems raise :class:`SetupError` naming the file and function, with
+    ``(field)`` at the end of the message.
+    """
+    target, func_name = split_spec(spec, default)
     if target.endswith(".py") or Path(target).exists():
         path = Path(target)
         if not path.is_file():
-            raise SetupError(f"setup file not found: {path} (setup)", field="setup")
+            raise SetupError(f"file not found: {path} ({field})", field="setup")
         module = _load_module_from_file(path)
         where = str(path)
     else:
@@ -170,25 +175,33 @@ def load_setup(spec: str | Path) -> TransferSetup:
             module = importlib.import_module(target)
         except Exception as err:
             raise SetupError(
-                f"cannot import module {target!r}: {type(err).__name__}: {err} (setup)", field="setup"
+                f"cannot import module {target!r}: {type(err).__name__}: {err} ({field})", field="setup"
             ) from err
         where = target
     factory = getattr(module, func_name, None)
     if factory is None or not callable(factory):
         raise SetupError(
-            f"no function {func_name}() in {where} (setup); define `def {func_name}() -> TransferSetup`",
+            f"no function {func_name}() in {where} ({field}); define `def {func_name}() -> TransferSetup`",
             field="setup",
         )
     try:
-        result = factory()
+        return factory(), f"{where}:{func_name}()"
     except SetupError:
         raise
     except Exception as err:
         raise SetupError(
-            f"{where}:{func_name}() raised {type(err).__name__}: {err} (setup)", field="setup"
+            f"{where}:{func_name}() raised {type(err).__name__}: {err} ({field})", field="setup"
         ) from err
+
+
+def load_setup(spec: str | Path) -> TransferSetup:
+    """Load a TransferSetup from ``path/to/file.py`` (its ``setup()``), ``file.py:function`` or ``module:function``.
+
+    Raises:
+        SetupError: the file or module is missing, has no such function, the function raised, or
+            it returned something other than a TransferSetup. The message names the file and function.
+    """
+    result, where = load_object(spec)
     if not isinstance(result, TransferSetup):
-        raise SetupError(
-            f"{where}:{func_name}() returned {type(result).__name__}, not a TransferSetup (setup)", field="setup"
-        )
+        raise SetupError(f"{where} returned {type(result).__name__}, not a TransferSetup (setup)", field="setup")
     return result

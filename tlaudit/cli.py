@@ -1,0 +1,372 @@
+"""The ``tlaudit`` command line: ``audit`` a transfer setup, ``inspect`` a model, list the ``checks``.
+
+``main(argv)`` returns an :class:`ExitCode`; ``python -m tlaudit`` and the ``tlaudit`` console
+script call it. The report goes to stdout (or ``--output``); the summary sentence, progress and
+error messages go to stderr, so ``tlaudit audit --format json > report.json`` gives clean JSON.
+
+Progress: ``tlaudit audit`` shows the check that is running (``[3/16] frozen-bn-train`` on one
+line, cleared at the end) when stderr is a terminal, and nothing otherwise, so CI logs stay clean.
+``--progress`` forces it on, ``--no-progress`` off.
+
+Adding a command (a future ``tlaudit bench``, say) takes an ``_add_<name>(commands, common)``
+function that adds its subparser with ``set_defaults(run=<handler>)``, listed in ``_COMMANDS``;
+a handler takes the parsed arguments and returns an :class:`ExitCode`.
+"""
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from torch import nn
+
+from tlaudit import __version__
+from tlaudit._names import closest
+from tlaudit.checks import REGISTRY, get_check, select_checks
+from tlaudit.engine import audit
+from tlaudit.examples import EXAMPLES
+from tlaudit.formatters import Format, format_check_doc, format_check_list
+from tlaudit.freezing import trainable_report
+from tlaudit.report import Report, Severity
+from tlaudit.setup import SetupError, TransferSetup, load_object, load_setup, split_spec
+from tlaudit.surgery import describe, replace_head
+
+__all__ = ["ExitCode", "build_parser", "main", "run_audit"]
+
+
+class ExitCode(enum.IntEnum):
+    """What ``tlaudit`` exits with.
+
+    * ``OK`` (0): nothing at or above ``--fail-on`` was found (or ``--exit-zero``); other commands: done.
+    * ``FINDINGS`` (1): the audit found a problem at or above ``--fail-on``.
+    * ``SETUP_ERROR`` (2): the input could not be used: the setup file or function is missing,
+      ``setup()`` raised or returned no TransferSetup, the model cannot take the sample, or an option
+      value is bad (an unknown check ID or model name, a malformed number). Never 1: a setup that
+      could not be audited is not a clean audit and not a list of findings either.
+    """
+
+    OK = 0
+    FINDINGS = 1
+    SETUP_ERROR = 2
+
+
+class UsageError(Exception):
+    """A bad option value found after parsing; exits with ``SETUP_ERROR`` and the message."""
+
+
+_EXIT_CODES_HELP = """\
+exit codes:
+  0  no finding at or above --fail-on (or --exit-zero); other commands: done
+  1  the audit found a problem at or above --fail-on
+  2  the input could not be used: setup file/function missing, setup() raised or returned
+     no TransferSetup, the model cannot take the sample, or a bad option value
+"""
+
+
+# -- argument types --------------------------------------------------------------------------------
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+# -- progress --------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """The engine's ``progress`` callback: ``\\r[3/16] frozen-bn-train`` on one line of ``stream``."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.stream = stream
+        self.index = 0
+        self.width = 0
+
+    def __call__(self, check_id: str) -> None:
+        self.index += 1
+        line = f"[{self.index}/{self.total}] {check_id}"
+        self.width = max(self.width, len(line))
+        self.stream.write("\r" + line.ljust(self.width))
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+
+
+def _show_progress(flag: bool | None) -> bool:
+    if flag is not None:
+        return flag
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+
+def run_audit(
+    spec: str,
+    *,
+    select: str | None = None,
+    ignore: str | None = None,
+    lr_max: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Load the setup ``spec`` names (see :func:`tlaudit.load_setup`) and audit it: ``tlaudit audit`` without the output.
+
+    Raises:
+        SetupError: the setup could not be loaded or run; the message names the file, function and field.
+    """
+    setup = load_setup(spec)
+    target, func = split_spec(spec)
+    where = f"{target}:{func}()"
+    try:
+        if lr_max is not None:
+            setup = setup.replace(lr_max=lr_max)
+        return audit(setup, select, ignore, progress=progress)
+    except SetupError as err:
+        raise SetupError(f"{where}: {err}", field=err.field) from err
+    except Exception as err:  # a crash must not read as "findings" (exit 1) or as a clean run
+        raise SetupError(f"{where}: the audit raised {type(err).__name__}: {err}") from err
+
+
+def _load_model(spec: str) -> tuple[nn.Module, Any, Any]:
+    """``(model, optimizer, head)`` from a torchvision builder name, a Python file or ``module:function``."""
+    if ":" in spec or spec.endswith(".py") or Path(spec).exists():
+        obj, where = load_object(spec, field="MODEL")
+    else:
+        import torchvision
+
+        names = torchvision.models.list_models()
+        name = spec if spec in names else spec.lower()
+        if name not in names:
+            near = closest(name, names)
+            hint = f"; closest: {', '.join(near)}" if near else "; see torchvision.models.list_models()"
+            raise UsageError(f"unknown torchvision model: {spec!r} (MODEL){hint}")
+        obj, where = torchvision.models.get_model(name, weights=None), name
+    if isinstance(obj, TransferSetup):
+        return obj.model, obj.optimizer, obj.head
+    if isinstance(obj, nn.Module):
+        return obj, None, None
+    raise SetupError(f"{where} returned {type(obj).__name__}, not an nn.Module or a TransferSetup (MODEL)", field="setup")
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return
+    try:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot write the report: {output} (--output): {err.strerror or err}") from err
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+def _cmd_audit(args: argparse.Namespace) -> ExitCode:
+    fmt = Format(args.format)
+    fail_on = Severity(args.fail_on)
+    try:
+        checks = select_checks(args.select, args.ignore)  # unknown IDs fail here, before the setup is built
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    spec = args.path if args.path is not None else str(EXAMPLES[args.example or "correct"])
+    progress = _Progress(len(checks), sys.stderr) if _show_progress(args.progress) else None
+    try:
+        report = run_audit(spec, select=args.select, ignore=args.ignore, lr_max=args.lr_max, progress=progress)
+    finally:
+        if progress is not None:
+            progress.clear()
+    _emit(fmt.render(report, fail_on=fail_on), args.output)
+    print(report.summary(), file=sys.stderr)
+    if args.exit_zero or not report.at_or_above(fail_on):
+        return ExitCode.OK
+    return ExitCode.FINDINGS
+
+
+def _cmd_inspect(args: argparse.Namespace) -> ExitCode:
+    model, optimizer, head = _load_model(args.model)
+    try:
+        if args.num_classes is not None:
+            replace_head(model, args.num_classes, head=head)
+        description = describe(model, depth=args.depth, head=head)
+        trainable = trainable_report(model, optimizer, depth=args.depth)
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"{args.model}: {err}") from err
+    if args.format == "json":
+        text = json.dumps({"describe": description.to_dict(), "trainable": trainable.to_dict()}, indent=2, default=str)
+    else:
+        text = f"{description}\n\n{trainable}"
+    _emit(text, None)
+    return ExitCode.OK
+
+
+def _cmd_checks(args: argparse.Namespace) -> ExitCode:
+    as_json = args.format == "json"
+    if args.id is None:
+        text = format_check_list(REGISTRY.values(), as_json=as_json)
+    else:
+        try:
+            check = get_check(args.id)
+        except ValueError as err:
+            raise UsageError(str(err)) from err
+        text = format_check_doc(check, as_json=as_json)
+    _emit(text, None)
+    return ExitCode.OK
+
+
+# -- the parser ------------------------------------------------------------------------------------
+
+
+def _add_audit(commands: Any, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser(
+        "audit",
+        parents=[common],
+        help="audit a transfer-learning setup",
+        description=(
+            "Run the checks over a TransferSetup and print the report. PATH is a Python file whose "
+            "setup() returns a TransferSetup, file.py:function, or module:function. Without PATH the "
+            "bundled 'correct' example is audited."
+        ),
+        epilog=_EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("path", nargs="?", metavar="PATH", help="file.py, file.py:function or module:function")
+    source.add_argument("--example", choices=sorted(EXAMPLES), help="audit a bundled example setup instead of PATH")
+    p.add_argument(
+        "--format",
+        choices=[f.value for f in Format],
+        default=Format.TABLE.value,
+        help="report format (default: table); json keys are documented in tlaudit.report",
+    )
+    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.add_argument("--select", metavar="IDS", help="comma-separated check IDs to run (default: all)")
+    p.add_argument("--ignore", metavar="IDS", help="comma-separated check IDs not to run")
+    p.add_argument("--lr-max", type=_positive_float, metavar="X", help="LR ceiling for pretrained parameters (overrides the setup's lr_max)")
+    p.add_argument(
+        "--fail-on",
+        choices=[Severity.ERROR.value, Severity.WARNING.value],
+        default=Severity.ERROR.value,
+        help="lowest severity that makes the exit code 1 (default: error)",
+    )
+    p.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings (2 still means the setup could not be used)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the running check on stderr (default: only when stderr is a terminal)",
+    )
+    p.set_defaults(run=_cmd_audit)
+
+
+def _add_inspect(commands: Any, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser(
+        "inspect",
+        parents=[common],
+        help="describe a model's modules and what is trainable",
+        description=(
+            "Print describe(model) and trainable_report(model). MODEL is a torchvision builder name "
+            "(built with weights=None), a Python file (its setup()), file.py:function or module:function "
+            "returning an nn.Module or a TransferSetup (whose model, head and optimizer are used)."
+        ),
+    )
+    p.add_argument("model", metavar="MODEL", help="resnet18, file.py[:function] or module:function")
+    p.add_argument("--num-classes", type=_positive_int, metavar="N", help="replace the head with an N-class one first")
+    p.add_argument("--depth", type=_positive_int, default=1, metavar="N", help="levels of modules to list (default: 1)")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
+    p.set_defaults(run=_cmd_inspect)
+
+
+def _add_checks(commands: Any, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser(
+        "checks",
+        parents=[common],
+        help="list the checks, or show one check's documentation",
+        description="Without ID: every check's ID, default severity and summary. With ID: its documentation.",
+    )
+    p.add_argument("id", nargs="?", metavar="ID", help="a check ID (or alias)")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
+    p.set_defaults(run=_cmd_checks)
+
+
+_COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (_add_audit, _add_inspect, _add_checks)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``tlaudit`` argument parser, one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog="tlaudit",
+        description="Make PyTorch transfer learning correct: audit setups, inspect models, list the checks.",
+        epilog=_EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tlaudit {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback when the input cannot be used")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for add in _COMMANDS:
+        add(commands, common)
+    return parser
+
+
+def _exit_status(code: object) -> int:
+    """A SystemExit code (from argparse) as an exit status."""
+    if code is None:
+        return ExitCode.OK
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return ExitCode.SETUP_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``tlaudit`` with ``argv`` (default: ``sys.argv[1:]``) and return the :class:`ExitCode`."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, usage errors
+        return _exit_status(exit_.code)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return ExitCode.SETUP_ERROR
+    try:
+        return int(args.run(args))
+    except (SetupError, UsageError) as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"tlaudit {args.command}: error: {err}", file=sys.stderr)
+        if not args.debug and isinstance(err, SetupError) and err.__cause__ is not None:
+            print("(rerun with --debug for the traceback)", file=sys.stderr)
+        return ExitCode.SETUP_ERROR
+    except Exception as err:  # a bug in tlaudit: exit 2, never 1, which CI would read as findings
+        if args.debug:
+            traceback.print_exc()
+        print(f"tlaudit {args.command}: internal error: {type(err).__name__}: {err}", file=sys.stderr)
+        if not args.debug:
+            print("(rerun with --debug for the traceback)", file=sys.stderr)
+        return ExitCode.SETUP_ERROR

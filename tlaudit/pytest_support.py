@@ -1,0 +1,471 @@
+"""Assertions and measurements behind the pytest plugin's ``tlaudit`` and ``tlaudit_bench`` fixtures.
+
+The plugin (``pytest_tlaudit``) imports this module lazily, the first time a test uses one of its
+fixture methods, so a suite that never asks for an audit never imports torch. The functions here do
+not depend on pytest: each ``assert_*`` raises ``AssertionError`` with a message naming the offending
+module, parameter, optimizer group or value, and returns None when the assertion holds; unittest
+users can call them directly.
+
+Argument mistakes (a pattern that names no module, a model that is not an ``nn.Module``) raise the
+library's usual errors (:class:`~tlaudit.PatternError`, ``TypeError``, ``ValueError``), not
+``AssertionError``: they are bugs in the test, not findings about the setup.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from tlaudit._names import match_names, pattern_matches, strip_wrapper_prefix, unwrap
+from tlaudit.context import named_outputs
+from tlaudit.engine import audit
+from tlaudit.freezing import inference
+from tlaudit.normalization import expected_normalization, find_normalizations
+from tlaudit.report import AuditFailed, Report
+from tlaudit.setup import TransferSetup
+from tlaudit.surgery import resolve_heads
+
+__all__ = [
+    "EVAL_CHECKS",
+    "Throughput",
+    "assert_eval_inference",
+    "assert_frozen",
+    "assert_head",
+    "assert_lr_below",
+    "assert_normalization",
+    "assert_trainable",
+    "eval_inference_report",
+    "measure_throughput",
+]
+
+EVAL_CHECKS = ("eval-mode", "eval-nondeterministic", "grad-inference")
+"""The checks :func:`assert_eval_inference` runs; it fails on their warnings too."""
+
+_SHOWN = 3
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _check_model(model: object, where: str) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{where}: model must be a torch.nn.Module, got {type(model).__name__} (model)")
+    return unwrap(model)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _examples(names: Sequence[str], limit: int = _SHOWN) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _by_top_module(names: Sequence[str]) -> list[tuple[str, list[str]]]:
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.split(".")[0], []).append(name)
+    return list(groups.items())
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def _select_params(
+    inner: nn.Module, patterns: Sequence[str], field: str
+) -> list[tuple[str, nn.Parameter]]:
+    """The parameters under the patterns (all with none); a pattern naming nothing raises PatternError."""
+    named = list(inner.named_parameters())
+    if not patterns:
+        return named
+    modules = [n for n, _ in inner.named_modules() if n]
+    match_names(modules + [n for n, _ in named], patterns, field=field)
+    cleaned = [strip_wrapper_prefix(p) for p in patterns]
+    return [(n, p) for n, p in named if any(pattern_matches(c, n) for c in cleaned)]
+
+
+def _flag_message(where: str, offenders: list[str], problem: str, fix: str) -> str:
+    verb = "is" if len(offenders) == 1 else "are"
+    lines = [f"{where}: {_count(len(offenders), 'parameter')} {verb} {problem}:"]
+    for module, members in _by_top_module(offenders):
+        lines.append(f"  `{module}`: {_count(len(members), 'parameter')} ({_examples(members)})")
+    modules = ", ".join(repr(m) for m, _ in _by_top_module(offenders))
+    lines.append(f"hint: {fix.format(modules=modules)}")
+    return "\n".join(lines)
+
+
+# -- freezing ------------------------------------------------------------------------------------
+
+
+def assert_frozen(model: nn.Module, *patterns: str) -> None:
+    """Every parameter under ``patterns`` (the whole model with none) has ``requires_grad=False``.
+
+    Patterns follow the library's rules (dot boundary, globs, wrapper prefixes ignored). A module
+    with no parameters (a :class:`~tlaudit.FrozenBatchNorm`, a pooling layer) is frozen.
+
+    Raises:
+        AssertionError: naming each trainable parameter, grouped by top-level module.
+        PatternError: a pattern names no module or parameter; the message lists the closest names.
+    """
+    __tracebackhide__ = True
+    inner = _check_model(model, "assert_frozen")
+    selected = _select_params(inner, patterns, "assert_frozen patterns")
+    trainable = [name for name, p in selected if p.requires_grad]
+    if trainable:
+        raise AssertionError(
+            _flag_message(
+                "tlaudit.assert_frozen",
+                trainable,
+                "trainable (requires_grad=True), expected frozen",
+                "tlaudit.freeze(model, {modules})",
+            )
+        )
+
+
+def assert_trainable(model: nn.Module, *patterns: str) -> None:
+    """Every parameter under ``patterns`` (the whole model with none) has ``requires_grad=True``.
+
+    Raises:
+        AssertionError: naming each frozen parameter, grouped by top-level module; also when the
+            patterns select no parameter at all (nothing there can train).
+        PatternError: a pattern names no module or parameter; the message lists the closest names.
+    """
+    __tracebackhide__ = True
+    inner = _check_model(model, "assert_trainable")
+    selected = _select_params(inner, patterns, "assert_trainable patterns")
+    if not selected:
+        what = ", ".join(f"`{p}`" for p in patterns) if patterns else f"`{type(inner).__name__}`"
+        raise AssertionError(f"tlaudit.assert_trainable: {what} has no parameters, so nothing there can train")
+    frozen = [name for name, p in selected if not p.requires_grad]
+    if frozen:
+        raise AssertionError(
+            _flag_message(
+                "tlaudit.assert_trainable",
+                frozen,
+                "frozen (requires_grad=False), expected trainable",
+                "tlaudit.unfreeze(model, {modules})",
+            )
+        )
+
+
+# -- the head ------------------------------------------------------------------------------------
+
+
+def _out_size(module: nn.Module) -> int | None:
+    if isinstance(module, nn.Conv2d):
+        return module.out_channels
+    value = getattr(module, "out_features", None)
+    return value if isinstance(value, int) else None
+
+
+def assert_head(
+    model: nn.Module,
+    num_classes: int,
+    sample: torch.Tensor | None = None,
+    *,
+    head: str | Sequence[str] | None = None,
+) -> None:
+    """The head(s) have ``num_classes`` outputs; with a ``sample``, so does every output of a forward pass.
+
+    The heads come from :func:`~tlaudit.find_heads` (auxiliary heads included) unless ``head`` names
+    them. The forward pass runs in eval mode under ``torch.no_grad()``; every module's training flag
+    is restored afterwards.
+
+    Raises:
+        AssertionError: naming each head layer or output with the wrong size, or when the forward
+            pass on the sample raises.
+        HeadNotFoundError: no head found (or ``head`` names no module).
+    """
+    __tracebackhide__ = True
+    inner = _check_model(model, "assert_head")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"assert_head: num_classes must be a positive int: {num_classes!r} (num_classes)")
+    if sample is not None and not isinstance(sample, torch.Tensor):
+        raise TypeError(f"assert_head: sample must be a torch.Tensor, got {type(sample).__name__} (sample)")
+    problems = []
+    for name in resolve_heads(model, head):
+        layer = inner.get_submodule(name)
+        size = _out_size(layer)
+        if size is None:
+            problems.append(f"head `{name}` is {type(layer).__name__}, which has no out_features to check")
+        elif size != num_classes:
+            problems.append(f"head `{name}` has {size} outputs, expected {num_classes} (num_classes)")
+    if sample is not None:
+        with inference(model, inference_mode=False):
+            try:
+                output = model(sample)
+            except Exception as err:
+                raise AssertionError(
+                    f"tlaudit.assert_head: the forward pass on a sample of shape {tuple(sample.shape)} raised "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+        outputs = named_outputs(output)
+        if not outputs:
+            problems.append(f"the model's output holds no tensor ({type(output).__name__})")
+        for out_name, tensor in outputs:
+            if tensor.ndim < 2 or tensor.shape[1] != num_classes:
+                problems.append(
+                    f"output `{out_name}` has shape {tuple(tensor.shape)}, expected {num_classes} columns (num_classes)"
+                )
+    if problems:
+        lines = "\n  ".join(problems)
+        raise AssertionError(
+            f"tlaudit.assert_head:\n  {lines}\nhint: tlaudit.replace_head(model, {num_classes}) (auxiliary heads included)"
+        )
+
+
+# -- inference -----------------------------------------------------------------------------------
+
+
+def eval_inference_report(predict: Callable[..., Any], model: nn.Module, sample: torch.Tensor) -> Report:
+    """The audit behind :func:`assert_eval_inference`: the checks in :data:`EVAL_CHECKS` only."""
+    if not callable(predict):
+        raise TypeError(f"assert_eval_inference: predict must be callable, got {type(predict).__name__} (predict)")
+    return audit(TransferSetup(model=model, sample=sample, predict=predict), select=list(EVAL_CHECKS))
+
+
+def raise_for_eval_inference(report: Report) -> None:
+    """Raise :class:`~tlaudit.AuditFailed` when ``report`` has a warning or an error."""
+    __tracebackhide__ = True
+    if report.at_or_above("warning"):
+        raise AuditFailed(
+            report, "tlaudit.assert_eval_inference: predict is not eval-mode, gradient-free, deterministic inference\n\n"
+            + report.to_text()
+        )
+
+
+def assert_eval_inference(predict: Callable[..., Any], model: nn.Module, sample: torch.Tensor) -> None:
+    """``predict(model, sample)`` runs the model in eval mode, without gradients, and deterministically.
+
+    Runs the audit with ``select=EVAL_CHECKS`` and fails on warnings too (``grad-inference`` is a warning).
+
+    Raises:
+        AuditFailed: an ``AssertionError`` whose text is the readable report.
+        SetupError: ``predict`` raised, or the model cannot take the sample.
+    """
+    __tracebackhide__ = True
+    raise_for_eval_inference(eval_inference_report(predict, model, sample))
+
+
+# -- normalization -------------------------------------------------------------------------------
+
+
+def assert_normalization(transform: Any, weights: Any) -> None:
+    """The ``transform`` normalizes once, with the mean/std that ``weights`` were trained with.
+
+    ``weights``: a torchvision weights enum member or name, a timm model or pretrained config, or
+    ``{"mean": ..., "std": ...}`` (see :func:`~tlaudit.expected_normalization`).
+
+    Raises:
+        AssertionError: no normalization, two of them, or a different mean/std (all values named).
+        ValueError, TypeError: ``weights`` cannot be read.
+    """
+    __tracebackhide__ = True
+    expected = expected_normalization(weights)
+    found = find_normalizations(transform)
+    want = f"the weights ({expected.source}) expect mean {_fmt(expected.mean)}, std {_fmt(expected.std)}"
+    fix = f"hint: Normalize(mean={_fmt(expected.mean)}, std={_fmt(expected.std)}), or use weights.transforms()"
+    if not found:
+        raise AssertionError(f"tlaudit.assert_normalization: the transform applies no normalization; {want}\n{fix}")
+    if len(found) > 1:
+        steps = "; ".join(f"mean {_fmt(n.mean)}, std {_fmt(n.std)}" for n in found)
+        raise AssertionError(
+            f"tlaudit.assert_normalization: the transform normalizes {len(found)} times (double normalization): "
+            f"{steps}\nhint: keep a single Normalize step"
+        )
+    actual = found[0]
+    if not actual.matches(expected):
+        raise AssertionError(
+            f"tlaudit.assert_normalization: the transform normalizes with mean {_fmt(actual.mean)}, "
+            f"std {_fmt(actual.std)}; {want}\n{fix}"
+        )
+
+
+# -- learning rates ------------------------------------------------------------------------------
+
+
+def _excluded_ids(exclude: Any, model: nn.Module | None) -> set[int]:
+    if exclude is None:
+        return set()
+    items = [exclude] if isinstance(exclude, (str, nn.Module, torch.Tensor)) else list(exclude)
+    ids: set[int] = set()
+    patterns = []
+    for item in items:
+        if isinstance(item, str):
+            patterns.append(item)
+        elif isinstance(item, nn.Module):
+            ids.update(id(p) for p in item.parameters())
+        elif isinstance(item, torch.Tensor):
+            ids.add(id(item))
+        else:
+            raise TypeError(
+                f"assert_lr_below: exclude takes module-name patterns, modules or parameters, got "
+                f"{type(item).__name__}: {item!r} (exclude)"
+            )
+    if patterns:
+        if model is None:
+            raise TypeError(
+                f"assert_lr_below: module-name patterns need model= to resolve them: {patterns!r} (exclude); "
+                "pass model=, or pass the modules or parameters themselves"
+            )
+        ids.update(id(p) for _, p in _select_params(unwrap(model), patterns, "assert_lr_below exclude"))
+    return ids
+
+
+def assert_lr_below(
+    optimizer: torch.optim.Optimizer,
+    lr_max: float,
+    *,
+    exclude: str | nn.Module | torch.Tensor | Iterable[str | nn.Module | torch.Tensor] | None = None,
+    model: nn.Module | None = None,
+    scheduler: Any = None,
+) -> None:
+    """Every optimizer group's LR is at most ``lr_max``, except groups holding only excluded parameters.
+
+    ``exclude`` names what may train faster (typically the new head): module-name patterns (which
+    need ``model=`` to resolve), modules, or parameters, alone or in a list. With ``scheduler``, the
+    peak LR the schedule reaches (warm-up, one-cycle) is checked too, simulated on copies: neither
+    the optimizer nor the scheduler is stepped. With ``model``, messages name the parameters.
+
+    Raises:
+        AssertionError: naming each offending group (index and ``name``), its LR and parameters.
+        PatternError: an ``exclude`` pattern names nothing in ``model``.
+    """
+    __tracebackhide__ = True
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"assert_lr_below: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__} (optimizer)"
+        )
+    if not _is_number(lr_max) or lr_max <= 0:
+        raise ValueError(f"assert_lr_below: lr_max must be a positive number: {lr_max!r} (lr_max)")
+    if model is not None:
+        _check_model(model, "assert_lr_below")
+    excluded = _excluded_ids(exclude, model)
+    names = {id(p): n for n, p in unwrap(model).named_parameters()} if model is not None else {}
+    if scheduler is not None:
+        from tlaudit.checks import simulate_peak_lrs
+
+        peaks, at = simulate_peak_lrs(optimizer, scheduler)
+    else:
+        peaks, at = [float(g["lr"]) for g in optimizer.param_groups], [0] * len(optimizer.param_groups)
+    problems = []
+    for index, group in enumerate(optimizer.param_groups):
+        checked = [p for p in group["params"] if id(p) not in excluded]
+        if not checked:
+            continue
+        label = f"group {index}" + (f" (`{group['name']}`)" if group.get("name") else "")
+        known = [names[id(p)] for p in checked if id(p) in names]
+        held = f"{_count(len(checked), 'parameter')}" + (f": {_examples(known)}" if known else "")
+        now = float(group["lr"])
+        if now > lr_max:
+            problems.append(f"{label} has lr {now:g} > lr_max {lr_max:g} ({held})")
+        elif peaks[index] > lr_max:
+            problems.append(
+                f"{label} reaches lr {peaks[index]:g} > lr_max {lr_max:g} at scheduler step {at[index]} ({held})"
+            )
+    if problems:
+        lines = "\n  ".join(problems)
+        raise AssertionError(
+            f"tlaudit.assert_lr_below:\n  {lines}\nhint: a lower LR for pretrained layers than for the head: "
+            "tlaudit.param_groups(model, lr, head_lr=...), and exclude= the head"
+        )
+
+
+# -- throughput ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """What ``tlaudit_bench`` measured: images per second from the median round time."""
+
+    images_per_second: float
+    median_seconds: float
+    batch_size: int
+    device: str
+    dtype: str
+    rounds: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "images_per_second": self.images_per_second,
+            "median_seconds": self.median_seconds,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "dtype": self.dtype,
+            "rounds": self.rounds,
+        }
+
+
+def measure_throughput(
+    benchmark: Any,
+    model: nn.Module,
+    sample: torch.Tensor,
+    *,
+    rounds: int = 20,
+    warmup_rounds: int = 2,
+    iterations: int = 1,
+) -> Throughput:
+    """Feature-extraction throughput of ``model`` on ``sample`` with pytest-benchmark's ``benchmark``.
+
+    Each call is ``model(sample)`` in eval mode under ``torch.inference_mode()`` (training flags are
+    restored afterwards), synchronized on CUDA. Records ``images_per_second`` (batch size over the
+    median time per call), ``batch_size``, ``device`` and ``dtype`` in ``benchmark.extra_info``, so
+    ``--benchmark-json`` carries them. With ``--benchmark-disable`` the call runs once and is timed
+    with ``time.perf_counter``.
+    """
+    inner = _check_model(model, "tlaudit_bench")
+    if not isinstance(sample, torch.Tensor) or sample.ndim < 1:
+        raise TypeError(f"tlaudit_bench: sample must be a batched torch.Tensor, got {type(sample).__name__} (sample)")
+    for value, field in ((rounds, "rounds"), (iterations, "iterations")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"tlaudit_bench: {field} must be a positive int: {value!r} ({field})")
+    if isinstance(warmup_rounds, bool) or not isinstance(warmup_rounds, int) or warmup_rounds < 0:
+        raise ValueError(f"tlaudit_bench: warmup_rounds must be an int >= 0: {warmup_rounds!r} (warmup_rounds)")
+    ref = next((p for p in inner.parameters() if p.is_floating_point()), None)
+    dtype = ref.dtype if ref is not None else sample.dtype
+    device = sample.device
+    sync = device.type == "cuda"
+
+    def forward() -> None:
+        model(sample)
+        if sync:
+            torch.cuda.synchronize(device)
+
+    with inference(model):
+        if getattr(benchmark, "disabled", False):
+            started = time.perf_counter()
+            benchmark.pedantic(forward, rounds=1, iterations=1)
+            median, done = time.perf_counter() - started, 1
+        else:
+            benchmark.pedantic(forward, rounds=rounds, warmup_rounds=warmup_rounds, iterations=iterations)
+            median, done = float(benchmark.stats.stats.median), rounds
+    batch = int(sample.shape[0])
+    result = Throughput(
+        images_per_second=batch / median if median > 0 else float("inf"),
+        median_seconds=median,
+        batch_size=batch,
+        device=str(device),
+        dtype=str(dtype).replace("torch.", ""),
+        rounds=done,
+    )
+    benchmark.extra_info.update(
+        {
+            "images_per_second": result.images_per_second,
+            "batch_size": result.batch_size,
+            "device": result.device,
+            "dtype": result.dtype,
+            "mode": "eval+inference_mode",
+            "model": type(inner).__name__,
+        }
+    )
+    return result
