@@ -265,6 +265,12 @@ def _mode(module: nn.Module) -> str:
     return "mixed"
 
 
+def _role(name: str, heads: Sequence[str]) -> str:
+    if not heads or name not in heads:
+        return ""
+    return "head" if name == heads[0] else "aux head"
+
+
 @dataclass(frozen=True)
 class Description:
     """What :func:`describe` returns: ``str()`` is the table, ``to_dict()`` the same for JSON."""
@@ -289,10 +295,10 @@ class Description:
     def __str__(self) -> str:
         table = tabulate(
             [
-                [r["module"], r["type"], f"{r['params']:,}", r["trainable"], r["mode"], "head" if r["head"] else ""]
+                [r["module"], r["type"], f"{r['params']:,}", r["trainable"], r["mode"], _role(r["module"], self.heads)]
                 for r in self.rows
             ],
-            headers=["module", "type", "params", "trainable", "mode", ""],
+            headers=["module", "type", "params", "trainable", "mode", "role"],
             colalign=("left", "left", "right", "left", "left", "left"),
         )
         lines = [
