@@ -5,13 +5,28 @@ engine are imported the first time a test uses a fixture method or a module decl
 suites that do not use tlaudit pay nothing. Disable it with ``-p no:tlaudit``.
 
 Fixtures
-    ``tlaudit``: :class:`TlauditFixture` with ``audit(setup=None, **fields)``, ``assert_frozen``,
-    ``assert_trainable``, ``assert_head``, ``assert_eval_inference``, ``assert_normalization``,
-    ``assert_lr_below`` and ``options`` (the options in effect). Inside a test that requests it, the
-    name ``tlaudit`` is the fixture, not the package: ``from tlaudit import replace_head``.
+    ``tlaudit`` (:class:`TlauditFixture`); inside a test that requests it the name is the fixture,
+    not the package, so import what you need by name (``from tlaudit import replace_head``):
 
-    ``tlaudit_bench``: :class:`ThroughputBench`, feature-extraction throughput on top of
-    pytest-benchmark's ``benchmark`` fixture.
+    * ``audit(setup=None, *, select=None, ignore=None, fail_on=None, **fields) -> Report``: audits
+      ``setup`` or ``TransferSetup(**fields)`` (not both) and fails the test with the readable report
+      when a finding is at or above ``fail_on``;
+    * ``assert_frozen(model, *patterns)``, ``assert_trainable(model, *patterns)``: no pattern means
+      the whole model; patterns follow the library's rules, and one that names nothing is a
+      ``PatternError`` listing the closest names;
+    * ``assert_head(model, num_classes, sample=None, *, head=None)``;
+    * ``assert_eval_inference(predict, model, sample)``: eval mode, no gradients, deterministic
+      (the three eval checks; their warnings fail too);
+    * ``assert_normalization(transform, weights)``;
+    * ``assert_lr_below(optimizer, lr_max, *, exclude=None, model=None, scheduler=None)``:
+      ``exclude`` takes module-name patterns (resolved in ``model=``), modules or parameters, alone
+      or in a list; with ``scheduler`` the scheduled peak LR counts; ``lr_max=None`` takes the
+      configured one;
+    * ``options`` (:class:`AuditOptions`, with ``sources``) and ``reports`` (this test's reports).
+
+    ``tlaudit_bench`` (:class:`ThroughputBench`): ``tlaudit_bench(model, sample, *, rounds=20,
+    warmup_rounds=2, iterations=1) -> Throughput`` on pytest-benchmark's ``benchmark`` fixture;
+    ``images_per_second``, ``batch_size``, ``device`` and ``dtype`` go to ``benchmark.extra_info``.
 
 Marker
     ``@pytest.mark.tlaudit(lr_max=..., select=[...], ignore=[...], fail_on="error"|"warning")`` on a
@@ -25,6 +40,9 @@ Options (command line / ini; the same help text for both)
     the marker, the command line, the ini file, the default (``fail_on="error"``; ``lr_max``: the
     setup's own ``lr_max``, else the engine's default by optimizer kind). A relative report path is
     resolved against the invocation directory (command line) or the ini file's directory (ini).
+    Bad values stop the run with a usage error naming their source. The ini keys are strings
+    (pytest < 9 has no float ini type): in a native ``[tool.pytest]`` table write
+    ``tlaudit_lr_max = "1e-3"``.
 
 Setups as test items
     A module-level function marked ``@pytest.mark.tlaudit_setup`` that takes no arguments and returns
@@ -35,8 +53,9 @@ Setups as test items
     items). Nothing else is collected: unmarked functions named ``*_setup`` stay plain functions.
 
 Report and summary
-    ``--tlaudit-report PATH`` writes one JSON object: test node ID -> ``Report.to_dict()`` (a list of
-    them when a test audited more than once); setups are keyed by their function's node ID
+    Every audit is recorded: ``tlaudit.audit``, ``assert_eval_inference`` (an audit of three checks)
+    and each setup's. ``--tlaudit-report PATH`` writes one JSON object: test node ID ->
+    ``Report.to_dict()`` (a list of them when a test audited more than once), ``{}`` when none ran; setups are keyed by their function's node ID
     (``test_models.py::resnet_setup``). Under pytest-xdist the workers send their audits to the
     controller, which merges them and alone writes the file. The terminal summary gets a ``tlaudit``
     section listing audited tests with their error and warning counts, when any audit ran.
@@ -213,11 +232,10 @@ def _marker_kwargs(marks: Iterable[pytest.Mark], where: str) -> dict[str, Any]:
                     f"@pytest.mark.tlaudit: unknown keyword: {key!r} ({where}); "
                     f"expected {', '.join(MARKER_KEYWORDS)}{hint}"
                 )
-            merged.setdefault(key, value)
+            if value is not None:  # None means "not set here": a farther marker or the options decide
+                merged.setdefault(key, value)
     out: dict[str, Any] = {}
     for key, value in merged.items():
-        if value is None:
-            continue
         try:
             if key == "lr_max":
                 out[key] = _parse_lr_max(value, f"@pytest.mark.tlaudit(lr_max=...) on {where}")
@@ -346,14 +364,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(problem, pytrace=False)
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """A skipped setup check reports the factory's location, not the plugin's."""
-    report = yield
-    if isinstance(item, SetupCheckItem) and report.skipped and isinstance(report.longrepr, tuple):
+    outcome = yield
+    if not isinstance(item, SetupCheckItem):
+        return
+    report = outcome.get_result()
+    if report.skipped and isinstance(report.longrepr, tuple):
         path, lineno, _ = item.reportinfo()
         report.longrepr = (str(path), lineno + 1, report.longrepr[2])
-    return report
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -406,8 +426,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         warnings = sum(r["summary"]["warnings"] for r in reports)
         audits = f" ({len(reports)} audits)" if len(reports) > 1 else ""
         rows.append((nodeid, f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}{audits}"))
-    terminalreporter.ensure_newline()
-    terminalreporter.section("tlaudit")
+    terminalreporter.write_sep("=", "tlaudit")
     width = max(len(nodeid) for nodeid, _ in rows)
     for nodeid, counts in rows:
         terminalreporter.write_line(f"{nodeid.ljust(width)}  {counts}")

@@ -66,7 +66,10 @@ INPUT_SIZE: dict[str, int] = {"inception_v3": 299}
 """Input side length per model where it is not 224."""
 
 # Builders that warn (FutureWarning) unless told how to initialise; False keeps the default init and is quiet.
-_QUIET_KWARGS: dict[str, dict[str, Any]] = {"googlenet": {"init_weights": False}, "inception_v3": {"init_weights": False}}
+_QUIET_KWARGS: dict[str, dict[str, Any]] = {
+    "googlenet": {"init_weights": False},
+    "inception_v3": {"init_weights": False},
+}
 
 
 class TinyCNN(nn.Module):

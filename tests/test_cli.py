@@ -240,7 +240,7 @@ def test_example_and_path_are_exclusive(capsys, setup_file):
 @pytest.mark.parametrize(
     ("kind", "spec_suffix", "message"),
     [
-        ("missing", "", "setup file not found: {path} (setup)"),
+        ("missing", "", "file not found: {path} (setup)"),
         ("no_setup", "", "no function setup() in {path} (setup)"),
         ("no_setup", ":make", "no function make() in {path} (setup)"),
         ("raises", "", "{path}:setup() raised RuntimeError: no GPU here (setup)"),

@@ -159,4 +159,4 @@ def test_wrapped_models_are_audited_with_unwrapped_names():
 
 
 def test_checks_module_exports_only_its_api():
-    assert set(checks_module.__all__) == {"Check", "REGISTRY", "ALIASES", "get_check", "select_checks"}
+    assert set(checks_module.__all__) == {"Check", "REGISTRY", "ALIASES", "get_check", "select_checks", "simulate_peak_lrs"}

@@ -63,7 +63,13 @@ def test_from_plain_mapping():
     assert summary(n) == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 192, None, None)
     assert n.source == "mapping"
     full = expected_normalization(
-        {"mean": 0.5, "std": 0.5, "crop_size": (160, 160), "resize_size": [176], "interpolation": InterpolationMode.NEAREST}
+        {
+            "mean": 0.5,
+            "std": 0.5,
+            "crop_size": (160, 160),
+            "resize_size": [176],
+            "interpolation": InterpolationMode.NEAREST,
+        }
     )
     assert summary(full) == ((0.5,), (0.5,), 160, 176, "nearest")
 
@@ -84,7 +90,9 @@ def test_from_timm_pretrained_cfg_mapping():
 
 
 def test_from_timm_cfg_object():
-    cfg = SimpleNamespace(mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=(3, 288, 288), crop_pct=1.0, interpolation="bilinear")
+    cfg = SimpleNamespace(
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=(3, 288, 288), crop_pct=1.0, interpolation="bilinear"
+    )
     n = expected_normalization(cfg)
     assert summary(n) == (IMAGENET_MEAN, IMAGENET_STD, 288, 288, "bilinear")
     assert n.source == "SimpleNamespace"
@@ -110,7 +118,8 @@ def test_module_without_pretrained_cfg():
 
 
 def test_mapping_without_mean_or_std():
-    with pytest.raises(ValueError, match=re.escape("mapping needs 'mean' and 'std' keys: ['crop_size', 'mean'] (weights)")):
+    message = "mapping needs 'mean' and 'std' keys: ['crop_size', 'mean'] (weights)"
+    with pytest.raises(ValueError, match=re.escape(message)):
         expected_normalization({"mean": [0.5] * 3, "crop_size": 224})
     with pytest.raises(ValueError, match=re.escape("mapping needs 'mean' and 'std' keys: [] (weights)")):
         expected_normalization({})
@@ -119,7 +128,8 @@ def test_mapping_without_mean_or_std():
 def test_mapping_with_bad_values():
     with pytest.raises(ValueError, match=re.escape("weights['mean'] is empty (weights['mean'])")):
         expected_normalization({"mean": [], "std": [0.5]})
-    with pytest.raises(ValueError, match=re.escape("weights['std'] must be a sequence of numbers: 'abc' (weights['std'])")):
+    message = "weights['std'] must be a sequence of numbers: 'abc' (weights['std'])"
+    with pytest.raises(ValueError, match=re.escape(message)):
         expected_normalization({"mean": [0.5], "std": "abc"})
 
 
@@ -136,7 +146,11 @@ def test_unsupported_weights_type(weights):
 
 def test_find_in_v1_nested_compose():
     pipeline = v1.Compose(
-        [v1.Resize(256), v1.CenterCrop(224), v1.Compose([v1.PILToTensor(), v1.Normalize([0.1, 0.2, 0.3], [0.4, 0.5, 0.6])])]
+        [
+            v1.Resize(256),
+            v1.CenterCrop(224),
+            v1.Compose([v1.PILToTensor(), v1.Normalize([0.1, 0.2, 0.3], [0.4, 0.5, 0.6])]),
+        ]
     )
     n = find_normalization(pipeline)
     assert (n.mean, n.std) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
@@ -160,6 +174,11 @@ def test_find_in_v1_random_apply():
     assert (n.mean, n.std) == ((0.3,), (0.7,))
 
 
+def test_find_in_random_apply_of_a_sequential_module():
+    n = find_normalization(v1.RandomApply(nn.Sequential(v1.Normalize([0.3] * 3, [0.7] * 3)), p=1.0))
+    assert (n.mean, n.std) == ((0.3,) * 3, (0.7,) * 3)
+
+
 def test_find_in_nn_sequential():
     pipeline = nn.Sequential(v2.Resize(64), nn.Sequential(v2.CenterCrop(56), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)))
     n = find_normalization(pipeline)
@@ -170,11 +189,6 @@ def test_find_in_plain_list():
     assert find_normalization([v2.Resize(64), v2.Normalize([0.5], [0.5])]).mean == (0.5,)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: RandomApply(nn.ModuleList([...])) - the scriptable form torchvision documents - is not searched: "
-    "_children only recurses into a transforms list/tuple, nn.Sequential, list and tuple",
-)
 @pytest.mark.parametrize("module", [v1, v2], ids=["v1", "v2"])
 def test_find_in_random_apply_with_module_list(module):
     pipeline = module.RandomApply(nn.ModuleList([module.Normalize([0.5] * 3, [0.5] * 3)]), p=0.5)

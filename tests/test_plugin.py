@@ -79,6 +79,15 @@ _XDIST = re.compile(r"^\[(gw\d+)\] \[\s*\d+%\] (PASSED|FAILED|ERROR|SKIPPED|XFAI
 def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    # when this suite itself runs under xdist, its workers' variables would make the inner
+    # pytest (and pytest-benchmark, which then disables itself) believe it is a worker too
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def esc(text: str) -> str:
+    """``text`` with fnmatch's ``[`` and ``]`` made literal; ``*`` stays a wildcard."""
+    return re.sub(r"[\[\]]", lambda m: f"[{m.group(0)}]", text)
 
 
 def outcomes(result: pytest.RunResult) -> dict[str, str]:
@@ -438,7 +447,7 @@ def test_fixture_assertions_pass_silently_and_fail_naming_the_offender(pytester:
         ]
     )
     failure(result, "test_pattern_naming_nothing").fnmatch_lines(
-        ["E * PatternError: pattern matches no module: 'stme' (assert_frozen patterns); closest: stem"]
+        ["E *PatternError: pattern matches no module: 'stme' (assert_frozen patterns); closest: stem"]
     )
     failure(result, "test_head_fails_on_an_aux_head").fnmatch_lines(
         ["E * tlaudit.assert_head:", "E *   head `aux` has 7 outputs, expected 4 (num_classes)"]
@@ -462,8 +471,11 @@ def test_fixture_assertions_pass_silently_and_fail_naming_the_offender(pytester:
     train_mode.no_fnmatch_line("*eval-mode*ran in training mode*")
     failure(result, "test_normalization_fails").fnmatch_lines(
         [
-            "E * tlaudit.assert_normalization: the transform normalizes with mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5]; "
-            "the weights (ResNet18_Weights.IMAGENET1K_V1) expect mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]"
+            esc(
+                "E * tlaudit.assert_normalization: the transform normalizes with mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5]; "
+                "the weights (ResNet18_Weights.IMAGENET1K_V1) expect mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]"
+            ),
+            esc("E * hint: Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]), or use weights.transforms()"),
         ]
     )
     failure(result, "test_lr_below_fails").fnmatch_lines(
@@ -477,7 +489,7 @@ def test_fixture_assertions_pass_silently_and_fail_naming_the_offender(pytester:
         ["E *   group 0 reaches lr 0.1 > lr_max 0.01 at scheduler step * (6 parameters)"]
     )
     failure(result, "test_lr_below_patterns_need_the_model").fnmatch_lines(
-        ["E * TypeError: assert_lr_below: module-name patterns need model= to resolve them: ['fc'] (exclude)*"]
+        [esc("E * TypeError: assert_lr_below: module-name patterns need model= to resolve them: ['fc'] (exclude)*")]
     )
     # assert_eval_inference is an audit: it is recorded and summarized
     summary = section(result, "tlaudit")
@@ -593,7 +605,7 @@ def test_audit_marker_options_report_summary_and_bench(pytester: pytest.Pytester
     failure(result, "test_marker_lr_max_tightens_the_ceiling").fnmatch_lines(
         [
             "tlaudit: 1 finding at or above warning (fail_on from --tlaudit-fail-on)",
-            "error*lr-threshold*param_groups[[]0[]]*group 0 holds 4 pretrained parameters with lr 0.005 > lr_max 0.001",
+            esc("error*lr-threshold*param_groups[0]*group 0 holds 4 pretrained parameters with lr 0.005 > lr_max 0.001"),
         ]
     )
     failure(result, "test_marker_unknown_check_id").fnmatch_lines(
@@ -672,6 +684,11 @@ def test_setups_become_one_test_item_per_check(pytester: pytest.Pytester) -> Non
         def broken_setup():
             raise RuntimeError("checkpoint not found")
 
+        @pytest.mark.tlaudit(select=["head-size"])
+        @pytest.mark.tlaudit_setup
+        def wrong_type_setup():
+            return 42
+
         def plain_setup():  # not marked: a helper, never collected
             raise AssertionError("collected by surprise")
 
@@ -687,7 +704,25 @@ def test_setups_become_one_test_item_per_check(pytester: pytest.Pytester) -> Non
             assert CALLS == [1]
         '''
     )
-    result = pytester.runpytest_subprocess("-v", "-rs", "--strict-markers", timeout=TIMEOUT)
+    pytester.makepyfile(
+        test_bad_setups='''
+        import pytest
+
+        @pytest.mark.tlaudit_setup
+        def needs_a_model_setup(model):
+            pass
+        '''
+    )
+    result = pytester.runpytest_subprocess(
+        "-v", "-rs", "--strict-markers", "--continue-on-collection-errors", timeout=TIMEOUT
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR collecting test_bad_setups.py*",
+            "@pytest.mark.tlaudit_setup: needs_a_model_setup() must take no arguments, it takes model "
+            "(test_bad_setups.py::needs_a_model_setup)",
+        ]
+    )
     found = outcomes(result)
     resnet = {n.split("[")[1].rstrip("]"): o for n, o in found.items() if n.startswith("test_models.py::resnet_setup[")}
     assert len(resnet) == 16  # one item per registered check
@@ -702,6 +737,7 @@ def test_setups_become_one_test_item_per_check(pytester: pytest.Pytester) -> Non
         "test_models.py::tiny_setup[eval-mode]": "SKIPPED",
         "test_models.py::broken_setup[head-frozen]": "FAILED",
         "test_models.py::broken_setup[head-size]": "FAILED",
+        "test_models.py::wrong_type_setup[head-size]": "FAILED",
         "test_models.py::counted_setup[head-frozen]": "PASSED",
         "test_models.py::counted_setup[head-size]": "PASSED",
         "test_models.py::test_each_factory_ran_once": "PASSED",
@@ -726,9 +762,14 @@ def test_setups_become_one_test_item_per_check(pytester: pytest.Pytester) -> Non
             "(details: broken_setup[head-frozen])"
         ]
     )
+    failure(result, "wrong_type_setup[head-size]").fnmatch_lines(
+        ["tlaudit: setup factory wrong_type_setup() returned int, not a tlaudit.TransferSetup"]
+    )
     result.stdout.fnmatch_lines(
-        ["SKIPPED [[]1[]] test_models.py:*: eval-mode: no `predict` given", "SKIPPED [[]1[]] test_models.py:*: optimizer-missing: no `optimizer` given"],
-        consecutive=False,
+        [
+            esc("SKIPPED [1] test_models.py:*: eval-mode: no `predict` given"),
+            esc("SKIPPED [1] test_models.py:*: optimizer-missing: no `optimizer` given"),
+        ]
     )
     assert "collected by surprise" not in result.stdout.str()
 

@@ -26,6 +26,10 @@ from tlaudit.surgery import Description, HeadNotFoundError, describe, find_heads
 
 __version__ = "0.1.0"
 
+for _error in (PatternError, HeadNotFoundError, SetupError, AuditFailed):
+    _error.__module__ = "tlaudit"  # tracebacks name the public path
+del _error
+
 __all__ = [
     "__version__",
     "AuditFailed",

@@ -73,11 +73,11 @@ def match_names(names: Sequence[str], patterns: Sequence[str], *, field: str = "
     selected = []
     hits = dict.fromkeys(cleaned, False)
     for name in names:
-        for pattern in cleaned:
-            if pattern_matches(pattern, name):
+        matched = [pattern for pattern in cleaned if pattern_matches(pattern, name)]
+        if matched:
+            for pattern in matched:
                 hits[pattern] = True
-                selected.append(name)
-                break
+            selected.append(name)
     missing = [p for p, hit in hits.items() if not hit]
     if missing:
         pattern = missing[0]

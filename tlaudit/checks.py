@@ -23,7 +23,7 @@ from tlaudit.context import BN_TYPES, AuditContext, Skip, named_outputs
 from tlaudit.report import Finding, Severity
 from tlaudit.setup import Strategy
 
-__all__ = ["Check", "REGISTRY", "ALIASES", "get_check", "select_checks"]
+__all__ = ["Check", "REGISTRY", "ALIASES", "get_check", "select_checks", "simulate_peak_lrs"]
 
 CheckFunc = Callable[[AuditContext], Iterable[Finding]]
 
@@ -469,35 +469,47 @@ def _scheduler_horizon(scheduler: Any) -> int:
     return min(horizon, _SCHEDULER_MAX_STEPS)
 
 
+class _StandIn(torch.optim.Optimizer):
+    """An optimizer that holds copies of the user's group hyperparameters and one scalar each; step() does nothing."""
+
+    def __init__(self, groups: list[dict[str, Any]]) -> None:
+        super().__init__(
+            [{**{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}, "params": [torch.zeros(1, requires_grad=True)]} for g in groups],
+            {},
+        )
+
+    def step(self, closure: Any = None) -> None:
+        return None
+
+
+_LR_RTOL = 1e-9
+
+
 def simulate_peak_lrs(optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[list[float], list[int]]:
-    """Peak LR per group, and the step it is reached, over the scheduler's horizon, on copies.
+    """Peak LR per group, and the first step it is reached, over the scheduler's horizon, on copies.
 
     The user's optimizer and scheduler are not stepped: the scheduler is deep-copied with its
-    optimizer swapped for a stand-in holding one scalar per group.
+    optimizer swapped for a stand-in holding one scalar per group. ``ReduceLROnPlateau`` only
+    lowers LRs, so its peak is the current LR.
     """
     groups = optimizer.param_groups
     peaks = [float(g["lr"]) for g in groups]
     at = [0] * len(groups)
-    if scheduler is None or not hasattr(scheduler, "get_last_lr"):
+    if scheduler is None or isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         return peaks, at
-    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
-    stand_in.param_groups = [
-        {**{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}, "params": [torch.zeros(1, requires_grad=True)]}
-        for g in groups
-    ]
-    memo = {id(optimizer): stand_in}
-    sim = copy.deepcopy(scheduler, memo)
+    stand_in = _StandIn(groups)
+    sim = copy.deepcopy(scheduler, {id(optimizer): stand_in})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for step in range(1, _scheduler_horizon(scheduler)):
             try:
                 stand_in.step()
                 sim.step()
-            except (ValueError, ZeroDivisionError, IndexError):  # e.g. OneCycleLR past total_steps
+            except (ValueError, ZeroDivisionError, IndexError, TypeError):  # e.g. OneCycleLR past total_steps
                 break
             for i, g in enumerate(stand_in.param_groups):
                 lr = float(g["lr"])
-                if lr > peaks[i]:
+                if lr > peaks[i] * (1 + _LR_RTOL):
                     peaks[i], at[i] = lr, step
     return peaks, at
 
@@ -555,7 +567,8 @@ _MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase
 @_register("eval-mode", "error", "a module is in training mode while predict runs", needs=("predict",))
 def eval_mode(ctx: AuditContext) -> Iterator[Finding]:
     """What:
-    Modules called in training mode during ``predict``.
+    Modules called in training mode during ``predict``: an error where dropout or BatchNorm layers
+    are affected, a warning where only other modules are (they matter if they read ``self.training``).
 
     Why:
     In training mode dropout zeroes activations and BatchNorm normalizes with the batch's own
@@ -584,11 +597,19 @@ def eval_mode(ctx: AuditContext) -> Iterator[Finding]:
         detail.append(f"{_count(len(dropout), 'dropout layer')} active ({_examples(dropout)})")
     if norms:
         detail.append(f"{_count(len(norms), 'BatchNorm layer')} using batch statistics ({_examples(norms)})")
-    text = "; ".join(detail) if detail else f"{_count(len(trace.training_modules), 'module')} in training mode"
+    if detail:
+        text, severity = "; ".join(detail), None
+    else:
+        text = (
+            f"{_count(len(trace.training_modules), 'module')} in training mode; no dropout or BatchNorm is affected, "
+            "but modules that read self.training are"
+        )
+        severity = Severity.WARNING
     yield check.finding(
         f"{where} ran in training mode during predict: {text}",
         subject=subject,
         hint="call model.eval() in predict, or use `with tlaudit.inference(model):`",
+        severity=severity,
     )
 
 

@@ -20,7 +20,7 @@ from tlaudit.normalization import Normalization, expected_normalization, find_no
 from tlaudit.setup import SetupError, Strategy, TransferSetup
 from tlaudit.surgery import HeadNotFoundError, resolve_heads
 
-__all__ = ["AuditContext", "Skip", "TrainTrace", "PredictTrace", "BN_TYPES", "AUX_LOSS_WEIGHT"]
+__all__ = ["AuditContext", "Skip", "TrainTrace", "PredictTrace", "BN_TYPES", "AUX_LOSS_WEIGHT", "default_train_step", "named_outputs"]
 
 BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 AUX_LOSS_WEIGHT = 0.4
@@ -51,12 +51,17 @@ class PredictTrace:
 
 
 def default_train_step(model: nn.Module, sample: torch.Tensor, targets: torch.Tensor, optimizer: Any) -> None:
-    """``model.train()``, ``zero_grad``, cross-entropy over every output (aux weighted 0.4), backward, step."""
+    """``model.train()``, ``zero_grad``, cross-entropy over every output (aux weighted 0.4), backward, step.
+
+    A loss that requires no gradient (everything frozen) ends the step after the forward pass.
+    """
     model.train()
     if optimizer is not None:
         optimizer.zero_grad()
     outputs = model(sample)
     loss = _loss(outputs, targets)
+    if not loss.requires_grad:  # nothing trainable: head-frozen / frozen-grad report why
+        return
     loss.backward()
     if optimizer is not None:
         optimizer.step()
@@ -73,9 +78,17 @@ def _loss(outputs: Any, targets: torch.Tensor) -> torch.Tensor:
 
 
 def _fit(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Integer labels the output cannot take are wrapped into its range (``label-range`` reports them)."""
-    if targets.is_floating_point() or logits.ndim < 2:
+    """Labels the output cannot take are made to fit (``label-range`` and ``head-size`` report them).
+
+    Integer labels out of range are wrapped into it; soft/one-hot targets of the wrong width become
+    their argmax.
+    """
+    if logits.ndim < 2:
         return targets
+    if targets.is_floating_point():
+        if targets.shape == logits.shape:
+            return targets
+        targets = targets.argmax(dim=-1) if targets.ndim >= 2 else targets.long()
     columns = logits.shape[1]
     bad = (targets != -100) & ((targets < 0) | (targets >= columns))
     if bool(bad.any()):
@@ -340,7 +353,8 @@ class AuditContext:
             for p, before, _, grad_before, grad_value in self.snapshot.params:
                 if p.shape != before.shape or not torch.equal(p, before):
                     trace.changed.add(id(p))
-                if not self.requires_grad.get(id(p), True) and p.grad is not None:
+                # a requires_grad=False leaf can only get a gradient if the step switched the flag on
+                if not self.requires_grad.get(id(p), True) and p.requires_grad and p.grad is not None:
                     if grad_before is None or p.grad is not grad_before or not torch.equal(p.grad, grad_value):
                         trace.grad_received.add(id(p))
         self.snapshot.restore()

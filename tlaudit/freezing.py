@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 from tabulate import tabulate
 from torch import nn
 
-from tlaudit._names import match_names, pattern_matches, unwrap
+from tlaudit._names import match_names, pattern_matches, strip_wrapper_prefix, unwrap
 from tlaudit.surgery import _flag_summary, _mode, resolve_heads
 
 __all__ = [
@@ -77,7 +78,16 @@ class FrozenBatchNorm(nn.Module):
 
     @classmethod
     def from_batchnorm(cls, bn: nn.modules.batchnorm._BatchNorm) -> FrozenBatchNorm:
-        """A frozen copy of ``bn``'s statistics and affine terms, on its device and dtype."""
+        """A frozen copy of ``bn``'s statistics and affine terms, on its device and dtype.
+
+        Raises:
+            ValueError: ``bn`` keeps no running statistics (``track_running_stats=False``).
+        """
+        if bn.running_mean is None or bn.running_var is None:
+            raise ValueError(
+                f"cannot freeze {type(bn).__name__}({bn.num_features}): it keeps no running statistics "
+                "(track_running_stats=False)"
+            )
         ref = bn.running_mean if bn.running_mean is not None else bn.weight
         frozen = cls(bn.num_features, bn.eps)
         if ref is not None:
@@ -119,8 +129,6 @@ def _select_params(model: nn.Module, patterns: Sequence[str]) -> list[tuple[str,
 
 
 def _strip(patterns: Sequence[str]) -> list[str]:
-    from tlaudit._names import strip_wrapper_prefix
-
     return [strip_wrapper_prefix(p) for p in patterns]
 
 
@@ -221,7 +229,11 @@ def freeze_batchnorm(model: nn.Module, *patterns: str) -> list[str]:
         if name in selected and isinstance(module, _BN_TYPES):
             parent_name, _, leaf = name.rpartition(".")
             parent = inner.get_submodule(parent_name) if parent_name else inner
-            setattr(parent, leaf, FrozenBatchNorm.from_batchnorm(module))
+            try:
+                frozen = FrozenBatchNorm.from_batchnorm(module)
+            except ValueError as err:
+                raise ValueError(f"{err}: `{name}` (patterns)") from err
+            setattr(parent, leaf, frozen)
             replaced.append(name)
     return replaced
 
@@ -254,7 +266,8 @@ def _no_decay(name: str, param: nn.Parameter) -> bool:
 
 
 def _block_key(model: nn.Module, name: str) -> str:
-    """The block a parameter belongs to: the entry of the first Sequential/ModuleList on its path."""
+    """The block a parameter belongs to: the entry of the first Sequential/ModuleList on its path,
+    else the module that owns it (the parameter itself for parameters of the root)."""
     parts = name.split(".")
     module = model
     for i, part in enumerate(parts[:-1]):
@@ -263,7 +276,7 @@ def _block_key(model: nn.Module, name: str) -> str:
         module = module._modules.get(part)
         if module is None:
             break
-    return parts[0]
+    return ".".join(parts[:-1]) or name
 
 
 def param_groups(
@@ -280,7 +293,8 @@ def param_groups(
     * pretrained (non-head) parameters get ``lr``; head parameters get ``head_lr`` (default ``10 * lr``);
     * with ``layer_decay`` (0 < d <= 1), block ``k`` counted back from the head gets ``lr * d**k``;
       a block is the entry of the first ``nn.Sequential``/``nn.ModuleList`` on a parameter's path
-      (ResNet ``layer1.0``, VGG ``features.0``, ViT ``encoder.layers.encoder_layer_0``), else its top-level child;
+      (ResNet ``layer1.0``, VGG ``features.0``, ViT ``encoder.layers.encoder_layer_0``), else the
+      module that owns it (ViT ``encoder.ln``), in the order the model registers them;
     * only trainable parameters, each exactly once; biases and 1-d parameters (norm weights) get no
       weight decay.
 
@@ -294,8 +308,10 @@ def param_groups(
         [('backbone', 0.0001, 0.05, 20), ('backbone/no_decay', 0.0001, 0.0, 40), ('head', 0.001, 0.05, 1), ('head/no_decay', 0.001, 0.0, 1)]
     """
     for value, field in ((lr, "lr"), (head_lr, "head_lr"), (weight_decay, "weight_decay")):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise ValueError(f"{field} must be a number >= 0: {value!r} ({field})")
+        if value is None and field == "head_lr":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{field} must be a finite number >= 0: {value!r} ({field})")
     if layer_decay is not None and (
         isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not 0 < layer_decay <= 1
     ):
@@ -347,6 +363,12 @@ class Stage:
     epoch: int
     patterns: tuple[str, ...]
     lr: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.patterns, str):
+            object.__setattr__(self, "patterns", (self.patterns,))
+        else:
+            object.__setattr__(self, "patterns", tuple(self.patterns))
 
 
 def _stages(schedule: Mapping[int, Any] | Iterable[Stage]) -> list[Stage]:
@@ -429,7 +451,8 @@ class StagedUnfreezer:
             lr = stage.lr if stage.lr is not None else self.lr
             if lr is None:
                 lr = min(group["lr"] for group in self.optimizer.param_groups)
-            self.optimizer.add_param_group({"params": new, "lr": lr, "name": "unfreeze:" + ",".join(stage.patterns)})
+            names = ",".join(strip_wrapper_prefix(p) for p in stage.patterns)
+            self.optimizer.add_param_group({"params": new, "lr": lr, "name": "unfreeze:" + names})
         self.applied.append(index)
         return changed
 
@@ -537,6 +560,8 @@ def trainable_report(
     """
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer: {type(optimizer).__name__} (optimizer)")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive int: {depth!r} (depth)")
     inner = unwrap(model)
     rows = []
     for name, module in inner.named_modules():

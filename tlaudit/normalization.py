@@ -164,7 +164,7 @@ def _children(transform: Any) -> list[Any] | None:
         return list(inner)
     if isinstance(inner, nn.Module):
         return [inner]
-    if isinstance(transform, nn.Sequential):
+    if isinstance(transform, (nn.Sequential, nn.ModuleList)):
         return list(transform)
     if isinstance(transform, (list, tuple)):
         return list(transform)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from tlaudit._names import match_names, pattern_matches, strip_wrapper_prefix, unwrap
+from tlaudit._names import PatternError, match_names, pattern_matches, strip_wrapper_prefix, unwrap
 from tlaudit.context import named_outputs
 from tlaudit.engine import audit
 from tlaudit.freezing import inference
@@ -85,11 +85,15 @@ def _select_params(
     inner: nn.Module, patterns: Sequence[str], field: str
 ) -> list[tuple[str, nn.Parameter]]:
     """The parameters under the patterns (all with none); a pattern naming nothing raises PatternError."""
+    __tracebackhide__ = True
     named = list(inner.named_parameters())
     if not patterns:
         return named
     modules = [n for n, _ in inner.named_modules() if n]
-    match_names(modules + [n for n, _ in named], patterns, field=field)
+    try:
+        match_names(modules + [n for n, _ in named], patterns, field=field)
+    except PatternError as err:  # raised from here, so the test's traceback ends at the test's own line
+        raise PatternError(str(err)) from None
     cleaned = [strip_wrapper_prefix(p) for p in patterns]
     return [(n, p) for n, p in named if any(pattern_matches(c, n) for c in cleaned)]
 

@@ -91,6 +91,12 @@ def _main_head(model: nn.Module) -> str:
             layer = _last_head_layer(child, attribute)
             if layer is not None:
                 return layer
+            # the conventional head slot holds no layer (remove_head made it Identity): the head is
+            # gone, and a backbone layer must not be mistaken for it
+            raise HeadNotFoundError(
+                f"no classification head found: `{attribute}` of {type(model).__name__} holds no Linear or 1x1 "
+                f"Conv2d layer ({type(child).__name__}; removed?) (model); pass head='<module name>'"
+            )
     last = None
     for name, module in modules.items():
         if name and _is_head_layer(module) and not _is_aux_name(name.split(".")[0]):
