@@ -6,11 +6,13 @@ Target (ResNet-50, batch 8, CPU, fine-tuning with AdamW, all checks): the audit 
     .venv/bin/python -m pytest benchmarks/test_audit_overhead.py -s
 
 Times are interleaved in one process (medians of ROUNDS); memory is the peak RSS of separate
-processes that build the same setup, above the RSS they had before the measured work.
+processes that build the same setup (with glibc returning freed blocks to the OS, so RSS follows
+live memory), and the peak above the RSS they had before the measured work.
 """
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -49,13 +51,13 @@ def run_audit():
 """
 
 _MEMORY = """
-import resource
-def rss_kib():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() // 1024
-before = rss_kib()
+def status_kib(field):
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent that spawned us
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+before = status_kib("VmRSS")
 {action}()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = status_kib("VmHWM")
 print(json.dumps({{"before_kib": before, "peak_kib": peak}}))
 """
 
@@ -68,7 +70,10 @@ def _namespace(threads: int) -> dict:
 
 def _peak(action: str) -> dict:
     code = "import json\n" + _SETUP.format(threads=2) + _MEMORY.format(action=action)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    # large blocks straight from mmap and back to the OS when freed: RSS then follows live memory
+    # instead of glibc's retained free lists (which otherwise hide or inflate differences)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="0")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
