@@ -50,6 +50,10 @@ def _is_aux_name(name: str) -> bool:
 def find_heads(model: nn.Module) -> list[str]:
     """Qualified names of the classification head layer(s): the main head first, auxiliary heads after.
 
+    Read from timm's ``get_classifier()`` where the model has one (all of them for distilled
+    models), else from the conventional ``fc`` / ``classifier`` / ``head`` / ``heads`` child, else
+    the last Linear or 1x1 Conv2d; auxiliary heads are children whose name contains ``aux``.
+
     Names never carry wrapper prefixes (``module.``, ``_orig_mod.``).
 
     Example:
@@ -63,28 +67,40 @@ def find_heads(model: nn.Module) -> list[str]:
         HeadNotFoundError: nothing that looks like a head; pass ``head=`` to the function you called.
     """
     model = unwrap(model)
-    main = _main_head(model)
-    aux = []
+    heads = _from_get_classifier(model) or [_main_head(model)]
     for name, child in model.named_children():
         if child is not None and _is_aux_name(name):
             layer = _last_head_layer(child, name)
-            if layer is not None and layer != main:
-                aux.append(layer)
-    return [main, *aux]
+            if layer is not None and layer not in heads:
+                heads.append(layer)
+    return heads
+
+
+def _from_get_classifier(model: nn.Module) -> list[str]:
+    """timm's ``get_classifier()``: one module, or a tuple of them (distilled DeiT: ``head``, ``head_dist``)."""
+    get_classifier = getattr(model, "get_classifier", None)
+    if not callable(get_classifier):
+        return []
+    try:
+        classifier = get_classifier()
+    except Exception:  # a foreign get_classifier() that cannot answer: fall back to the conventions
+        return []
+    wanted = list(classifier) if isinstance(classifier, (tuple, list)) else [classifier]
+    found = []
+    for target in wanted:
+        if not isinstance(target, nn.Module):
+            continue
+        for name, module in model.named_modules():
+            if module is target and name:
+                layer = _last_head_layer(module, name)
+                if layer is not None:
+                    found.append(layer)
+                break
+    return found
 
 
 def _main_head(model: nn.Module) -> str:
     modules = dict(model.named_modules())
-    get_classifier = getattr(model, "get_classifier", None)
-    if callable(get_classifier):
-        try:
-            classifier = get_classifier()
-        except Exception:  # a foreign get_classifier() that cannot answer: fall back to the conventions
-            classifier = None
-        if isinstance(classifier, nn.Module):
-            for name, module in modules.items():
-                if module is classifier and name:
-                    return _last_head_layer(module, name) or name
     for attribute in _HEAD_ATTRIBUTES:
         child = model._modules.get(attribute)
         if child is not None:
