@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 from tlaudit._names import closest
+from tlaudit._text import count as _count
+from tlaudit._text import examples as _examples
+from tlaudit._text import fmt as _fmt
 from tlaudit.freezing import FrozenBatchNorm
 from tlaudit.context import BN_TYPES, AuditContext, Skip, named_outputs
 from tlaudit.report import Finding, Severity
@@ -135,15 +138,6 @@ def _what(subject: str, members: Sequence[str], noun: str) -> str:
         return f"{_count(len(members), noun)} of `{subject}`"
     tops = list(dict.fromkeys(m.split(".")[0] for m in members))
     return f"{_count(len(members), noun)} in {len(tops)} modules ({_examples(tops)})"
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _examples(names: Sequence[str], limit: int = 3) -> str:
-    shown = ", ".join(f"`{n}`" for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _param_findings(
@@ -675,10 +669,6 @@ def grad_inference(ctx: AuditContext) -> Iterator[Finding]:
             subject="predict",
             hint="wrap inference in torch.inference_mode() or `with tlaudit.inference(model):`",
         )
-
-
-def _fmt(values: Sequence[float]) -> str:
-    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
 
 @_register("normalization", "error", "the transform's mean/std differ from the weights' expected ones", needs=("weights", "transform"))

@@ -119,12 +119,15 @@ def _param_names(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return list(unwrap(model).named_parameters())
 
 
-def _select_params(model: nn.Module, patterns: Sequence[str]) -> list[tuple[str, nn.Parameter]]:
+def select_params(
+    model: nn.Module, patterns: Sequence[str], *, field: str = "patterns"
+) -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` under the patterns (all with none); a pattern naming nothing raises PatternError."""
     named = _param_names(model)
     if not patterns:
         return named
     module_names = [n for n, _ in unwrap(model).named_modules() if n]
-    match_names(module_names + [n for n, _ in named], patterns)  # raises for a pattern naming nothing
+    match_names(module_names + [n for n, _ in named], patterns, field=field)  # raises for a pattern naming nothing
     return [(n, p) for n, p in named if any(pattern_matches(pat, n) for pat in _strip(patterns))]
 
 
@@ -134,7 +137,7 @@ def _strip(patterns: Sequence[str]) -> list[str]:
 
 def _set_requires_grad(model: nn.Module, patterns: Sequence[str], flag: bool) -> list[str]:
     changed = []
-    for name, param in _select_params(model, patterns):
+    for name, param in select_params(model, patterns):
         if param.requires_grad != flag:
             param.requires_grad_(flag)
             changed.append(name)
@@ -445,7 +448,7 @@ class StagedUnfreezer:
         stage = self.stages[index]
         changed = unfreeze(self.model, *stage.patterns)
         held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
-        new = [p for _, p in _select_params(self.model, stage.patterns) if p.requires_grad and id(p) not in held]
+        new = [p for _, p in select_params(self.model, stage.patterns) if p.requires_grad and id(p) not in held]
         new = list({id(p): p for p in new}.values())
         if new:
             lr = stage.lr if stage.lr is not None else self.lr

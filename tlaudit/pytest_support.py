@@ -20,10 +20,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from tlaudit._names import PatternError, match_names, pattern_matches, strip_wrapper_prefix, unwrap
+from tlaudit._names import PatternError, unwrap
+from tlaudit._text import count as _count
+from tlaudit._text import examples as _examples
+from tlaudit._text import fmt as _fmt
 from tlaudit.context import named_outputs
 from tlaudit.engine import audit
-from tlaudit.freezing import inference
+from tlaudit.freezing import inference, select_params
 from tlaudit.normalization import expected_normalization, find_normalizations
 from tlaudit.report import AuditFailed, Report
 from tlaudit.setup import TransferSetup
@@ -45,9 +48,6 @@ __all__ = [
 EVAL_CHECKS = ("eval-mode", "eval-nondeterministic", "grad-inference")
 """The checks :func:`assert_eval_inference` runs; it fails on their warnings too."""
 
-_SHOWN = 3
-
-
 # -- helpers -------------------------------------------------------------------------------------
 
 
@@ -61,15 +61,6 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _examples(names: Sequence[str], limit: int = _SHOWN) -> str:
-    shown = ", ".join(f"`{n}`" for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _by_top_module(names: Sequence[str]) -> list[tuple[str, list[str]]]:
     groups: dict[str, list[str]] = {}
     for name in names:
@@ -77,25 +68,15 @@ def _by_top_module(names: Sequence[str]) -> list[tuple[str, list[str]]]:
     return list(groups.items())
 
 
-def _fmt(values: Sequence[float]) -> str:
-    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
-
-
 def _select_params(
     inner: nn.Module, patterns: Sequence[str], field: str
 ) -> list[tuple[str, nn.Parameter]]:
     """The parameters under the patterns (all with none); a pattern naming nothing raises PatternError."""
     __tracebackhide__ = True
-    named = list(inner.named_parameters())
-    if not patterns:
-        return named
-    modules = [n for n, _ in inner.named_modules() if n]
     try:
-        match_names(modules + [n for n, _ in named], patterns, field=field)
+        return select_params(inner, patterns, field=field)
     except PatternError as err:  # raised from here, so the test's traceback ends at the test's own line
         raise PatternError(str(err)) from None
-    cleaned = [strip_wrapper_prefix(p) for p in patterns]
-    return [(n, p) for n, p in named if any(pattern_matches(c, n) for c in cleaned)]
 
 
 def _flag_message(where: str, offenders: list[str], problem: str, fix: str) -> str:
