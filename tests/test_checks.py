@@ -24,6 +24,7 @@ from torchvision.transforms import v2
 
 import tlaudit
 from tlaudit.checks import REGISTRY
+from tlaudit.report import Skipped
 from tlaudit.report import Severity
 from tests.cases import (
     IMAGENET_MEAN,
@@ -1608,14 +1609,14 @@ def _bare(**fields: Any) -> tlaudit.TransferSetup:
 def test_check_without_its_input_is_skipped_with_reason(build: Any, checks: list[str], reason: str) -> None:
     setup = build()
     report = tlaudit.audit(setup, select=checks)
-    assert dict(report.skipped) == dict.fromkeys(checks, reason)
+    assert {s.check: s.reason for s in report.skipped} == dict.fromkeys(checks, reason)
     assert report.checks_run == () and report.findings == ()
 
 
 def test_synthesized_sample_is_a_note_and_skips_input_range() -> None:
     setup = _bare(num_classes=NC)
     report = tlaudit.audit(setup)
-    assert ("input-range", "no `sample` given") in report.skipped
+    assert Skipped("input-range", "no `sample` given") in report.skipped
     assert "head-size" in report.checks_run
     note = r"no sample given: synthesized a standard-normal batch of shape \(2, 3, 224, 224\)"
     assert any(re.match(note, n) for n in report.notes), report.notes
@@ -1774,7 +1775,7 @@ def test_user_code_raising_is_a_setup_error_and_changes_nothing(build: Any, mess
 )
 def test_lr_threshold_does_not_step_the_users_scheduler(build: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The schedule is simulated on copies: the user's objects are untouched even without the engine's restore."""
-    from tlaudit._state import Snapshot
+    from tlaudit.engine.snapshot import Snapshot
 
     monkeypatch.setattr(Snapshot, "restore", lambda self: None)
     setup = build()

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import tlaudit
+import tlaudit.inspection
 from tlaudit import cli
 from tlaudit.cli import ExitCode, main
 from tlaudit.examples import EXAMPLES
@@ -590,7 +591,7 @@ def test_a_crash_in_tlaudit_exits_2_not_1(capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise KeyError("rows")
 
-    monkeypatch.setattr(cli, "describe", broken)
+    monkeypatch.setattr(tlaudit.inspection, "describe", broken)
     code, out, err = run(capsys, "inspect", "resnet18")
     assert code == ExitCode.SETUP_ERROR and out == ""
     assert err == "tlaudit inspect: internal error: KeyError: 'rows'\n(rerun with --debug for the traceback)\n"

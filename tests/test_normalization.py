@@ -212,9 +212,8 @@ def test_find_in_weights_preset_transform():
         v1.Compose([v1.Resize(256), v1.PILToTensor()]),
         nn.Sequential(),
         [],
-        v2.Lambda(lambda x: x),
     ],
-    ids=["None", "v2", "v1", "empty-sequential", "empty-list", "lambda"],
+    ids=["None", "v2", "v1", "empty-sequential", "empty-list"],
 )
 def test_no_normalization(pipeline):
     assert find_normalization(pipeline) is None

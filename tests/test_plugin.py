@@ -144,7 +144,9 @@ def test_loading_the_plugin_imports_neither_torch_nor_the_engine(pytester: pytes
             assert pytestconfig.pluginmanager.hasplugin("tlaudit")
             assert "torch" not in sys.modules
             assert "tlaudit.engine" not in sys.modules
-            assert [m for m in sys.modules if m == "tlaudit" or m.startswith("tlaudit.")] == []
+            # only the torch-free modules the plugin shares with the CLI
+            loaded = {m for m in sys.modules if m == "tlaudit" or m.startswith("tlaudit.")}
+            assert loaded <= {"tlaudit", "tlaudit._version", "tlaudit._text", "tlaudit.options"}, loaded
             assert (tlaudit.options.fail_on, tlaudit.options.lr_max) == ("error", None)
             assert tlaudit.options.sources["fail_on"] == "default"
 
@@ -164,6 +166,39 @@ def test_loading_the_plugin_imports_neither_torch_nor_the_engine(pytester: pytes
     assert result.ret == pytest.ExitCode.OK
     assert section(result, "tlaudit") == ""
     assert not re.search(r"^=+ tlaudit =+$", result.stdout.str(), flags=re.M)
+
+
+def test_a_mistyped_check_id_in_a_marker_fails_the_test_without_importing_torch(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_typo='''
+        import sys
+        import pytest
+
+        @pytest.mark.tlaudit(ignore=["frozen-bn-trian"])
+        def test_typo_without_the_fixture():
+            pass
+
+        @pytest.mark.tlaudit(select=["head-size"], ignore=["head-size"])
+        def test_nothing_left_to_run():
+            pass
+
+        def test_torch_still_not_imported():
+            assert "torch" not in sys.modules and "tlaudit.checks" not in sys.modules
+        '''
+    )
+    result = pytester.runpytest_subprocess("-v", timeout=TIMEOUT)
+    assert outcomes(result) == {
+        "test_typo.py::test_typo_without_the_fixture": "ERROR",
+        "test_typo.py::test_nothing_left_to_run": "ERROR",
+        "test_typo.py::test_torch_still_not_imported": "PASSED",
+    }
+    result.stdout.fnmatch_lines(
+        [
+            "*@pytest.mark.tlaudit on test_typo.py::test_typo_without_the_fixture: "
+            "unknown check ID: 'frozen-bn-trian' (ignore); did you mean frozen-bn-train*",
+            "*@pytest.mark.tlaudit on test_typo.py::test_nothing_left_to_run: select and ignore leave no check to run",
+        ]
+    )
 
 
 def test_p_no_tlaudit_disables_the_plugin(pytester: pytest.Pytester) -> None:

@@ -1,72 +1,82 @@
-"""tlaudit: make PyTorch transfer learning correct and fast."""
+"""tlaudit: make PyTorch transfer learning correct and fast.
+
+The package is lazy (PEP 562): ``import tlaudit`` imports neither torch nor the engine; each name
+below is imported from its module on first use, so ``tlaudit --help`` and the pytest plugin stay
+cheap while ``from tlaudit import audit`` works as usual.
+"""
 from __future__ import annotations
 
-from tlaudit._names import PatternError
-from tlaudit.engine import audit
-from tlaudit.checks import REGISTRY, Check, get_check
-from tlaudit.freezing import (
-    BatchNormMode,
-    FrozenBatchNorm,
-    Stage,
-    StagedUnfreezer,
-    TrainableReport,
-    eval_frozen_batchnorm,
-    freeze,
-    freeze_backbone,
-    freeze_batchnorm,
-    inference,
-    param_groups,
-    trainable_report,
-    unfreeze,
-)
-from tlaudit.normalization import Normalization, expected_normalization, find_normalization, find_normalizations
-from tlaudit.report import AuditFailed, Finding, Report, Severity
-from tlaudit.setup import SetupError, Strategy, TransferSetup, load_setup
-from tlaudit.surgery import Description, HeadNotFoundError, describe, find_heads, remove_head, replace_head, truncate
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from tlaudit._version import __version__
 
-for _error in (PatternError, HeadNotFoundError, SetupError, AuditFailed):
-    _error.__module__ = "tlaudit"  # tracebacks name the public path
-del _error
+if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getattr__ imports these
+    from tlaudit._names import PatternError
+    from tlaudit.batchnorm import FrozenBatchNorm, eval_frozen_batchnorm, freeze_batchnorm
+    from tlaudit.checks import REGISTRY, Check, get_check
+    from tlaudit.engine import audit
+    from tlaudit.errors import SetupError
+    from tlaudit.freezing import BatchNormMode, freeze, freeze_backbone, unfreeze
+    from tlaudit.groups import param_groups
+    from tlaudit.inspection import Description, TrainableReport, describe, trainable_report
+    from tlaudit.modes import inference
+    from tlaudit.normalization import Normalization, expected_normalization, find_normalization, find_normalizations
+    from tlaudit.report import AuditFailed, Finding, Report, Severity
+    from tlaudit.setup import Strategy, TransferSetup, load_setup
+    from tlaudit.staged import Stage, StagedUnfreezer
+    from tlaudit.surgery import HeadNotFoundError, find_heads, remove_head, replace_head, truncate
 
-__all__ = [
-    "__version__",
-    "AuditFailed",
-    "BatchNormMode",
-    "Check",
-    "Finding",
-    "Normalization",
-    "REGISTRY",
-    "Report",
-    "SetupError",
-    "Severity",
-    "Strategy",
-    "TransferSetup",
-    "audit",
-    "expected_normalization",
-    "find_normalization",
-    "find_normalizations",
-    "get_check",
-    "load_setup",
-    "Description",
-    "FrozenBatchNorm",
-    "HeadNotFoundError",
-    "PatternError",
-    "Stage",
-    "StagedUnfreezer",
-    "TrainableReport",
-    "describe",
-    "eval_frozen_batchnorm",
-    "find_heads",
-    "freeze",
-    "freeze_backbone",
-    "freeze_batchnorm",
-    "inference",
-    "param_groups",
-    "remove_head",
-    "replace_head",
-    "trainable_report",
-    "truncate",
-    "unfreeze",
-]
+_EXPORTS: dict[str, str] = {
+    "PatternError": "tlaudit._names",
+    "FrozenBatchNorm": "tlaudit.batchnorm",
+    "eval_frozen_batchnorm": "tlaudit.batchnorm",
+    "freeze_batchnorm": "tlaudit.batchnorm",
+    "REGISTRY": "tlaudit.checks",
+    "Check": "tlaudit.checks",
+    "get_check": "tlaudit.checks",
+    "audit": "tlaudit.engine",
+    "SetupError": "tlaudit.errors",
+    "BatchNormMode": "tlaudit.freezing",
+    "freeze": "tlaudit.freezing",
+    "freeze_backbone": "tlaudit.freezing",
+    "unfreeze": "tlaudit.freezing",
+    "param_groups": "tlaudit.groups",
+    "Description": "tlaudit.inspection",
+    "TrainableReport": "tlaudit.inspection",
+    "describe": "tlaudit.inspection",
+    "trainable_report": "tlaudit.inspection",
+    "inference": "tlaudit.modes",
+    "Normalization": "tlaudit.normalization",
+    "expected_normalization": "tlaudit.normalization",
+    "find_normalization": "tlaudit.normalization",
+    "find_normalizations": "tlaudit.normalization",
+    "AuditFailed": "tlaudit.report",
+    "Finding": "tlaudit.report",
+    "Report": "tlaudit.report",
+    "Severity": "tlaudit.report",
+    "Strategy": "tlaudit.setup",
+    "TransferSetup": "tlaudit.setup",
+    "load_setup": "tlaudit.setup",
+    "Stage": "tlaudit.staged",
+    "StagedUnfreezer": "tlaudit.staged",
+    "HeadNotFoundError": "tlaudit.surgery",
+    "find_heads": "tlaudit.surgery",
+    "remove_head": "tlaudit.surgery",
+    "replace_head": "tlaudit.surgery",
+    "truncate": "tlaudit.surgery",
+}
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tlaudit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

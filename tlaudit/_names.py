@@ -16,6 +16,9 @@ class PatternError(ValueError):
     """A module-name pattern that names no module of the model."""
 
 
+PatternError.__module__ = "tlaudit"  # tracebacks name the public path
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The user's own module inside DataParallel, DistributedDataParallel and ``torch.compile`` wrappers."""
     while True:

@@ -11,6 +11,9 @@ line, cleared at the end) when stderr is a terminal, and nothing otherwise, so C
 Adding a command (a future ``tlaudit bench``, say) takes an ``_add_<name>(commands, common)``
 function that adds its subparser with ``set_defaults(run=<handler>)``, listed in ``_COMMANDS``;
 a handler takes the parsed arguments and returns an :class:`ExitCode`.
+
+Building the parser imports neither torch nor the engine (``tlaudit --help`` is instant); each
+handler imports what it needs.
 """
 from __future__ import annotations
 
@@ -21,20 +24,19 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from torch import nn
-
-from tlaudit import __version__
-from tlaudit._names import closest
-from tlaudit.checks import REGISTRY, get_check, select_checks
-from tlaudit.engine import audit
+from tlaudit._version import __version__
+from tlaudit.errors import SetupError
 from tlaudit.examples import EXAMPLES
-from tlaudit.formatters import Format, format_check_doc, format_check_list
-from tlaudit.freezing import trainable_report
-from tlaudit.report import Report, Severity
-from tlaudit.setup import SetupError, TransferSetup, load_object, load_setup, split_spec
-from tlaudit.surgery import describe, replace_head
+from tlaudit.findings import Severity
+from tlaudit.formatters import Format
+from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_MAX_HELP, parse_lr_max, parse_positive_int
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tlaudit.report import Report
 
 __all__ = ["ExitCode", "build_parser", "main", "run_audit"]
 
@@ -73,22 +75,16 @@ exit codes:
 
 def _positive_float(text: str) -> float:
     try:
-        value = float(text)
+        return parse_lr_max(text, "command line")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _positive_int(text: str) -> int:
     try:
-        value = int(text)
+        return parse_positive_int(text, "command line")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 # -- progress --------------------------------------------------------------------------------------
@@ -139,6 +135,9 @@ def run_audit(
     Raises:
         SetupError: the setup could not be loaded or run; the message names the file, function and field.
     """
+    from tlaudit.engine import audit
+    from tlaudit.setup import load_setup, split_spec
+
     setup = load_setup(spec)
     target, func = split_spec(spec)
     where = f"{target}:{func}()"
@@ -154,6 +153,11 @@ def run_audit(
 
 def _load_model(spec: str) -> tuple[nn.Module, Any, Any]:
     """``(model, optimizer, head)`` from a torchvision builder name, a Python file or ``module:function``."""
+    from torch import nn
+
+    from tlaudit._names import closest
+    from tlaudit.setup import TransferSetup, load_object
+
     if ":" in spec or spec.endswith(".py") or Path(spec).exists():
         obj, where = load_object(spec, field="MODEL")
     else:
@@ -188,6 +192,8 @@ def _emit(text: str, output: str | None) -> None:
 
 
 def _cmd_audit(args: argparse.Namespace) -> ExitCode:
+    from tlaudit.checks import select_checks
+
     fmt = Format(args.format)
     fail_on = Severity(args.fail_on)
     try:
@@ -209,6 +215,9 @@ def _cmd_audit(args: argparse.Namespace) -> ExitCode:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> ExitCode:
+    from tlaudit.inspection import describe, trainable_report
+    from tlaudit.surgery import replace_head
+
     model, optimizer, head = _load_model(args.model)
     try:
         if args.num_classes is not None:
@@ -226,6 +235,9 @@ def _cmd_inspect(args: argparse.Namespace) -> ExitCode:
 
 
 def _cmd_checks(args: argparse.Namespace) -> ExitCode:
+    from tlaudit.catalogue import format_check_doc, format_check_list
+    from tlaudit.checks import REGISTRY, get_check
+
     as_json = args.format == "json"
     if args.id is None:
         text = format_check_list(REGISTRY.values(), as_json=as_json)
@@ -267,12 +279,12 @@ def _add_audit(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
     p.add_argument("--select", metavar="IDS", help="comma-separated check IDs to run (default: all)")
     p.add_argument("--ignore", metavar="IDS", help="comma-separated check IDs not to run")
-    p.add_argument("--lr-max", type=_positive_float, metavar="X", help="LR ceiling for pretrained parameters (overrides the setup's lr_max)")
+    p.add_argument("--lr-max", type=_positive_float, metavar="X", help=LR_MAX_HELP)
     p.add_argument(
         "--fail-on",
-        choices=[Severity.ERROR.value, Severity.WARNING.value],
-        default=Severity.ERROR.value,
-        help="lowest severity that makes the exit code 1 (default: error)",
+        choices=FAIL_ON_CHOICES,
+        default=FAIL_ON_CHOICES[0],
+        help=FAIL_ON_HELP + "; a finding at or above it makes the exit code 1",
     )
     p.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings (2 still means the setup could not be used)")
     p.add_argument(

@@ -15,7 +15,8 @@ has no trailing newline.
 
 Formats:
 
-* ``table``: :meth:`Report.to_text` (findings table, how to fix, skipped, notes, summary).
+* ``table``: findings table, how to fix, skipped checks, notes (and the summary sentence with
+  ``summary=True``, as ``str(report)`` has it).
 * ``json``: :meth:`Report.to_dict` with ``indent=2``; its keys are documented in :mod:`tlaudit.report`.
 * ``markdown``: for a GitHub job summary or PR comment: a heading with the summary sentence, a
   findings table (severity, check, subject, message), "How to fix", skipped checks, notes.
@@ -28,13 +29,28 @@ import enum
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from tabulate import tabulate
 
-from tlaudit.checks import REGISTRY, Check
-from tlaudit.report import Finding, Report, Severity
+from tlaudit.findings import Finding, Severity, Skipped
+
+
+class Report(Protocol):
+    """What a formatter reads of a :class:`tlaudit.report.Report` (which renders itself through
+    :func:`format_table`, so this module does not import it)."""
+
+    findings: Sequence[Finding]
+    skipped: Sequence[Skipped]
+    notes: Sequence[str]
+    model: str
+    seconds: float
+    order: Sequence[str]
+
+    def summary(self) -> str: ...
+    def by_check(self, check: str) -> list[Finding]: ...
+    def to_dict(self) -> dict[str, Any]: ...
 
 __all__ = [
     "Format",
@@ -43,9 +59,6 @@ __all__ = [
     "format_json",
     "format_markdown",
     "format_junit",
-    "format_check_list",
-    "format_check_doc",
-    "check_to_dict",
 ]
 
 
@@ -55,9 +68,28 @@ class Formatter(Protocol):
     def __call__(self, report: Report, *, fail_on: Severity = Severity.ERROR) -> str: ...
 
 
-def format_table(report: Report, *, fail_on: Severity = Severity.ERROR) -> str:
-    """The readable rendering, :meth:`Report.to_text`, without the summary sentence (the CLI prints it to stderr)."""
-    return report.to_text(summary=False)
+def format_table(report: Report, *, fail_on: Severity = Severity.ERROR, summary: bool = False) -> str:
+    """The readable rendering: findings table, how to fix, skipped checks, notes; the summary sentence
+    with ``summary=True`` (the CLI prints it to stderr instead)."""
+    lines: list[str] = []
+    if report.findings:
+        rows = [[f.severity.value, f.check, f.subject, f.message] for f in report.findings]
+        lines.append(tabulate(rows, headers=["severity", "check", "subject", "message"], maxcolwidths=[None, None, 30, 70]))
+        hints = list(dict.fromkeys((f.check, f.hint) for f in report.findings if f.hint))
+        if hints:
+            lines.extend(["", "how to fix:"])
+            lines.extend(f"  {check}: {hint}" for check, hint in hints)
+    else:
+        lines.append("no findings")
+    if report.skipped:
+        lines.extend(["", "skipped:"])
+        lines.extend(f"  {s.check}: {s.reason}" for s in report.skipped)
+    if report.notes:
+        lines.extend(["", "notes:"])
+        lines.extend(f"  {note}" for note in report.notes)
+    if summary:
+        lines.extend(["", report.summary()])
+    return "\n".join(lines)
 
 
 def format_json(report: Report, *, fail_on: Severity = Severity.ERROR) -> str:
@@ -104,7 +136,7 @@ def format_markdown(report: Report, *, fail_on: Severity = Severity.ERROR) -> st
         lines.append("No findings.")
     if report.skipped:
         lines.extend(["", "### Skipped checks", ""])
-        lines.extend(f"- `{check}`: {_md_inline(reason)}" for check, reason in report.skipped)
+        lines.extend(f"- `{s.check}`: {_md_inline(s.reason)}" for s in report.skipped)
     if report.notes:
         lines.extend(["", "### Notes", ""])
         lines.extend(f"- {_md_inline(note)}" for note in report.notes)
@@ -119,21 +151,14 @@ def _finding_text(finding: Finding) -> str:
     return text
 
 
-def _junit_order(report: Report) -> list[str]:
-    """The checks that ran or were skipped, in registry order (unknown IDs last, as given)."""
-    seen = dict.fromkeys([*report.checks_run, *(check for check, _ in report.skipped)])
-    ordered = [check for check in REGISTRY if check in seen]
-    return ordered + [check for check in seen if check not in REGISTRY]
-
-
 def format_junit(report: Report, *, fail_on: Severity = Severity.ERROR) -> str:
     """JUnit XML: a testcase per check; findings at or above ``fail_on`` fail it, the rest are its output."""
     level = Severity.parse(fail_on, "fail_on")
-    skipped = dict(report.skipped)
+    skipped = {s.check: s.reason for s in report.skipped}
     classname = f"tlaudit.{report.model}" if report.model else "tlaudit"
     suite = ET.Element("testsuite", name="tlaudit")
     tests = failures = skips = 0
-    for check in _junit_order(report):
+    for check in report.order:
         tests += 1
         case = ET.SubElement(suite, "testcase", classname=classname, name=check)
         if check in skipped:
@@ -181,46 +206,3 @@ class Format(str, enum.Enum):
     def render(self, report: Report, *, fail_on: Severity | str = Severity.ERROR) -> str:
         """``report`` in this format."""
         return self.formatter(report, fail_on=Severity.parse(fail_on, "fail_on"))
-
-
-# -- check listings (``tlaudit checks``) ---------------------------------------------------------
-
-
-def check_to_dict(check: Check, *, doc: bool = False) -> dict[str, Any]:
-    """A check's metadata for JSON; with ``doc``, its documentation and the four sections too."""
-    data: dict[str, Any] = {
-        "id": check.id,
-        "severity": check.severity.value,
-        "summary": check.summary,
-        "needs": list(check.needs),
-        "aliases": list(check.aliases),
-    }
-    if doc:
-        data["doc"] = check.doc
-        data["sections"] = {title: check.section(title) for title in ("What", "Why", "Example", "Fix")}
-    return data
-
-
-def format_check_list(checks: Iterable[Check], *, as_json: bool = False) -> str:
-    """Every check: ID, default severity, summary."""
-    checks = list(checks)
-    if as_json:
-        return json.dumps([check_to_dict(c) for c in checks], indent=2)
-    return tabulate([[c.id, c.severity.value, c.summary] for c in checks], headers=["id", "severity", "summary"])
-
-
-def _needs_text(needs: Sequence[str]) -> str:
-    return ", ".join(" or ".join(f"`{o}`" for o in need.split("|")) for need in needs)
-
-
-def format_check_doc(check: Check, *, as_json: bool = False) -> str:
-    """One check's documentation: ID, severity, summary, what it needs, aliases, the docstring."""
-    if as_json:
-        return json.dumps(check_to_dict(check, doc=True), indent=2)
-    lines = [f"{check.id} ({check.severity.value})", check.summary]
-    if check.needs:
-        lines.append(f"needs: {_needs_text(check.needs)} (skipped without)")
-    if check.aliases:
-        lines.append(f"aliases: {', '.join(check.aliases)}")
-    lines.extend(["", check.doc])
-    return "\n".join(lines)

@@ -8,7 +8,14 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["Normalization", "expected_normalization", "find_normalization", "find_normalizations"]
+__all__ = [
+    "Normalization",
+    "NormalizationMismatch",
+    "compare_normalization",
+    "expected_normalization",
+    "find_normalization",
+    "find_normalizations",
+]
 
 
 @dataclass(frozen=True)
@@ -218,3 +225,29 @@ def find_normalization(transform: Any) -> Normalization | None:
     """
     found = find_normalizations(transform)
     return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class NormalizationMismatch:
+    """How a pipeline's normalization differs from the expected one: the normalization rule's verdict.
+
+    ``kind`` is ``"missing"`` (no normalization found), ``"double"`` (more than one) or ``"different"``
+    (one, with another mean/std). Shared by the ``normalization`` check and ``assert_normalization``.
+    """
+
+    kind: str
+    found: tuple[Normalization, ...]
+    expected: Normalization
+
+
+def compare_normalization(found: Sequence[Normalization], expected: Normalization) -> NormalizationMismatch | None:
+    """None when ``found`` is exactly one normalization matching ``expected``, else what is wrong."""
+    if not found:
+        kind = "missing"
+    elif len(found) > 1:
+        kind = "double"
+    elif not found[0].matches(expected):
+        kind = "different"
+    else:
+        return None
+    return NormalizationMismatch(kind, tuple(found), expected)

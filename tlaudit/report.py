@@ -12,56 +12,17 @@ JSON keys of :meth:`Report.to_dict` (stable; new keys may be added, none removed
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from tabulate import tabulate
+from tlaudit._text import count
+from tlaudit._version import __version__
+from tlaudit.findings import Finding, Severity, Skipped
+from tlaudit.formatters import format_table
 
-__all__ = ["Severity", "Finding", "Report", "AuditFailed", "SCHEMA_VERSION"]
+__all__ = ["Severity", "Finding", "Skipped", "Report", "AuditFailed", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
-
-
-class Severity(str, enum.Enum):
-    """How bad a finding is; ordered ``info < warning < error``."""
-
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-    @property
-    def rank(self) -> int:
-        return {"info": 0, "warning": 1, "error": 2}[self.value]
-
-    @classmethod
-    def parse(cls, value: object, field_name: str = "severity") -> Severity:
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(
-                f"invalid {field_name}: {value!r} ({field_name}); expected one of 'error', 'warning', 'info'"
-            ) from None
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem a check found: ``message`` says what, ``hint`` says how to fix it."""
-
-    check: str
-    severity: Severity
-    message: str
-    subject: str = ""
-    hint: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "check": self.check,
-            "severity": self.severity.value,
-            "message": self.message,
-            "subject": self.subject,
-            "hint": self.hint,
-        }
 
 
 class AuditFailed(AssertionError):
@@ -72,16 +33,27 @@ class AuditFailed(AssertionError):
         self.report = report
 
 
+AuditFailed.__module__ = "tlaudit"  # tracebacks name the public path
+
+
 @dataclass(frozen=True)
 class Report:
     """What :func:`tlaudit.audit` returns. ``str(report)`` is the readable rendering."""
 
     findings: tuple[Finding, ...]
     checks_run: tuple[str, ...]
-    skipped: tuple[tuple[str, str], ...] = ()
+    skipped: tuple[Skipped, ...] = ()
     notes: tuple[str, ...] = ()
     model: str = ""
     seconds: float = field(default=0.0, compare=False)
+    order: tuple[str, ...] = field(default=(), compare=False)
+    """Every selected check ID, run or skipped, in registry order (empty: ``checks_run`` then ``skipped``)."""
+
+    def __post_init__(self) -> None:
+        skipped = tuple(s if isinstance(s, Skipped) else Skipped(*s) for s in self.skipped)
+        object.__setattr__(self, "skipped", skipped)
+        if not self.order:
+            object.__setattr__(self, "order", tuple(dict.fromkeys([*self.checks_run, *(s.check for s in skipped)])))
 
     @property
     def errors(self) -> list[Finding]:
@@ -111,24 +83,19 @@ class Report:
 
     def summary(self) -> str:
         """One sentence: checks run, errors, warnings, skipped."""
-        def plural(n: int, word: str) -> str:
-            return f"{n} {word}{'' if n == 1 else 's'}"
-
         infos = len(self.findings) - len(self.errors) - len(self.warnings)
         parts = [
-            plural(len(self.checks_run), "check") + " run",
-            plural(len(self.errors), "error"),
-            plural(len(self.warnings), "warning"),
+            count(len(self.checks_run), "check") + " run",
+            count(len(self.errors), "error"),
+            count(len(self.warnings), "warning"),
         ]
         if infos:
-            parts.append(plural(infos, "info"))
+            parts.append(count(infos, "info"))
         parts.append(f"{len(self.skipped)} skipped")
         subject = f"{self.model}: " if self.model else ""
         return f"tlaudit: {subject}" + ", ".join(parts) + "."
 
     def to_dict(self) -> dict[str, Any]:
-        from tlaudit import __version__
-
         return {
             "version": SCHEMA_VERSION,
             "tlaudit": __version__,
@@ -143,35 +110,13 @@ class Report:
             },
             "findings": [f.to_dict() for f in self.findings],
             "checks_run": list(self.checks_run),
-            "skipped": [{"check": c, "reason": r} for c, r in self.skipped],
+            "skipped": [s.to_dict() for s in self.skipped],
             "notes": list(self.notes),
         }
 
     def to_text(self, *, summary: bool = True) -> str:
-        """The readable rendering: findings table, hints, skipped checks, notes, and the summary sentence."""
-        lines: list[str] = []
-        if self.findings:
-            rows = [[f.severity.value, f.check, f.subject, f.message] for f in self.findings]
-            lines.append(tabulate(rows, headers=["severity", "check", "subject", "message"], maxcolwidths=[None, None, 30, 70]))
-            hints = list(dict.fromkeys((f.check, f.hint) for f in self.findings if f.hint))
-            if hints:
-                lines.append("")
-                lines.append("how to fix:")
-                lines.extend(f"  {check}: {hint}" for check, hint in hints)
-        else:
-            lines.append("no findings")
-        if self.skipped:
-            lines.append("")
-            lines.append("skipped:")
-            lines.extend(f"  {check}: {reason}" for check, reason in self.skipped)
-        if self.notes:
-            lines.append("")
-            lines.append("notes:")
-            lines.extend(f"  {note}" for note in self.notes)
-        if summary:
-            lines.append("")
-            lines.append(self.summary())
-        return "\n".join(lines)
+        """The readable rendering (the table format): findings, hints, skipped checks, notes, the summary sentence."""
+        return format_table(self, summary=summary)
 
     def __str__(self) -> str:
         return self.to_text()

@@ -13,18 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from tlaudit.errors import SetupError
+from tlaudit.options import is_positive_number
+
 __all__ = ["Strategy", "TransferSetup", "SetupError", "load_setup", "load_object", "split_spec"]
-
-
-class SetupError(ValueError):
-    """The setup could not be used: a bad field, a file without ``setup()``, a model that cannot take the sample.
-
-    ``field`` names the TransferSetup field (or ``"setup"`` for loading problems) when known.
-    """
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class Strategy(str, enum.Enum):
@@ -32,10 +24,6 @@ class Strategy(str, enum.Enum):
 
     FEATURE_EXTRACTION = "feature_extraction"
     FINE_TUNING = "fine_tuning"
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -118,7 +106,7 @@ class TransferSetup:
                 if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
                     raise bad(name, f"expected a module name or a list of them, got {value!r}")
                 setattr(self, name, tuple(value))
-        if self.lr_max is not None and (not _is_number(self.lr_max) or self.lr_max <= 0):
+        if self.lr_max is not None and not is_positive_number(self.lr_max):
             raise bad("lr_max", f"expected a positive number, got {self.lr_max!r}")
         for name in ("train_step", "predict"):
             value = getattr(self, name)

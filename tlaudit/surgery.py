@@ -1,13 +1,11 @@
-"""Model surgery: find, replace and remove classification heads, slice backbones, describe a model."""
+"""Model surgery: find, replace and remove classification heads, slice backbones."""
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from tabulate import tabulate
 from torch import nn
 
 from tlaudit._names import closest, strip_wrapper_prefix, unwrap
@@ -18,8 +16,6 @@ __all__ = [
     "replace_head",
     "remove_head",
     "truncate",
-    "describe",
-    "Description",
 ]
 
 _HEAD_ATTRIBUTES = ("fc", "classifier", "head", "heads", "last_linear")
@@ -27,6 +23,9 @@ _HEAD_ATTRIBUTES = ("fc", "classifier", "head", "heads", "last_linear")
 
 class HeadNotFoundError(ValueError):
     """No classification head could be identified (or the one named does not exist)."""
+
+
+HeadNotFoundError.__module__ = "tlaudit"  # tracebacks name the public path
 
 
 def _is_head_layer(module: nn.Module) -> bool:
@@ -266,124 +265,6 @@ def _truncate(module: nn.Module, path: str, original: str) -> nn.Sequential:
     else:
         kept[first] = child
     return nn.Sequential(kept)
-
-
-def _flag_summary(flags: Sequence[bool]) -> str:
-    if not flags:
-        return "-"
-    if all(flags):
-        return "all"
-    if not any(flags):
-        return "none"
-    return "mixed"
-
-
-def _mode(module: nn.Module) -> str:
-    modes = {m.training for m in module.modules()}
-    if modes == {True}:
-        return "train"
-    if modes == {False}:
-        return "eval"
-    return "mixed"
-
-
-def _role(name: str, heads: Sequence[str]) -> str:
-    if not heads or name not in heads:
-        return ""
-    return "head" if name == heads[0] else "aux head"
-
-
-@dataclass(frozen=True)
-class Description:
-    """What :func:`describe` returns: ``str()`` is the table, ``to_dict()`` the same for JSON."""
-
-    model: str
-    rows: tuple[dict[str, Any], ...]
-    total_params: int
-    trainable_params: int
-    heads: tuple[str, ...]
-    notes: tuple[str, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "total_params": self.total_params,
-            "trainable_params": self.trainable_params,
-            "heads": list(self.heads),
-            "modules": [dict(r) for r in self.rows],
-            "notes": list(self.notes),
-        }
-
-    def __str__(self) -> str:
-        table = tabulate(
-            [
-                [r["module"], r["type"], f"{r['params']:,}", r["trainable"], r["mode"], _role(r["module"], self.heads)]
-                for r in self.rows
-            ],
-            headers=["module", "type", "params", "trainable", "mode", "role"],
-            colalign=("left", "left", "right", "left", "left", "left"),
-        )
-        lines = [
-            f"{self.model}: {self.total_params:,} parameters, {self.trainable_params:,} trainable",
-            table,
-            *self.notes,
-        ]
-        return "\n".join(lines)
-
-
-def describe(model: nn.Module, *, depth: int = 1, head: str | Sequence[str] | None = None) -> Description:
-    """A per-module summary: type, parameter count, trainable (all/none/mixed), mode, which is the head.
-
-    ``depth`` is how many levels of children are listed (1: top-level children); head layers are
-    always listed. Shared parameters are counted once.
-
-    Example:
-        >>> import torchvision
-        >>> d = describe(torchvision.models.resnet18())
-        >>> d.total_params, d.heads
-        (11689512, ('fc',))
-    """
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be a positive int: {depth!r} (depth)")
-    inner = unwrap(model)
-    notes = []
-    try:
-        heads = tuple(resolve_heads(model, head))
-    except HeadNotFoundError:
-        heads = ()
-        notes.append("no classification head found")
-    seen: set[int] = set()
-    unique = [p for p in inner.parameters() if not (id(p) in seen or seen.add(id(p)))]
-    rows = []
-    for name, module in inner.named_modules():
-        if not name:
-            continue
-        level = name.count(".") + 1
-        is_head = name in heads
-        if level > depth and not is_head:
-            continue
-        params = list(module.parameters())
-        rows.append(
-            {
-                "module": name,
-                "type": type(module).__name__,
-                "params": sum(p.numel() for p in params),
-                "trainable": _flag_summary([p.requires_grad for p in params]),
-                "mode": _mode(module),
-                "head": is_head,
-            }
-        )
-    shared = sum(1 for _ in inner.named_parameters(remove_duplicate=False)) - len(unique)
-    if shared:
-        notes.append(f"{shared} shared parameter reference(s) counted once")
-    return Description(
-        model=type(inner).__name__,
-        rows=tuple(rows),
-        total_params=sum(p.numel() for p in unique),
-        trainable_params=sum(p.numel() for p in unique if p.requires_grad),
-        heads=heads,
-        notes=tuple(notes),
-    )
 
 
 def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:

@@ -1,34 +1,29 @@
-"""The audit engine: run the selected checks over a setup, restore everything, return a Report."""
+"""The audit engine: run the selected checks over a setup, restore everything, return a Report.
+
+``resolve`` turns the setup into the evidence the checks read, ``inputs`` gives the sample, targets
+and default train step, ``tracing`` runs and observes the train step and ``predict``, and
+``snapshot`` puts the user's objects back. The public entry is :func:`tlaudit.audit`.
+"""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
 
-from tlaudit._state import Snapshot
 from tlaudit.checks import Check, select_checks
-from tlaudit.context import AuditContext, Skip
-from tlaudit.report import Finding, Report, Severity
+from tlaudit.engine.resolve import AuditContext
+from tlaudit.engine.snapshot import Snapshot
+from tlaudit.evidence import Skip
+from tlaudit.report import Finding, Report, Severity, Skipped
 from tlaudit.setup import SetupError, TransferSetup
 
 __all__ = ["audit"]
 
-_NEEDS = {
-    "optimizer": lambda s: s.optimizer is not None,
-    "predict": lambda s: s.predict is not None,
-    "num_classes": lambda s: s.num_classes is not None,
-    "weights": lambda s: s.weights is not None,
-    "transform": lambda s: s.transform is not None,
-    "sample": lambda s: s.sample is not None,
-    "targets": lambda s: s.targets is not None,
-    "train_step": lambda s: s.train_step is not None,
-    "load_result": lambda s: s.load_result is not None,
-}
-
 
 def _missing(check: Check, setup: TransferSetup) -> str | None:
+    """Why ``check`` cannot run on ``setup`` (a field it needs is None), or None."""
     for need in check.needs:
         options = need.split("|")
-        if not any(_NEEDS[o](setup) for o in options):
+        if all(getattr(setup, option) is None for option in options):
             return "no " + " or ".join(f"`{o}`" for o in options) + " given"
     return None
 
@@ -72,29 +67,28 @@ def audit(
     ctx.validate()
     findings: list[Finding] = []
     run: list[str] = []
-    skipped: list[tuple[str, str]] = []
+    skipped: list[Skipped] = []
     try:
         for check in checks:
             if progress is not None:
                 progress(check.id)
             reason = _missing(check, setup)
             if reason is not None:
-                skipped.append((check.id, reason))
+                skipped.append(Skipped(check.id, reason))
                 continue
             try:
-                found = list(check.func(ctx))
+                found = check.run(ctx)
             except Skip as skip:
-                skipped.append((check.id, str(skip)))
+                skipped.append(Skipped(check.id, str(skip)))
                 continue
             except SetupError:
                 raise
             except Exception as err:  # a check's own bug must not hide the other checks' findings
                 found = [
-                    Finding(
-                        check.id,
-                        Severity.ERROR,
+                    check.finding(
                         f"check crashed: {type(err).__name__}: {err}",
                         hint="this is a bug in the check; the other checks still ran",
+                        severity=Severity.ERROR,
                     )
                 ]
             run.append(check.id)
@@ -108,4 +102,5 @@ def audit(
         notes=tuple(ctx.notes),
         model=type(ctx.inner).__name__,
         seconds=time.perf_counter() - started,
+        order=tuple(check.id for check in checks),
     )

@@ -1,7 +1,10 @@
-"""Assertions and measurements behind the pytest plugin's ``tlaudit`` and ``tlaudit_bench`` fixtures.
+"""Assertions about a transfer setup, behind the pytest plugin's ``tlaudit`` fixture.
 
 The plugin (``pytest_tlaudit``) imports this module lazily, the first time a test uses one of its
-fixture methods, so a suite that never asks for an audit never imports torch. The functions here do
+fixture methods, so a suite that never asks for an audit never imports torch. Each assertion applies
+the same rule as its check (``tlaudit.outputs.wrong_width`` for ``head-size``,
+``tlaudit.normalization.compare_normalization`` for ``normalization``,
+``tlaudit.schedule.groups_above`` for ``lr-threshold``); only the wording differs. The functions here do
 not depend on pytest: each ``assert_*`` raises ``AssertionError`` with a message naming the offending
 module, parameter, optimizer group or value, and returns None when the assertion holds; unittest
 users can call them directly.
@@ -12,9 +15,7 @@ library's usual errors (:class:`~tlaudit.PatternError`, ``TypeError``, ``ValueEr
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -24,17 +25,19 @@ from tlaudit._names import PatternError, unwrap
 from tlaudit._text import count as _count
 from tlaudit._text import examples as _examples
 from tlaudit._text import fmt as _fmt
-from tlaudit.context import named_outputs
 from tlaudit.engine import audit
-from tlaudit.freezing import inference, select_params
-from tlaudit.normalization import expected_normalization, find_normalizations
+from tlaudit.freezing import select_params
+from tlaudit.modes import inference
+from tlaudit.normalization import compare_normalization, expected_normalization, find_normalizations
+from tlaudit.options import is_positive_number
+from tlaudit.outputs import named_outputs, wrong_width
 from tlaudit.report import AuditFailed, Report
+from tlaudit.schedule import groups_above
 from tlaudit.setup import TransferSetup
 from tlaudit.surgery import resolve_heads
 
 __all__ = [
     "EVAL_CHECKS",
-    "Throughput",
     "assert_eval_inference",
     "assert_frozen",
     "assert_head",
@@ -42,7 +45,6 @@ __all__ = [
     "assert_normalization",
     "assert_trainable",
     "eval_inference_report",
-    "measure_throughput",
 ]
 
 EVAL_CHECKS = ("eval-mode", "eval-nondeterministic", "grad-inference")
@@ -55,10 +57,6 @@ def _check_model(model: object, where: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{where}: model must be a torch.nn.Module, got {type(model).__name__} (model)")
     return unwrap(model)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _by_top_module(names: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -197,11 +195,8 @@ def assert_head(
         outputs = named_outputs(output)
         if not outputs:
             problems.append(f"the model's output holds no tensor ({type(output).__name__})")
-        for out_name, tensor in outputs:
-            if tensor.ndim < 2 or tensor.shape[1] != num_classes:
-                problems.append(
-                    f"output `{out_name}` has shape {tuple(tensor.shape)}, expected {num_classes} columns (num_classes)"
-                )
+        for out_name, shape in wrong_width(outputs, num_classes):
+            problems.append(f"output `{out_name}` has shape {shape}, expected {num_classes} columns (num_classes)")
     if problems:
         lines = "\n  ".join(problems)
         raise AssertionError(
@@ -257,23 +252,24 @@ def assert_normalization(transform: Any, weights: Any) -> None:
     """
     __tracebackhide__ = True
     expected = expected_normalization(weights)
-    found = find_normalizations(transform)
+    mismatch = compare_normalization(find_normalizations(transform), expected)
+    if mismatch is None:
+        return
     want = f"the weights ({expected.source}) expect mean {_fmt(expected.mean)}, std {_fmt(expected.std)}"
     fix = f"hint: Normalize(mean={_fmt(expected.mean)}, std={_fmt(expected.std)}), or use weights.transforms()"
-    if not found:
+    if mismatch.kind == "missing":
         raise AssertionError(f"tlaudit.assert_normalization: the transform applies no normalization; {want}\n{fix}")
-    if len(found) > 1:
-        steps = "; ".join(f"mean {_fmt(n.mean)}, std {_fmt(n.std)}" for n in found)
+    if mismatch.kind == "double":
+        steps = "; ".join(f"mean {_fmt(n.mean)}, std {_fmt(n.std)}" for n in mismatch.found)
         raise AssertionError(
-            f"tlaudit.assert_normalization: the transform normalizes {len(found)} times (double normalization): "
+            f"tlaudit.assert_normalization: the transform normalizes {len(mismatch.found)} times (double normalization): "
             f"{steps}\nhint: keep a single Normalize step"
         )
-    actual = found[0]
-    if not actual.matches(expected):
-        raise AssertionError(
-            f"tlaudit.assert_normalization: the transform normalizes with mean {_fmt(actual.mean)}, "
-            f"std {_fmt(actual.std)}; {want}\n{fix}"
-        )
+    actual = mismatch.found[0]
+    raise AssertionError(
+        f"tlaudit.assert_normalization: the transform normalizes with mean {_fmt(actual.mean)}, "
+        f"std {_fmt(actual.std)}; {want}\n{fix}"
+    )
 
 
 # -- learning rates ------------------------------------------------------------------------------
@@ -331,32 +327,22 @@ def assert_lr_below(
         raise TypeError(
             f"assert_lr_below: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__} (optimizer)"
         )
-    if not _is_number(lr_max) or lr_max <= 0:
+    if not is_positive_number(lr_max):
         raise ValueError(f"assert_lr_below: lr_max must be a positive number: {lr_max!r} (lr_max)")
     if model is not None:
         _check_model(model, "assert_lr_below")
     excluded = _excluded_ids(exclude, model)
     names = {id(p): n for n, p in unwrap(model).named_parameters()} if model is not None else {}
-    if scheduler is not None:
-        from tlaudit.checks import simulate_peak_lrs
-
-        peaks, at = simulate_peak_lrs(optimizer, scheduler)
-    else:
-        peaks, at = [float(g["lr"]) for g in optimizer.param_groups], [0] * len(optimizer.param_groups)
     problems = []
-    for index, group in enumerate(optimizer.param_groups):
-        checked = [p for p in group["params"] if id(p) not in excluded]
-        if not checked:
-            continue
-        label = f"group {index}" + (f" (`{group['name']}`)" if group.get("name") else "")
-        known = [names[id(p)] for p in checked if id(p) in names]
-        held = f"{_count(len(checked), 'parameter')}" + (f": {_examples(known)}" if known else "")
-        now = float(group["lr"])
-        if now > lr_max:
-            problems.append(f"{label} has lr {now:g} > lr_max {lr_max:g} ({held})")
-        elif peaks[index] > lr_max:
+    for excess in groups_above(optimizer, lr_max, scheduler=scheduler, counted=lambda p: id(p) not in excluded):
+        label = f"group {excess.index}" + (f" (`{excess.name}`)" if excess.name else "")
+        known = [names[id(p)] for p in excess.params if id(p) in names]
+        held = f"{_count(len(excess.params), 'parameter')}" + (f": {_examples(known)}" if known else "")
+        if excess.now:
+            problems.append(f"{label} has lr {excess.lr:g} > lr_max {lr_max:g} ({held})")
+        else:
             problems.append(
-                f"{label} reaches lr {peaks[index]:g} > lr_max {lr_max:g} at scheduler step {at[index]} ({held})"
+                f"{label} reaches lr {excess.peak:g} > lr_max {lr_max:g} at scheduler step {excess.peak_step} ({held})"
             )
     if problems:
         lines = "\n  ".join(problems)
@@ -364,93 +350,3 @@ def assert_lr_below(
             f"tlaudit.assert_lr_below:\n  {lines}\nhint: a lower LR for pretrained layers than for the head: "
             "tlaudit.param_groups(model, lr, head_lr=...), and exclude= the head"
         )
-
-
-# -- throughput ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Throughput:
-    """What ``tlaudit_bench`` measured: images per second from the median round time."""
-
-    images_per_second: float
-    median_seconds: float
-    batch_size: int
-    device: str
-    dtype: str
-    rounds: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "images_per_second": self.images_per_second,
-            "median_seconds": self.median_seconds,
-            "batch_size": self.batch_size,
-            "device": self.device,
-            "dtype": self.dtype,
-            "rounds": self.rounds,
-        }
-
-
-def measure_throughput(
-    benchmark: Any,
-    model: nn.Module,
-    sample: torch.Tensor,
-    *,
-    rounds: int = 20,
-    warmup_rounds: int = 2,
-    iterations: int = 1,
-) -> Throughput:
-    """Feature-extraction throughput of ``model`` on ``sample`` with pytest-benchmark's ``benchmark``.
-
-    Each call is ``model(sample)`` in eval mode under ``torch.inference_mode()`` (training flags are
-    restored afterwards), synchronized on CUDA. Records ``images_per_second`` (batch size over the
-    median time per call), ``batch_size``, ``device`` and ``dtype`` in ``benchmark.extra_info``, so
-    ``--benchmark-json`` carries them. With ``--benchmark-disable`` the call runs once and is timed
-    with ``time.perf_counter``.
-    """
-    inner = _check_model(model, "tlaudit_bench")
-    if not isinstance(sample, torch.Tensor) or sample.ndim < 1:
-        raise TypeError(f"tlaudit_bench: sample must be a batched torch.Tensor, got {type(sample).__name__} (sample)")
-    for value, field in ((rounds, "rounds"), (iterations, "iterations")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"tlaudit_bench: {field} must be a positive int: {value!r} ({field})")
-    if isinstance(warmup_rounds, bool) or not isinstance(warmup_rounds, int) or warmup_rounds < 0:
-        raise ValueError(f"tlaudit_bench: warmup_rounds must be an int >= 0: {warmup_rounds!r} (warmup_rounds)")
-    ref = next((p for p in inner.parameters() if p.is_floating_point()), None)
-    dtype = ref.dtype if ref is not None else sample.dtype
-    device = sample.device
-    sync = device.type == "cuda"
-
-    def forward() -> None:
-        model(sample)
-        if sync:
-            torch.cuda.synchronize(device)
-
-    with inference(model):
-        if getattr(benchmark, "disabled", False):
-            started = time.perf_counter()
-            benchmark.pedantic(forward, rounds=1, iterations=1)
-            median, done = time.perf_counter() - started, 1
-        else:
-            benchmark.pedantic(forward, rounds=rounds, warmup_rounds=warmup_rounds, iterations=iterations)
-            median, done = float(benchmark.stats.stats.median), rounds
-    batch = int(sample.shape[0])
-    result = Throughput(
-        images_per_second=batch / median if median > 0 else float("inf"),
-        median_seconds=median,
-        batch_size=batch,
-        device=str(device),
-        dtype=str(dtype).replace("torch.", ""),
-        rounds=done,
-    )
-    benchmark.extra_info.update(
-        {
-            "images_per_second": result.images_per_second,
-            "batch_size": result.batch_size,
-            "device": result.device,
-            "dtype": result.dtype,
-            "mode": "eval+inference_mode",
-            "model": type(inner).__name__,
-        }
-    )
-    return result

@@ -9,12 +9,36 @@ from __future__ import annotations
 import copy
 import random
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+__all__ = ["Snapshot", "ParamState", "BufferState"]
+
 _MISSING = object()
+
+
+@dataclass(frozen=True)
+class ParamState:
+    """A parameter as it was: a copy of its value, its flag, its ``.grad`` tensor and a copy of that."""
+
+    param: nn.Parameter
+    value: torch.Tensor
+    requires_grad: bool
+    grad: torch.Tensor | None
+    grad_value: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class BufferState:
+    """A buffer slot of a module as it was: the tensor object there and a copy of its value."""
+
+    module: nn.Module
+    name: str
+    buffer: torch.Tensor | None
+    value: torch.Tensor | None
 
 
 class Snapshot:
@@ -24,11 +48,12 @@ class Snapshot:
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
-        params = list({id(p): p for p in model.parameters()}.values())
         with torch.no_grad():
-            self.params = [(p, p.detach().clone(), p.requires_grad, p.grad, _clone(p.grad)) for p in params]
+            self.params = [
+                ParamState(p, p.detach().clone(), p.requires_grad, p.grad, _clone(p.grad)) for p in model.parameters()
+            ]
             self.buffers = [
-                (module, name, buf, _clone(buf))
+                BufferState(module, name, buf, _clone(buf))
                 for module in model.modules()
                 for name, buf in module._buffers.items()
             ]
@@ -40,20 +65,21 @@ class Snapshot:
 
     def restore(self) -> None:
         with torch.no_grad():
-            for p, value, flag, grad, grad_value in self.params:
-                if p.shape == value.shape:
-                    p.copy_(value)
+            for s in self.params:
+                p = s.param
+                if p.shape == s.value.shape:
+                    p.copy_(s.value)
                 else:
-                    p.data = value.clone()
-                if p.requires_grad != flag:
-                    p.requires_grad_(flag)
-                if grad is not None and grad_value is not None:
-                    grad.copy_(grad_value)
-                p.grad = grad
-            for module, name, buf, value in self.buffers:
-                if buf is not None and value is not None:
-                    buf.copy_(value)
-                module._buffers[name] = buf
+                    p.data = s.value.clone()
+                if p.requires_grad != s.requires_grad:
+                    p.requires_grad_(s.requires_grad)
+                if s.grad is not None and s.grad_value is not None:
+                    s.grad.copy_(s.grad_value)
+                p.grad = s.grad
+            for b in self.buffers:
+                if b.buffer is not None and b.value is not None:
+                    b.buffer.copy_(b.value)
+                b.module._buffers[b.name] = b.buffer
         for module, flag in self.modes:
             module.training = flag
         torch.set_grad_enabled(self.grad_enabled)

@@ -1,0 +1,138 @@
+"""Checks on what is meant frozen: gradients, changed values, BatchNorm statistics."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from tlaudit.checks._grouping import grouped_findings
+from tlaudit.checks._registry import Check, register
+from tlaudit.evidence import Evidence
+from tlaudit.report import Finding, Severity
+from tlaudit.setup import Strategy
+
+
+@register("frozen-grad", "error", "a parameter meant to be frozen requires or receives a gradient")
+def frozen_grad(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Parameters meant to be frozen (by ``strategy="feature_extraction"``, by ``frozen`` patterns, or by
+    ``requires_grad=False``) that still have ``requires_grad=True``, or that receive a gradient in the
+    train step.
+
+    Why:
+    A frozen backbone that still trains is the most common silent transfer bug: a typo in the
+    freeze loop, or freezing before ``replace_head`` of a model that is rebuilt, leaves pretrained
+    layers trainable and the pretrained features are overwritten.
+
+    Example:
+    ``for p in model.parameters(): p.requires_grad = False`` followed by ``model.load_state_dict(...)``
+    is fine, but ``for name, p in model.named_parameters(): if "fc" not in name: p.requires_grad == False``
+    (a comparison, not an assignment) freezes nothing.
+
+    Fix:
+    ``tlaudit.freeze_backbone(model)`` or ``tlaudit.freeze(model, "<module>")``, and check the result
+    with ``tlaudit.trainable_report(model)``.
+    """
+    trace = ctx.train_trace()
+    names = [
+        name
+        for pid, name in ctx.meant_frozen.items()
+        if ctx.requires_grad[pid] or pid in trace.grad_received
+    ]
+    yield from grouped_findings(
+        check,
+        names,
+        f"meant frozen ({ctx.meant_frozen_source}) but requires or receives a gradient",
+        "set requires_grad=False on them: tlaudit.freeze(model, '<module>') or tlaudit.freeze_backbone(model)",
+    )
+
+
+@register("frozen-changed", "error", "a frozen parameter changes value in one train step", needs=("optimizer|train_step",))
+def frozen_changed(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Parameters meant to be frozen, or with ``requires_grad=False``, whose value changes in one
+    train step.
+
+    Why:
+    ``requires_grad=False`` stops new gradients, not updates: a stale ``.grad`` left from before the
+    freeze is still stepped by momentum, and decoupled weight decay (AdamW) shrinks every parameter
+    the optimizer holds that has a gradient tensor, zero or not.
+
+    Example:
+    Freezing ``layer1`` after a few steps, keeping it in an AdamW optimizer with ``weight_decay=0.05``
+    and zeroing gradients with ``zero_grad(set_to_none=False)``: ``layer1`` decays every step.
+
+    Fix:
+    Build the optimizer from trainable parameters only (``tlaudit.param_groups(model, lr)``), and
+    clear stale gradients (``p.grad = None``) of the parameters you freeze.
+    """
+    trace = ctx.train_trace()
+    names = [
+        name
+        for name, p in ctx.params
+        if (id(p) in ctx.meant_frozen or not ctx.requires_grad[id(p)]) and id(p) in trace.changed
+    ]
+    yield from grouped_findings(
+        check,
+        names,
+        "frozen but changed value in one train step",
+        "remove frozen parameters from the optimizer (tlaudit.param_groups) and set their .grad to None",
+    )
+
+
+@register("frozen-bn-train", "error", "a BatchNorm layer in the frozen part normalizes with batch statistics in training")
+def frozen_bn_train(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    BatchNorm layers inside the part meant frozen that run in training mode during the train step,
+    or that have no running statistics (``track_running_stats=False``) and so always use batch
+    statistics. An error for feature extraction, a warning otherwise.
+
+    Why:
+    ``requires_grad=False`` freezes BatchNorm's affine weights, not its statistics: in
+    ``model.train()`` a "frozen" BatchNorm normalizes with the statistics of each small batch and
+    overwrites the pretrained running mean and variance, so the frozen features drift.
+
+    Example:
+    ``tlaudit.freeze_backbone(model)`` then ``model.train()`` in the training loop: every backbone
+    BatchNorm layer updates its running stats.
+
+    Fix:
+    Convert them once with ``tlaudit.freeze(model, ..., batchnorm="frozen")`` /
+    ``tlaudit.freeze_batchnorm(model, ...)``, or call ``tlaudit.eval_frozen_batchnorm(model)`` after
+    every ``model.train()``.
+    """
+    trace = ctx.train_trace()
+    severity = Severity.ERROR if ctx.setup.strategy is Strategy.FEATURE_EXTRACTION else Severity.WARNING
+    modules = dict(ctx.inner.named_modules())
+    in_train, no_stats = [], []
+    for name, calls in trace.bn_calls.items():
+        module = modules[name]
+        meant = ctx.module_meant_frozen(name)
+        if meant is None:
+            params = [p for p in (module.weight, module.bias) if p is not None]
+            meant = bool(params) and all(id(p) in ctx.meant_frozen for p in params)
+        if not meant or not calls:
+            continue
+        if any(call.no_running_stats for call in calls):
+            no_stats.append(name)
+        elif any(call.training for call in calls):
+            in_train.append(name)
+    hint = (
+        "tlaudit.freeze_batchnorm(model, '<module>') to fix their statistics, or call "
+        "tlaudit.eval_frozen_batchnorm(model) after model.train()"
+    )
+    yield from grouped_findings(
+        check,
+        in_train,
+        "frozen but in training mode during the train step, so batch statistics are used and the running stats drift",
+        hint,
+        noun="BatchNorm layer",
+        severity=severity,
+    )
+    yield from grouped_findings(
+        check,
+        no_stats,
+        "frozen but without running stats (track_running_stats=False), so batch statistics are always used",
+        "keep the pretrained running_mean/running_var (track_running_stats=True) or use tlaudit.FrozenBatchNorm",
+        noun="BatchNorm layer",
+        severity=severity,
+    )
+

@@ -1,0 +1,86 @@
+"""Checks on the head: it can train, and it has one output per class."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from tlaudit._text import examples
+from tlaudit.checks._registry import Check, register
+from tlaudit.evidence import Evidence, Skip
+from tlaudit.outputs import named_outputs, wrong_width
+from tlaudit.report import Finding
+
+
+@register("head-frozen", "error", "the head cannot train")
+def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Head layers (from ``find_heads`` or ``TransferSetup.head``) with parameters that have
+    ``requires_grad=False``, that ``frozen`` patterns cover, or whose optimizer group has LR 0.
+
+    Why:
+    Freezing the whole model and forgetting to unfreeze the new head trains nothing; the loss
+    stays flat and it looks like a data problem.
+
+    Example:
+    ``tlaudit.freeze(model)`` after ``replace_head`` instead of before it.
+
+    Fix:
+    ``tlaudit.unfreeze(model, "<head>")``, or replace the head after freezing (new layers are trainable).
+    """
+    for head in ctx.heads:
+        params = [(n, p) for n, p in ctx.params if n == head or n.startswith(head + ".")]
+        if not params:
+            continue
+        frozen = [n for n, p in params if not ctx.requires_grad[id(p)]]
+        covered = [n for n, p in params if ctx.frozen_patterns and id(p) in ctx.meant_frozen]
+        if frozen:
+            yield check.finding(
+                f"head `{head}` has requires_grad=False ({examples(frozen)})",
+                subject=head,
+                hint=f"tlaudit.unfreeze(model, '{head}')",
+            )
+        elif covered:
+            yield check.finding(
+                f"head `{head}` is covered by TransferSetup.frozen patterns {list(ctx.frozen_patterns)}",
+                subject=head,
+                hint="narrow the frozen patterns so they leave the head out",
+            )
+        elif ctx.setup.optimizer is not None:
+            groups = ctx.setup.optimizer.param_groups
+            zero = sorted({ctx.optimizer_ids[id(p)] for _, p in params if id(p) in ctx.optimizer_ids and groups[ctx.optimizer_ids[id(p)]]["lr"] == 0})
+            if zero:
+                yield check.finding(
+                    f"head `{head}` sits in optimizer group(s) {zero} with lr 0",
+                    subject=head,
+                    hint="give the head's group a positive LR",
+                )
+
+
+@register("head-size", "error", "a model output does not have num_classes columns", needs=("num_classes",))
+def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Every output of the model in the train step (auxiliary outputs too) has ``num_classes``
+    columns (dimension 1).
+
+    Why:
+    A head left at 1000 ImageNet classes trains without error on labels below 1000, and an
+    auxiliary head left unreplaced (Inception's ``AuxLogits.fc``, GoogLeNet's ``aux1``/``aux2``)
+    only shows up once training mode adds its loss.
+
+    Example:
+    ``model.fc = nn.Linear(2048, 10)`` on ``inception_v3`` leaves ``AuxLogits.fc`` at 1000 outputs.
+
+    Fix:
+    ``tlaudit.replace_head(model, num_classes)`` replaces the main and auxiliary heads.
+    """
+    trace = ctx.train_trace()
+    outputs = named_outputs(trace.outputs)
+    if not outputs:
+        raise Skip(f"the model's output holds no tensor ({type(trace.outputs).__name__})")
+    n = ctx.setup.num_classes
+    for name, shape in wrong_width(outputs, n):
+        yield check.finding(
+            f"output `{name}` has shape {shape}, expected {n} columns (num_classes)",
+            subject=name,
+            hint=f"tlaudit.replace_head(model, {n}) (auxiliary heads included)",
+        )
+

@@ -1,0 +1,128 @@
+"""Checks on inference: eval mode, determinism, no autograd."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from tlaudit._text import count, examples
+from tlaudit.checks._registry import Check, register
+from tlaudit.evidence import Evidence
+from tlaudit.outputs import named_outputs
+from tlaudit.report import Finding, Severity
+
+
+_MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
+
+
+@register("eval-mode", "error", "a module is in training mode while predict runs", needs=("predict",))
+def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Modules called in training mode during ``predict``: an error where dropout or BatchNorm layers
+    are affected, a warning where only other modules are (they matter if they read ``self.training``).
+
+    Why:
+    In training mode dropout zeroes activations and BatchNorm normalizes with the batch's own
+    statistics (and updates the running ones): predictions are noisy, depend on the batch, and
+    the model changes while it predicts.
+
+    Example:
+    ``def predict(model, x): with torch.no_grad(): return model(x)`` without ``model.eval()``.
+
+    Fix:
+    ``with tlaudit.inference(model): model(x)``, or ``model.eval()`` before predicting.
+    """
+    trace = ctx.predict_trace()
+    if not trace.training_modules:
+        return
+    modules = dict(ctx.inner.named_modules())
+    sensitive = [n for n in trace.training_modules if isinstance(modules.get(n), _MODE_SENSITIVE)]
+    dropout = [n for n in sensitive if isinstance(modules[n], nn.modules.dropout._DropoutNd)]
+    norms = [n for n in sensitive if n not in dropout]
+    top = [n for n in trace.training_modules if "." not in n and n]
+    subject = "" if "" in trace.training_modules else (top[0] if top else trace.training_modules[0])
+    where = f"`{type(ctx.inner).__name__}`" if not subject else f"`{subject}`"
+    detail = []
+    if dropout:
+        detail.append(f"{count(len(dropout), 'dropout layer')} active ({examples(dropout)})")
+    if norms:
+        detail.append(f"{count(len(norms), 'BatchNorm layer')} using batch statistics ({examples(norms)})")
+    if detail:
+        text, severity = "; ".join(detail), None
+    else:
+        text = (
+            f"{count(len(trace.training_modules), 'module')} in training mode; no dropout or BatchNorm is affected, "
+            "but modules that read self.training are"
+        )
+        severity = Severity.WARNING
+    yield check.finding(
+        f"{where} ran in training mode during predict: {text}",
+        subject=subject,
+        hint="call model.eval() in predict, or use `with tlaudit.inference(model):`",
+        severity=severity,
+    )
+
+
+def _outputs_equal(a: Any, b: Any) -> bool:
+    left, right = named_outputs(a), named_outputs(b)
+    if len(left) != len(right):
+        return False
+    for (_, x), (_, y) in zip(left, right):
+        if x.shape != y.shape:
+            return False
+        if not torch.equal(x, y) and not torch.allclose(x.float(), y.float(), rtol=1e-5, atol=1e-6, equal_nan=True):
+            return False
+    return True
+
+
+@register("eval-nondeterministic", "error", "two predict calls on the same input disagree", needs=("predict",))
+def eval_nondeterministic(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Calls ``predict`` twice on the same input and compares the outputs (to 1e-5 relative).
+
+    Why:
+    Inference should be a function of its input. Randomness that ``model.eval()`` does not turn
+    off (``F.dropout(x, p, training=True)``, random augmentation inside ``forward``, sampling)
+    makes every prediction and every metric noisy.
+
+    Example:
+    ``x = F.dropout(x, 0.5)`` in a custom ``forward``: ``training`` defaults to True for the
+    functional form.
+
+    Fix:
+    Pass ``training=self.training`` to functional dropout, and move augmentation out of ``forward``.
+    """
+    trace = ctx.predict_trace()
+    if not _outputs_equal(*trace.outputs):
+        yield check.finding(
+            "two predict calls on the same sample returned different outputs",
+            subject="predict",
+            hint="look for randomness that model.eval() does not switch off, e.g. F.dropout(x, p) without training=self.training",
+        )
+
+
+@register("grad-inference", "warning", "predict runs with gradients enabled", needs=("predict",))
+def grad_inference(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Whether ``predict`` calls the model with autograd enabled (neither ``torch.no_grad()`` nor
+    ``torch.inference_mode()``).
+
+    Why:
+    Autograd keeps every activation alive for a backward pass that never comes: inference uses
+    several times the memory and runs slower.
+
+    Example:
+    ``def predict(model, x): model.eval(); return model(x)``.
+
+    Fix:
+    ``with tlaudit.inference(model): ...`` or ``with torch.inference_mode(): ...``.
+    """
+    if ctx.predict_trace().grad_enabled:
+        yield check.finding(
+            "predict runs the model with gradients enabled",
+            subject="predict",
+            hint="wrap inference in torch.inference_mode() or `with tlaudit.inference(model):`",
+        )
+

@@ -1,0 +1,125 @@
+"""Checks on what goes into the model: normalization, the sample's range, the labels."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from tlaudit._text import fmt
+from tlaudit.checks._registry import Check, register
+from tlaudit.evidence import Evidence, Skip
+from tlaudit.normalization import compare_normalization
+from tlaudit.report import Finding
+
+
+@register("normalization", "error", "the transform's mean/std differ from the weights' expected ones", needs=("weights", "transform"))
+def normalization(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Compares the normalization the ``transform`` applies (torchvision v1/v2 ``Normalize``, preset
+    transforms, nested ``Compose``) with the mean/std the ``weights`` were trained with; also a
+    transform with no normalization, or with two.
+
+    Why:
+    Pretrained features assume the input statistics they were trained on. The wrong mean/std (or
+    none) shifts every activation; the model still trains, only worse, and nobody notices.
+
+    Example:
+    ``Normalize([0.5] * 3, [0.5] * 3)`` with ``ResNet50_Weights.IMAGENET1K_V2``, which expects
+    ``[0.485, 0.456, 0.406]`` / ``[0.229, 0.224, 0.225]``.
+
+    Fix:
+    Use the weights' own preset (``weights.transforms()``) or ``Normalize(mean=..., std=...)`` with
+    ``tlaudit.expected_normalization(weights)``.
+    """
+    expected = ctx.expected
+    mismatch = compare_normalization(ctx.found_normalizations, expected)
+    if mismatch is None:
+        return
+    hint = f"Normalize(mean={fmt(expected.mean)}, std={fmt(expected.std)}), or use weights.transforms()"
+    if mismatch.kind == "missing":
+        message = f"the transform applies no normalization; the weights expect mean {fmt(expected.mean)}, std {fmt(expected.std)}"
+    elif mismatch.kind == "double":
+        message, hint = f"the transform normalizes {len(mismatch.found)} times (double normalization)", "keep a single Normalize step"
+    else:
+        actual = mismatch.found[0]
+        message = (
+            f"the transform normalizes with mean {fmt(actual.mean)}, std {fmt(actual.std)}; "
+            f"the weights ({expected.source}) expect mean {fmt(expected.mean)}, std {fmt(expected.std)}"
+        )
+    yield check.finding(message, subject="transform", hint=hint)
+
+
+@register("input-range", "warning", "the sample looks unnormalized or doubly normalized", needs=("sample",))
+def input_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Per-channel statistics of the ``sample``: values all in 0..1 or 0..255 (pixels that were never
+    normalized), or means and standard deviations far from a normalized input's (around 0 and 1),
+    as double normalization produces.
+
+    Why:
+    The transform the audit sees is not always the one that ran: a second ``Normalize`` in the
+    dataset, a ``ToTensor`` missing or doubled. The batch itself tells.
+
+    Example:
+    A batch from ``ToTensor()`` alone: every value in [0, 1], channel means near 0.45.
+
+    Fix:
+    Normalize once with the weights' mean/std: ``weights.transforms()``.
+    """
+    x = ctx.sample
+    if not x.is_floating_point() or x.ndim < 3 or x.numel() == 0:
+        raise Skip(f"the sample is not a float image batch (dtype {x.dtype}, shape {tuple(x.shape)})")
+    flat = x.detach().float().transpose(0, 1).reshape(x.shape[1], -1)
+    lo, hi = float(flat.min()), float(flat.max())
+    means, stds = flat.mean(dim=1).tolist(), flat.std(dim=1).tolist()
+    stats = f"range [{lo:.3g}, {hi:.3g}], channel means {fmt(means)}, stds {fmt(stds)}"
+    hint = "normalize once with the weights' mean/std (weights.transforms())"
+    if lo >= 0 and hi > 2 and hi <= 255:
+        yield check.finding(f"the sample looks like 0..255 pixels, not normalized: {stats}", subject="sample", hint=hint)
+    elif lo >= 0 and hi <= 1:
+        yield check.finding(f"the sample looks like 0..1 pixels, not normalized: {stats}", subject="sample", hint=hint)
+    elif any(abs(m) > 1.5 for m in means) or any(s > 3 or s < 0.2 for s in stds):
+        yield check.finding(
+            f"the sample's statistics are far from a normalized input's (means near 0, stds near 1): {stats}; "
+            "doubly normalized?",
+            subject="sample",
+            hint=hint,
+        )
+
+
+@register("label-range", "error", "a target is outside [0, num_classes)", needs=("num_classes", "targets"))
+def label_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Integer targets outside ``[0, num_classes)`` (the cross-entropy ignore index -100 is allowed),
+    or one-hot/soft targets whose last dimension is not ``num_classes``.
+
+    Why:
+    Labels from 1..N instead of 0..N-1 crash on CPU but can fail with an opaque device-side assert
+    on GPU, and with a 1000-class head left in place they train silently against the wrong classes.
+
+    Example:
+    ``ImageFolder`` classes remapped to start at 1; ``num_classes=10`` with a label 10.
+
+    Fix:
+    Map labels to ``0 .. num_classes - 1``, or set ``num_classes`` to the real count.
+    """
+    t = ctx.targets
+    n = ctx.setup.num_classes
+    if t.is_floating_point():
+        if t.ndim >= 2 and t.shape[-1] != n:
+            yield check.finding(
+                f"soft/one-hot targets have {t.shape[-1]} columns, expected num_classes {n}",
+                subject="targets",
+                hint="targets must have one column per class",
+            )
+        return
+    valid = t[t != -100]
+    if valid.numel() == 0:
+        return
+    lo, hi = int(valid.min()), int(valid.max())
+    if lo < 0 or hi >= n:
+        bad = sorted({int(v) for v in valid[(valid < 0) | (valid >= n)].unique()[:5].tolist()})
+        yield check.finding(
+            f"targets range over [{lo}, {hi}], outside [0, {n}) (num_classes): e.g. {bad}",
+            subject="targets",
+            hint=f"map labels to 0..{n - 1} or fix num_classes",
+        )
+

@@ -1,0 +1,107 @@
+"""Checks on the optimizer: coverage of the trainable parameters, frozen ones in it, LR ceilings."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from tlaudit._text import count
+from tlaudit.checks._grouping import group, grouped_findings, what
+from tlaudit.checks._registry import Check, register
+from tlaudit.evidence import Evidence
+from tlaudit.report import Finding
+from tlaudit.schedule import groups_above
+
+
+@register("optimizer-missing", "error", "a trainable parameter is in no optimizer group", needs=("optimizer",))
+def optimizer_missing(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Trainable parameters (``requires_grad=True``) that no optimizer group holds, compared by
+    identity.
+
+    Why:
+    An optimizer built before the head swap holds the old head's parameters: the new head gets
+    gradients that are never applied, and the old head, no longer in the model, is stepped instead.
+
+    Example:
+    ``opt = torch.optim.SGD(model.parameters(), lr=0.01)`` followed by ``model.fc = nn.Linear(512, 10)``.
+
+    Fix:
+    Build the optimizer after all surgery and freezing: ``torch.optim.AdamW(tlaudit.param_groups(model, lr))``.
+    """
+    names = [name for name, p in ctx.params if ctx.requires_grad[id(p)] and id(p) not in ctx.optimizer_ids]
+    model_ids = {id(p) for _, p in ctx.params}
+    stale = sum(1 for pid in ctx.optimizer_ids if pid not in model_ids)
+    extra = f"; the optimizer holds {count(stale, 'parameter')} that are not in the model" if stale else ""
+    hint = "build the optimizer after replacing the head and freezing: optimizer(tlaudit.param_groups(model, lr))"
+    for subject, members in group(names):
+        yield check.finding(
+            f"{what(subject, members, 'parameter')}: trainable but in no optimizer group{extra}", subject=subject, hint=hint
+        )
+
+
+@register("optimizer-frozen", "warning", "a frozen parameter sits in the optimizer", needs=("optimizer",))
+def optimizer_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Parameters meant to be frozen, or with ``requires_grad=False``, that an optimizer group holds.
+
+    Why:
+    Harmless only while their ``.grad`` stays None: a stale gradient plus momentum or weight decay
+    moves them (see ``frozen-changed``), and they cost optimizer memory once unfrozen by mistake.
+
+    Example:
+    ``torch.optim.AdamW(model.parameters())`` after ``tlaudit.freeze_backbone(model)``.
+
+    Fix:
+    Pass only trainable parameters: ``tlaudit.param_groups(model, lr)``; stages unfrozen later are
+    added with ``tlaudit.StagedUnfreezer``.
+    """
+    names = [
+        name
+        for name, p in ctx.params
+        if (id(p) in ctx.meant_frozen or not ctx.requires_grad[id(p)]) and id(p) in ctx.optimizer_ids
+    ]
+    yield from grouped_findings(
+        check, names, "frozen but held by the optimizer", "build the optimizer from tlaudit.param_groups(model, lr)"
+    )
+
+
+@register("lr-threshold", "error", "a group of pretrained parameters has an LR above lr_max", needs=("optimizer",))
+def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Optimizer groups holding pretrained (non-head) parameters whose LR is above ``lr_max``, now
+    or at the peak the scheduler reaches (warm-up, one-cycle). ``lr_max`` defaults to 1e-3 for
+    adaptive optimizers (Adam family, RMSprop, Adagrad, ...) and 1e-2 for SGD. The schedule is
+    simulated on copies; the user's optimizer and scheduler are never stepped.
+
+    Why:
+    Fine-tuning with a from-scratch learning rate wrecks pretrained features in the first few
+    hundred steps ("catastrophic forgetting"); the damage is done before validation shows it.
+
+    Example:
+    ``torch.optim.Adam(model.parameters(), lr=1e-2)``, or ``OneCycleLR(opt, max_lr=0.1)`` over a
+    backbone.
+
+    Fix:
+    A lower LR for pretrained layers than for the head: ``tlaudit.param_groups(model, 1e-4, head_lr=1e-3)``.
+    """
+    names = {id(p): n for n, p in ctx.params}
+    lr_max = ctx.lr_max
+
+    def pretrained(p: object) -> bool:
+        return id(p) in names and id(p) not in ctx.head_ids
+
+    for excess in groups_above(ctx.setup.optimizer, lr_max, scheduler=ctx.setup.scheduler, counted=pretrained):
+        label = f"group {excess.index}" + (f" ({excess.name})" if excess.name else "")
+        held = count(len(excess.params), "pretrained parameter")
+        if excess.now:
+            message = f"{label} holds {held} with lr {excess.lr:g} > lr_max {lr_max:g}"
+        else:
+            message = (
+                f"{label} holds {held}; the scheduler raises its lr to {excess.peak:g} > lr_max {lr_max:g} "
+                f"at step {excess.peak_step}"
+            )
+        yield check.finding(
+            message,
+            subject=f"param_groups[{excess.index}]",
+            hint="use a lower LR for pretrained layers than for the head: tlaudit.param_groups(model, lr, head_lr=...)",
+        )
+

@@ -1,0 +1,164 @@
+"""The setup resolved as the checks read it (:class:`~tlaudit.evidence.Evidence`): heads, intent, optimizer
+membership, normalization, inputs, and the traces, each computed once and only when a check asks."""
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from torch import nn
+
+from tlaudit._names import match_names, pattern_matches, unwrap
+from tlaudit.engine.inputs import synthetic_sample, synthetic_targets
+from tlaudit.engine.snapshot import Snapshot
+from tlaudit.engine.tracing import trace_predict, trace_train_step
+from tlaudit.evidence import PredictTrace, Skip, TrainTrace
+from tlaudit.normalization import Normalization, expected_normalization, find_normalizations
+from tlaudit.setup import SetupError, Strategy, TransferSetup
+from tlaudit.surgery import HeadNotFoundError, resolve_heads
+
+__all__ = ["AuditContext"]
+
+
+class AuditContext:
+    """The setup as the checks see it. Properties are computed once; traces run on first use."""
+
+    def __init__(self, setup: TransferSetup, snapshot: Snapshot) -> None:
+        self.setup = setup
+        self.snapshot = snapshot
+        self.inner = unwrap(setup.model)
+        self.notes: list[str] = []
+        self.params: list[tuple[str, nn.Parameter]] = list(self.inner.named_parameters())
+        self.requires_grad: dict[int, bool] = {id(p): p.requires_grad for _, p in self.params}
+        self._train_trace: TrainTrace | None = None
+        self._predict_trace: PredictTrace | None = None
+
+    def validate(self) -> None:
+        """Resolve the fields that can be wrong in ways only the model tells, raising SetupError early."""
+        _ = self.expected, self.frozen_patterns
+        if self.setup.head is not None:
+            _ = self.heads
+
+    # -- what the setup says -------------------------------------------------------------------
+
+    @cached_property
+    def heads(self) -> list[str]:
+        try:
+            return resolve_heads(self.setup.model, self.setup.head, field_name="TransferSetup.head")
+        except HeadNotFoundError as err:
+            if self.setup.head is not None:
+                raise SetupError(str(err), field="head") from err
+            raise Skip("no classification head found; pass TransferSetup(head='<module name>')") from err
+
+    def is_head(self, name: str) -> bool:
+        return any(pattern_matches(h, name) for h in self.heads)
+
+    @cached_property
+    def head_ids(self) -> set[int]:
+        return {id(p) for name, p in self.params if self.is_head(name)}
+
+    @cached_property
+    def frozen_patterns(self) -> tuple[str, ...]:
+        patterns = tuple(self.setup.frozen or ())
+        if patterns:
+            names = [n for n, _ in self.inner.named_modules() if n] + [n for n, _ in self.params]
+            try:
+                match_names(names, patterns, field="TransferSetup.frozen")
+            except ValueError as err:
+                raise SetupError(str(err), field="frozen") from err
+        return patterns
+
+    @property
+    def meant_frozen_source(self) -> str:
+        if self.setup.strategy is Strategy.FEATURE_EXTRACTION:
+            return "strategy='feature_extraction'"
+        if self.frozen_patterns:
+            return "TransferSetup.frozen"
+        return "requires_grad=False"
+
+    def module_meant_frozen(self, name: str) -> bool | None:
+        """Whether the module is in the part meant frozen; None where only flags say so."""
+        if self.setup.strategy is Strategy.FEATURE_EXTRACTION and not self.is_head(name):
+            return True
+        if self.frozen_patterns:
+            return any(pattern_matches(p, name) for p in self.frozen_patterns)
+        if self.setup.strategy is Strategy.FEATURE_EXTRACTION:
+            return False
+        return None
+
+    @cached_property
+    def meant_frozen(self) -> dict[int, str]:
+        """``id(param) -> name`` of every parameter meant to be frozen."""
+        out: dict[int, str] = {}
+        fe = self.setup.strategy is Strategy.FEATURE_EXTRACTION
+        for name, p in self.params:
+            if fe and not self.is_head(name):
+                out[id(p)] = name
+            elif self.frozen_patterns and any(pattern_matches(pat, name) for pat in self.frozen_patterns):
+                out[id(p)] = name
+            elif not fe and not self.frozen_patterns and not self.requires_grad[id(p)]:
+                out[id(p)] = name
+        return out
+
+    @cached_property
+    def optimizer_ids(self) -> dict[int, int]:
+        """``id(param) -> group index`` for every parameter the optimizer holds."""
+        out: dict[int, int] = {}
+        if self.setup.optimizer is not None:
+            for index, group in enumerate(self.setup.optimizer.param_groups):
+                for p in group["params"]:
+                    out.setdefault(id(p), index)
+        return out
+
+    @cached_property
+    def expected(self) -> Normalization | None:
+        if self.setup.weights is None:
+            return None
+        try:
+            return expected_normalization(self.setup.weights)
+        except (TypeError, ValueError) as err:
+            raise SetupError(f"TransferSetup.weights: {err}", field="weights") from err
+
+    @cached_property
+    def found_normalizations(self) -> list[Normalization]:
+        return find_normalizations(self.setup.transform)
+
+    @cached_property
+    def lr_max(self) -> float:
+        if self.setup.lr_max is not None:
+            return float(self.setup.lr_max)
+        return 1e-2 if isinstance(self.setup.optimizer, torch.optim.SGD) else 1e-3
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    @cached_property
+    def sample(self) -> torch.Tensor:
+        if self.setup.sample is not None:
+            return self.setup.sample
+        crop = self.expected.crop_size if self.expected is not None else None
+        sample, note = synthetic_sample(self.inner, crop)
+        self.notes.append(note)
+        return sample
+
+    @cached_property
+    def targets(self) -> torch.Tensor:
+        if self.setup.targets is not None:
+            return self.setup.targets
+        targets, note = synthetic_targets(self.sample, self.setup.num_classes)
+        self.notes.append(note)
+        return targets
+
+    # -- traces --------------------------------------------------------------------------------
+
+    def train_trace(self) -> TrainTrace:
+        if self._train_trace is None:
+            self._train_trace = trace_train_step(
+                self.setup, self.inner, self.sample, self.targets, self.snapshot, self.requires_grad
+            )
+        return self._train_trace
+
+    def predict_trace(self) -> PredictTrace:
+        if self._predict_trace is None:
+            if self.setup.predict is None:
+                raise Skip("no predict given")
+            self._predict_trace = trace_predict(self.setup, self.inner, self.sample, self.snapshot)
+        return self._predict_trace

@@ -1,0 +1,126 @@
+"""The traced runs: one train step and two ``predict`` calls, observed with hooks and undone afterwards.
+
+Hooks are the fewest that answer the checks' questions: tensor hooks on trainable parameters (which
+gradients arrive), forward pre-hooks on BatchNorm layers (their mode in training) and on every
+module during ``predict`` (which ran in training mode), and one forward hook on the model (its
+output). No full backward hooks: they break in-place operations. Every hook is removed in
+``finally``, and the snapshot is restored after each run.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from tlaudit.batchnorm import is_batchnorm
+from tlaudit.engine.inputs import default_train_step
+from tlaudit.engine.snapshot import Snapshot
+from tlaudit.evidence import BatchNormCall, PredictTrace, TrainTrace
+from tlaudit.outputs import detach_outputs
+from tlaudit.setup import SetupError, TransferSetup
+
+__all__ = ["trace_train_step", "trace_predict"]
+
+
+@contextlib.contextmanager
+def _hooks() -> Iterator[list[Any]]:
+    handles: list[Any] = []
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def trace_train_step(
+    setup: TransferSetup,
+    inner: nn.Module,
+    sample: torch.Tensor,
+    targets: torch.Tensor,
+    snapshot: Snapshot,
+    requires_grad: dict[int, bool],
+) -> TrainTrace:
+    """Run the user's ``train_step`` (or the default one) once on copies of the sample and targets."""
+    trace = TrainTrace()
+    sample, targets = sample.clone(), targets.clone()
+    user_step = setup.train_step
+    step = user_step or default_train_step
+    with _hooks() as handles:
+        for name, module in inner.named_modules():
+            if is_batchnorm(module):
+                calls = trace.bn_calls.setdefault(name, [])
+
+                def record(mod: nn.Module, args: Any, calls: list[BatchNormCall] = calls) -> None:
+                    calls.append(BatchNormCall(mod.training, mod.running_mean is None))
+
+                handles.append(module.register_forward_pre_hook(record))
+        for p in inner.parameters():
+            if p.requires_grad:
+                handles.append(p.register_hook(lambda grad, pid=id(p): trace.grad_received.add(pid)))
+
+        def keep_output(mod: nn.Module, args: Any, output: Any) -> None:
+            if trace.outputs is None:
+                trace.outputs = detach_outputs(output)
+
+        handles.append(inner.register_forward_hook(keep_output))
+        try:
+            with torch.enable_grad():
+                step(setup.model, sample, targets, setup.optimizer)
+        except Exception as err:
+            snapshot.restore()
+            if user_step is not None:
+                raise SetupError(f"TransferSetup.train_step raised {type(err).__name__}: {err}", field="train_step") from err
+            field_name = "sample" if trace.outputs is None else "targets"
+            what = (
+                f"the model cannot take the sample of shape {tuple(sample.shape)}"
+                if field_name == "sample"
+                else f"cross-entropy on the model's output and targets of shape {tuple(targets.shape)} failed"
+            )
+            raise SetupError(f"TransferSetup.{field_name}: {what}: {type(err).__name__}: {err}", field=field_name) from err
+    with torch.no_grad():
+        for s in snapshot.params:
+            p = s.param
+            if p.shape != s.value.shape or not torch.equal(p, s.value):
+                trace.changed.add(id(p))
+            # a requires_grad=False leaf can only get a gradient if the step switched the flag on
+            if not requires_grad.get(id(p), True) and p.requires_grad and p.grad is not None:
+                if s.grad is None or p.grad is not s.grad or not torch.equal(p.grad, s.grad_value):
+                    trace.grad_received.add(id(p))
+    snapshot.restore()
+    return trace
+
+
+def trace_predict(setup: TransferSetup, inner: nn.Module, sample: torch.Tensor, snapshot: Snapshot) -> PredictTrace:
+    """Call the user's ``predict`` (which must be set) twice on copies of the sample, recording modes and grad mode."""
+    predict = setup.predict
+    trace = PredictTrace()
+    training: dict[str, None] = {}
+    grad_flags: list[bool] = []
+    with _hooks() as handles:
+        for name, module in inner.named_modules():
+
+            def record(mod: nn.Module, args: Any, name: str = name) -> None:
+                if mod.training:
+                    training.setdefault(name, None)
+
+            handles.append(module.register_forward_pre_hook(record))
+
+        def grad_mode(mod: nn.Module, args: Any) -> None:
+            grad_flags.append(torch.is_grad_enabled() and not torch.is_inference_mode_enabled())
+
+        handles.append(inner.register_forward_pre_hook(grad_mode))
+        outputs = []
+        try:
+            for _ in range(2):
+                outputs.append(detach_outputs(predict(setup.model, sample.clone())))
+        except Exception as err:
+            snapshot.restore()
+            raise SetupError(f"TransferSetup.predict raised {type(err).__name__}: {err}", field="predict") from err
+    snapshot.restore()
+    trace.training_modules = list(training)
+    trace.grad_enabled = any(grad_flags)
+    trace.outputs = (outputs[0], outputs[1])
+    return trace

@@ -1,0 +1,96 @@
+"""What the checks read: the contract between the engine, which gathers evidence, and the checks.
+
+The engine (:mod:`tlaudit.engine`) resolves the setup and traces one train step and two ``predict``
+calls; it hands the checks an object satisfying :class:`Evidence`. Checks depend on this module,
+never on the engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from tlaudit.normalization import Normalization
+    from tlaudit.setup import TransferSetup
+
+__all__ = ["Skip", "BatchNormCall", "TrainTrace", "PredictTrace", "Evidence"]
+
+
+class Skip(Exception):
+    """Raised by a check that cannot run on this setup; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class BatchNormCall:
+    """One call of a BatchNorm layer in the train step: its mode, and whether it keeps running statistics."""
+
+    training: bool
+    no_running_stats: bool
+
+
+@dataclass
+class TrainTrace:
+    """What one train step did: parameters that got a gradient or changed (by ``id``), BatchNorm calls, the output."""
+
+    grad_received: set[int] = field(default_factory=set)
+    bn_calls: dict[str, list[BatchNormCall]] = field(default_factory=dict)
+    outputs: Any = None
+    changed: set[int] = field(default_factory=set)
+
+
+@dataclass
+class PredictTrace:
+    """What two ``predict`` calls did: modules called in training mode, grad mode, both outputs."""
+
+    training_modules: list[str] = field(default_factory=list)
+    grad_enabled: bool = False
+    outputs: tuple[Any, Any] = (None, None)
+
+
+class Evidence(Protocol):
+    """The resolved setup and its traces, as every check reads them.
+
+    Parameters are keyed by ``id()``; names are those of the unwrapped model. Properties that cannot
+    be resolved for this setup raise :class:`Skip` with the reason.
+    """
+
+    setup: TransferSetup
+    inner: nn.Module
+    """The user's module inside DataParallel/DDP/``torch.compile`` wrappers."""
+    params: list[tuple[str, nn.Parameter]]
+    requires_grad: dict[int, bool]
+    """Each parameter's ``requires_grad`` before the audit touched anything."""
+
+    @property
+    def heads(self) -> list[str]: ...
+    def is_head(self, name: str) -> bool: ...
+    @property
+    def head_ids(self) -> set[int]: ...
+    @property
+    def frozen_patterns(self) -> tuple[str, ...]: ...
+    @property
+    def meant_frozen(self) -> dict[int, str]:
+        """``id(param) -> name`` of every parameter meant to be frozen."""
+    @property
+    def meant_frozen_source(self) -> str:
+        """Where the intent comes from, for messages: ``strategy='feature_extraction'``, ..."""
+    def module_meant_frozen(self, name: str) -> bool | None:
+        """Whether the module is in the part meant frozen; None where only the flags say so."""
+    @property
+    def optimizer_ids(self) -> dict[int, int]:
+        """``id(param) -> group index`` for every parameter the optimizer holds."""
+    @property
+    def lr_max(self) -> float: ...
+    @property
+    def expected(self) -> Normalization | None: ...
+    @property
+    def found_normalizations(self) -> list[Normalization]: ...
+    @property
+    def sample(self) -> torch.Tensor: ...
+    @property
+    def targets(self) -> torch.Tensor: ...
+    def train_trace(self) -> TrainTrace: ...
+    def predict_trace(self) -> PredictTrace: ...

@@ -1,0 +1,58 @@
+"""A model's outputs: every tensor in whatever it returns, and the rule that logits have ``num_classes`` columns."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["named_outputs", "detach_outputs", "wrong_width"]
+
+
+def named_outputs(outputs: Any, prefix: str = "output") -> list[tuple[str, torch.Tensor]]:
+    """Every tensor in a model's output (tensor, tuple, namedtuple, dict, or an object with ``logits``)."""
+    if isinstance(outputs, torch.Tensor):
+        return [(prefix, outputs)]
+    if isinstance(outputs, tuple) and hasattr(outputs, "_fields"):
+        found = []
+        for name in outputs._fields:
+            found.extend(named_outputs(getattr(outputs, name), name))
+        return found
+    if isinstance(outputs, (list, tuple)):
+        found = []
+        for i, value in enumerate(outputs):
+            found.extend(named_outputs(value, f"{prefix}[{i}]"))
+        return found
+    if isinstance(outputs, dict):
+        found = []
+        for key, value in outputs.items():
+            found.extend(named_outputs(value, str(key)))
+        return found
+    logits = getattr(outputs, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return [("logits", logits)]
+    return []
+
+
+def detach_outputs(outputs: Any) -> Any:
+    """A detached copy of a model's output, with the same structure."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.detach().clone()
+    if isinstance(outputs, tuple) and hasattr(outputs, "_fields"):
+        return type(outputs)(*(detach_outputs(v) for v in outputs))
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(detach_outputs(v) for v in outputs)
+    if isinstance(outputs, dict):
+        return {k: detach_outputs(v) for k, v in outputs.items()}
+    return outputs
+
+
+def wrong_width(outputs: list[tuple[str, torch.Tensor]], num_classes: int) -> list[tuple[str, tuple[int, ...]]]:
+    """``(name, shape)`` of each output whose dimension 1 is not ``num_classes``: the head-size rule.
+
+    Shared by the ``head-size`` check and ``assert_head``.
+    """
+    return [
+        (name, tuple(tensor.shape))
+        for name, tensor in outputs
+        if tensor.ndim < 2 or tensor.shape[1] != num_classes
+    ]
