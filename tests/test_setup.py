@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -24,14 +25,25 @@ from tlaudit.setup import SetupError, Strategy, TransferSetup, load_setup
         ({"frozen": ["layer1", 3]}, r"TransferSetup.frozen: expected a module name or a list of them, got \['layer1', 3\]"),
         ({"lr_max": -1}, r"TransferSetup.lr_max: expected a positive number, got -1"),
         ({"predict": 3}, r"TransferSetup.predict: expected a callable, got int"),
-        ({"scheduler": object()}, r"TransferSetup.scheduler: expected an LR scheduler, got object"),
+        ({"scheduler": object()}, r"TransferSetup.scheduler: expected an LR scheduler \(torch.optim.lr_scheduler, or one with step\(\), state_dict\(\) and an .optimizer\), got object"),
+        ({"transform": 42}, r"TransferSetup.transform: expected a callable input pipeline \(or a list of transforms\), got int"),
+        ({"transform": [42]}, r"TransferSetup.transform: expected a callable input pipeline \(or a list of transforms\), got list"),
+        ({"sample": torch.full((2, 4), float("nan"))}, r"TransferSetup.sample: every value is NaN or infinite, so nothing can run: shape \(2, 4\)"),
+        ({"sample": torch.zeros(0, 4)}, r"TransferSetup.sample: expected a batch with at least one item, got shape \(0, 4\)"),
+        ({"sample": torch.zeros(2, 4), "targets": torch.zeros(3, dtype=torch.long)}, r"TransferSetup.targets: 3 targets \(shape \(3,\)\) for a sample batch of 2 \(shape \(2, 4\)\)"),
+        ({"sample": torch.zeros(2, 4), "targets": torch.tensor(1)}, r"TransferSetup.targets: expected one target per sample, got a scalar 1"),
+        ({"sample": torch.zeros(2, 4), "targets": torch.tensor([0.5, float("inf")])}, r"TransferSetup.targets: holds NaN or infinite values: shape \(2,\)"),
+        ({"head": "fcc"}, r"no module named 'fcc' \(TransferSetup.head\); hint: use find_heads\(model\)"),
+        ({"frozen": ["layr1"]}, r"pattern matches no module: 'layr1' \(TransferSetup.frozen\)"),
+        ({"model": nn.ReLU()}, r"TransferSetup.model: has no parameters, so there is nothing to train or audit: ReLU"),
     ],
 )
 def test_bad_fields_name_the_field(fields, message):
     fields = {"model": nn.Linear(4, 2), **fields}
     with pytest.raises(SetupError, match=message) as info:
         TransferSetup(**fields)
-    assert info.value.field == message.split(":")[0].split(".")[1]
+    field = next(name for name in fields if f"TransferSetup.{name}" in message)
+    assert info.value.field == field
 
 
 def test_scheduler_must_step_the_setup_optimizer():
@@ -42,9 +54,42 @@ def test_scheduler_must_step_the_setup_optimizer():
         TransferSetup(model=model, optimizer=opt_a, scheduler=sched)
 
 
+def test_an_optimizer_passed_as_scheduler_is_named():
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(SetupError, match=r"TransferSetup.scheduler: got an optimizer \(SGD\); pass it as optimizer= and its scheduler here"):
+        TransferSetup(model=model, optimizer=optimizer, scheduler=optimizer)
+
+
+def test_a_scheduler_shaped_object_from_another_library_is_accepted():
+    class WarmupScheduler:  # the shape timm's and other libraries' schedulers have
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+
+        def step(self, epoch=None):
+            pass
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert isinstance(TransferSetup(model=model, optimizer=optimizer, scheduler=WarmupScheduler(optimizer)).scheduler, WarmupScheduler)
+
+
+def test_a_sample_with_some_nan_is_accepted_for_input_range_to_report():
+    sample = torch.zeros(2, 4)
+    sample[0, 0] = float("nan")
+    assert TransferSetup(model=nn.Linear(4, 2), sample=sample).sample is sample
+
+
 def test_fields_are_normalised():
-    setup = TransferSetup(model=nn.Linear(4, 2), strategy="feature_extraction", frozen="0", head=["fc"])
-    assert setup.strategy is Strategy.FEATURE_EXTRACTION and setup.frozen == ("0",) and setup.head == ("fc",)
+    model = nn.Sequential(OrderedDict(body=nn.Linear(4, 4), fc=nn.Linear(4, 2)))
+    setup = TransferSetup(model=model, strategy="feature_extraction", frozen="body", head=["fc"])
+    assert setup.strategy is Strategy.FEATURE_EXTRACTION and setup.frozen == ("body",) and setup.head == ("fc",)
     assert setup.replace(num_classes=2).num_classes == 2 and setup.replace().model is setup.model
 
 

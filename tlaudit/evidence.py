@@ -89,6 +89,9 @@ class Evidence(Protocol):
     @property
     def found_normalizations(self) -> list[Normalization]: ...
     @property
+    def weights_classes(self) -> int | None:
+        """How many classes the declared weights were trained on, where that can be told."""
+    @property
     def sample(self) -> torch.Tensor: ...
     @property
     def targets(self) -> torch.Tensor: ...

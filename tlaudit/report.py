@@ -82,7 +82,8 @@ class Report:
         return self
 
     def summary(self) -> str:
-        """One sentence: checks run, errors, warnings, skipped."""
+        """One sentence: checks run, errors, warnings, skipped; it says so when most checks were skipped,
+        so that a short report is never read as a clean bill."""
         infos = len(self.findings) - len(self.errors) - len(self.warnings)
         parts = [
             count(len(self.checks_run), "check") + " run",
@@ -93,7 +94,9 @@ class Report:
             parts.append(count(infos, "info"))
         parts.append(f"{len(self.skipped)} skipped")
         subject = f"{self.model}: " if self.model else ""
-        return f"tlaudit: {subject}" + ", ".join(parts) + "."
+        mostly_skipped = len(self.skipped) > len(self.checks_run)
+        tail = " (most checks could not run: see why under skipped)" if mostly_skipped else ""
+        return f"tlaudit: {subject}" + ", ".join(parts) + tail + "."
 
     def to_dict(self) -> dict[str, Any]:
         return {

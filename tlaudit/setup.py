@@ -72,6 +72,8 @@ class TransferSetup:
 
         if not isinstance(self.model, nn.Module):
             raise bad("model", f"expected a torch.nn.Module, got {type(self.model).__name__}")
+        if next(iter(self.model.parameters()), None) is None:
+            raise bad("model", f"has no parameters, so there is nothing to train or audit: {type(self.model).__name__}")
         if self.num_classes is not None and (
             isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1
         ):
@@ -82,11 +84,14 @@ class TransferSetup:
                 raise bad(name, f"expected a torch.Tensor, got {type(value).__name__}")
         if self.targets is not None and self.sample is None:
             raise bad("targets", "given without a sample")
+        if self.sample is not None:
+            _check_sample(self.sample, bad)
+        if self.targets is not None:
+            _check_targets(self.targets, self.sample, bad)
         if self.optimizer is not None and not isinstance(self.optimizer, torch.optim.Optimizer):
             raise bad("optimizer", f"expected a torch.optim.Optimizer, got {type(self.optimizer).__name__}")
         if self.scheduler is not None:
-            if not hasattr(self.scheduler, "state_dict") or not hasattr(self.scheduler, "step"):
-                raise bad("scheduler", f"expected an LR scheduler, got {type(self.scheduler).__name__}")
+            _check_scheduler(self.scheduler, bad)
             if self.optimizer is None:
                 raise bad("scheduler", "given without an optimizer")
             if getattr(self.scheduler, "optimizer", self.optimizer) is not self.optimizer:
@@ -112,12 +117,84 @@ class TransferSetup:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise bad(name, f"expected a callable, got {type(value).__name__}")
+        if self.weights is not None:
+            from tlaudit.normalization import expected_normalization
+
+            try:
+                expected_normalization(self.weights)
+            except (TypeError, ValueError) as err:
+                raise bad("weights", str(err)) from err
+        if self.transform is not None and not _is_pipeline(self.transform):
+            raise bad("transform", f"expected a callable input pipeline (or a list of transforms), got {type(self.transform).__name__}")
+        self._resolve_names()
+
+    def _resolve_names(self) -> None:
+        """``head`` and ``frozen`` must name modules of the model; the message lists the closest names."""
+        from tlaudit._names import match_names, unwrap
+        from tlaudit.surgery import HeadNotFoundError, resolve_heads
+
+        if self.head is not None:
+            try:
+                resolve_heads(self.model, self.head, field_name="TransferSetup.head")
+            except (HeadNotFoundError, TypeError) as err:
+                raise SetupError(str(err), field="head") from err
+        if self.frozen:
+            inner = unwrap(self.model)
+            names = [n for n, _ in inner.named_modules() if n] + [n for n, _ in inner.named_parameters()]
+            try:
+                match_names(names, self.frozen, field="TransferSetup.frozen")
+            except (ValueError, TypeError) as err:
+                raise SetupError(str(err), field="frozen") from err
 
     def replace(self, **changes: Any) -> TransferSetup:
         """A copy with some fields changed (the model and other objects are shared, not copied)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return TransferSetup(**values)
+
+
+def _is_pipeline(transform: Any) -> bool:
+    if isinstance(transform, (list, tuple)):
+        return all(_is_pipeline(t) for t in transform)
+    return callable(transform)
+
+
+def _check_sample(sample: torch.Tensor, bad: Callable[[str, str], SetupError]) -> None:
+    if sample.ndim == 0 or sample.shape[0] == 0:
+        raise bad("sample", f"expected a batch with at least one item, got shape {tuple(sample.shape)}")
+    if sample.is_floating_point() or sample.is_complex():
+        finite = torch.isfinite(sample.detach())
+        if not bool(finite.any()):
+            raise bad("sample", f"every value is NaN or infinite, so nothing can run: shape {tuple(sample.shape)}")
+
+
+def _check_targets(targets: torch.Tensor, sample: torch.Tensor | None, bad: Callable[[str, str], SetupError]) -> None:
+    if targets.ndim == 0:
+        raise bad("targets", f"expected one target per sample, got a scalar {targets.item()!r}")
+    if sample is not None and sample.ndim and targets.shape[0] != sample.shape[0]:
+        raise bad(
+            "targets",
+            f"{targets.shape[0]} targets (shape {tuple(targets.shape)}) for a sample batch of {sample.shape[0]} "
+            f"(shape {tuple(sample.shape)})",
+        )
+    if targets.is_floating_point() and not bool(torch.isfinite(targets.detach()).all()):
+        raise bad("targets", f"holds NaN or infinite values: shape {tuple(targets.shape)}")
+
+
+def _check_scheduler(scheduler: Any, bad: Callable[[str, str], SetupError]) -> None:
+    """torch's schedulers, or any object shaped like one: ``step``, ``state_dict`` and an ``optimizer``."""
+    lr_scheduler = torch.optim.lr_scheduler
+    if isinstance(scheduler, (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)):
+        return
+    if isinstance(scheduler, torch.optim.Optimizer):
+        raise bad("scheduler", f"got an optimizer ({type(scheduler).__name__}); pass it as optimizer= and its scheduler here")
+    shaped = all(callable(getattr(scheduler, a, None)) for a in ("step", "state_dict", "load_state_dict"))
+    if not shaped or not isinstance(getattr(scheduler, "optimizer", None), torch.optim.Optimizer):
+        raise bad(
+            "scheduler",
+            f"expected an LR scheduler (torch.optim.lr_scheduler, or one with step(), state_dict() and an "
+            f".optimizer), got {type(scheduler).__name__}",
+        )
 
 
 def _load_module_from_file(path: Path) -> Any:

@@ -7,7 +7,7 @@ from tlaudit._text import examples
 from tlaudit.checks._registry import Check, register
 from tlaudit.evidence import Evidence, Skip
 from tlaudit.outputs import named_outputs, wrong_width
-from tlaudit.report import Finding
+from tlaudit.report import Finding, Severity
 
 
 @register("head-frozen", "error", "the head cannot train")
@@ -55,11 +55,12 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
                 )
 
 
-@register("head-size", "error", "a model output does not have num_classes columns", needs=("num_classes",))
+@register("head-size", "error", "a model output does not have num_classes columns", needs=("num_classes|weights",))
 def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Every output of the model in the train step (auxiliary outputs too) has ``num_classes``
-    columns (dimension 1).
+    columns (dimension 1). Without ``num_classes``, a head that still has as many outputs as the
+    declared ``weights`` have classes (1000 for ImageNet) is a warning: most likely never replaced.
 
     Why:
     A head left at 1000 ImageNet classes trains without error on labels below 1000, and an
@@ -72,11 +73,14 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Fix:
     ``tlaudit.replace_head(model, num_classes)`` replaces the main and auxiliary heads.
     """
+    n = ctx.setup.num_classes
+    if n is None:
+        yield from _head_still_pretrained(check, ctx)
+        return
     trace = ctx.train_trace()
     outputs = named_outputs(trace.outputs)
     if not outputs:
         raise Skip(f"the model's output holds no tensor ({type(trace.outputs).__name__})")
-    n = ctx.setup.num_classes
     for name, shape in wrong_width(outputs, n):
         yield check.finding(
             f"output `{name}` has shape {shape}, expected {n} columns (num_classes)",
@@ -84,3 +88,17 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
             hint=f"tlaudit.replace_head(model, {n}) (auxiliary heads included)",
         )
 
+
+def _head_still_pretrained(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    classes = ctx.weights_classes
+    if classes is None:
+        raise Skip("no `num_classes` given, and the weights do not say how many classes they have")
+    for head in ctx.heads:
+        size = getattr(ctx.inner.get_submodule(head), "out_features", None)
+        if size == classes:
+            yield check.finding(
+                f"head `{head}` still has the {classes} outputs of the weights' classes: not replaced for the new task?",
+                subject=head,
+                hint="tlaudit.replace_head(model, num_classes), and pass num_classes= to check the outputs",
+                severity=Severity.WARNING,
+            )

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tlaudit._text import fmt
+import torch
+
+from tlaudit._text import count, fmt
 from tlaudit.checks._registry import Check, register
 from tlaudit.evidence import Evidence, Skip
 from tlaudit.normalization import compare_normalization
-from tlaudit.report import Finding
+from tlaudit.report import Finding, Severity
 
 
 @register("normalization", "error", "the transform's mean/std differ from the weights' expected ones", needs=("weights", "transform"))
@@ -52,7 +54,7 @@ def input_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Per-channel statistics of the ``sample``: values all in 0..1 or 0..255 (pixels that were never
     normalized), or means and standard deviations far from a normalized input's (around 0 and 1),
-    as double normalization produces.
+    as double normalization produces. NaN or infinite values in the sample are an error.
 
     Why:
     The transform the audit sees is not always the one that ran: a second ``Normalize`` in the
@@ -65,6 +67,18 @@ def input_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Normalize once with the weights' mean/std: ``weights.transforms()``.
     """
     x = ctx.sample
+    if x.is_floating_point():
+        finite = torch.isfinite(x.detach())
+        if not bool(finite.all()):
+            nan, inf = int(torch.isnan(x.detach()).sum()), int((~finite).sum()) - int(torch.isnan(x.detach()).sum())
+            yield check.finding(
+                f"the sample holds {count(nan, 'NaN value')} and {count(inf, 'infinite value')} "
+                f"(of {x.numel()}, shape {tuple(x.shape)}): every loss and gradient they reach is NaN",
+                subject="sample",
+                hint="look for a division by a zero std, a log of 0, or corrupt images in the data pipeline",
+                severity=Severity.ERROR,
+            )
+            return
     if not x.is_floating_point() or x.ndim < 3 or x.numel() == 0:
         raise Skip(f"the sample is not a float image batch (dtype {x.dtype}, shape {tuple(x.shape)})")
     flat = x.detach().float().transpose(0, 1).reshape(x.shape[1], -1)

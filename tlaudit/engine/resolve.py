@@ -119,6 +119,25 @@ class AuditContext:
             raise SetupError(f"TransferSetup.weights: {err}", field="weights") from err
 
     @cached_property
+    def weights_classes(self) -> int | None:
+        """How many classes the declared weights were trained on (torchvision ``meta["categories"]``,
+        timm ``num_classes``), or None where that cannot be told."""
+        weights = self.setup.weights
+        if isinstance(weights, str):
+            from torchvision.models import get_weight
+
+            try:
+                weights = get_weight(weights)
+            except (ValueError, KeyError, AttributeError):
+                return None
+        meta = getattr(weights, "meta", None)
+        categories = meta.get("categories") if isinstance(meta, dict) else None
+        if isinstance(categories, (list, tuple)) and categories:
+            return len(categories)
+        classes = weights.get("num_classes") if isinstance(weights, dict) else getattr(weights, "num_classes", None)
+        return classes if isinstance(classes, int) and not isinstance(classes, bool) and classes > 0 else None
+
+    @cached_property
     def found_normalizations(self) -> list[Normalization]:
         return find_normalizations(self.setup.transform)
 
