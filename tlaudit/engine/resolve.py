@@ -7,7 +7,7 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from tlaudit._names import match_names, pattern_matches, unwrap
+from tlaudit._names import match_names, pattern_matches, strip_wrapper_prefix, unwrap
 from tlaudit.engine.inputs import synthetic_sample, synthetic_targets
 from tlaudit.engine.snapshot import Snapshot
 from tlaudit.engine.tracing import trace_predict, trace_train_step
@@ -58,7 +58,8 @@ class AuditContext:
 
     @cached_property
     def frozen_patterns(self) -> tuple[str, ...]:
-        patterns = tuple(self.setup.frozen or ())
+        """``TransferSetup.frozen`` without wrapper prefixes: ``module.layer1`` on a DDP model means ``layer1``."""
+        patterns = tuple(strip_wrapper_prefix(p) for p in self.setup.frozen or ())
         if patterns:
             names = [n for n, _ in self.inner.named_modules() if n] + [n for n, _ in self.params]
             try:
