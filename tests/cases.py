@@ -1,4 +1,5 @@
-"""Case builders for ``tests/test_checks.py``: real torchvision models, setups and the user-state fingerprint.
+"""Case builders for ``tests/checks/`` and ``tests/engine/``: real torchvision models, setups, train steps
+and predict functions, and the user-state fingerprint.
 
 Every builder returns a fresh :class:`~tlaudit.TransferSetup`. Models are built once per process
 (weights=None, never downloaded) and handed out as deep copies, so no case can change another's model.
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -40,6 +42,10 @@ __all__ = [
     "pretend_pretrained",
     "perturb_layernorm",
     "warm_up",
+    "trainable",
+    "step_keep_zero_grads",
+    "step_main_output_only",
+    "predict_inference",
 ]
 
 NC = 5
@@ -71,6 +77,18 @@ class Case:
     raises: str | None = None
     xfail: str | None = None
     xfail_full: str | None = None
+
+
+# -- the test environment --------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Any:
+    """One intra-op thread per worker: the suite runs under xdist on a shared two-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -158,6 +176,38 @@ def warm_up(m: nn.Module, size: int, optimizer: torch.optim.Optimizer | None = N
     F.cross_entropy(logits, torch.arange(2) % logits.shape[1]).backward()
     if optimizer is not None:
         optimizer.step()
+
+
+# -- train steps and predict functions cases of several modules use --------------------------------
+
+
+def _logits(out: Any) -> torch.Tensor:
+    return out.logits if hasattr(out, "logits") else out
+
+
+def step_keep_zero_grads(m: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: Any) -> None:
+    """A train step that zeroes every gradient in place (``set_to_none=False``): stale grads become zeros."""
+    m.train()
+    m.zero_grad(set_to_none=False)
+    F.cross_entropy(_logits(m(x)), y).backward()
+    opt.step()
+
+
+def step_main_output_only(m: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: Any) -> None:
+    """A loss over the main output only: auxiliary heads get no gradient."""
+    m.train()
+    opt.zero_grad()
+    F.cross_entropy(_logits(m(x)), y).backward()
+    opt.step()
+
+
+def predict_inference(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with tlaudit.inference(m):
+        return m(x)
+
+
+def trainable(m: nn.Module) -> list[nn.Parameter]:
+    return [p for p in m.parameters() if p.requires_grad]
 
 
 # -- inputs ----------------------------------------------------------------------------------------

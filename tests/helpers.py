@@ -17,6 +17,8 @@ import torchvision
 from torch import nn
 from torch.nn.modules import module as _module
 
+from tlaudit import freeze_backbone, param_groups
+
 __all__ = [
     "ALL_TORCHVISION_MODELS",
     "SLOW_MODELS",
@@ -32,6 +34,11 @@ __all__ = [
     "input_size",
     "meta_input",
     "params_by_id",
+    "expected_heads",
+    "TINY_PARAMS",
+    "trainable",
+    "flags",
+    "frozen_setup",
 ]
 
 ALL_TORCHVISION_MODELS: list[str] = torchvision.models.list_models(module=torchvision.models)
@@ -61,6 +68,31 @@ SLOW_MODELS: frozenset[str] = frozenset(
 
 Tests over every model mark these ``slow`` (``-m "not slow"`` skips them for a quick run).
 """
+
+# The head layer(s) per model family, main head first. Every torchvision builder must fall in one family.
+_FAMILY_HEADS: list[tuple[tuple[str, ...], list[str]]] = [
+    (("googlenet",), ["fc", "aux1.fc2", "aux2.fc2"]),
+    (("inception_v3",), ["fc", "AuxLogits.fc"]),
+    (("resnet", "resnext", "wide_resnet", "regnet_", "shufflenet_"), ["fc"]),
+    (("vgg", "alexnet"), ["classifier.6"]),
+    (("squeezenet",), ["classifier.1"]),
+    (("vit_",), ["heads.head"]),
+    (("swin_",), ["head"]),
+    (("convnext_",), ["classifier.2"]),
+    (("mobilenet_v3_",), ["classifier.3"]),
+    (("efficientnet_", "mobilenet_v2", "mnasnet"), ["classifier.1"]),
+    (("densenet",), ["classifier"]),
+    (("maxvit_",), ["classifier.5"]),
+]
+
+
+def expected_heads(name: str) -> list[str]:
+    """The head layer name(s) of torchvision's ``name``, main head first (see ``_FAMILY_HEADS``)."""
+    for prefixes, heads in _FAMILY_HEADS:
+        if name.startswith(prefixes):
+            return heads
+    raise AssertionError(f"no expected head for torchvision model {name!r}: add its family to _FAMILY_HEADS")
+
 
 INPUT_SIZE: dict[str, int] = {"inception_v3": 299}
 """Input side length per model where it is not 224."""
@@ -98,6 +130,25 @@ class TinyCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer2(self.layer1(self.stem(x)))
         return self.fc(torch.flatten(self.pool(x), 1))
+
+
+TINY_PARAMS: list[str] = [
+    "stem.0.weight",
+    "stem.1.weight",
+    "stem.1.bias",
+    "layer1.0.weight",
+    "layer1.1.weight",
+    "layer1.1.bias",
+    "layer1.3.weight",
+    "layer1.3.bias",
+    "layer2.0.weight",
+    "layer2.0.bias",
+    "layer2.1.weight",
+    "layer2.1.bias",
+    "fc.weight",
+    "fc.bias",
+]
+"""The parameter names of :class:`TinyCNN`, in order."""
 
 
 class WithGetClassifier(nn.Module):
@@ -226,3 +277,22 @@ def build_torchvision_meta(name: str, **kwargs: Any) -> nn.Module:
 def params_by_id(params: Any) -> dict[int, nn.Parameter]:
     """``{id(p): p}`` for an iterable of parameters (identity, not value, is what optimizers care about)."""
     return {id(p): p for p in params}
+
+
+def trainable(model: nn.Module) -> list[str]:
+    """The names of the parameters of ``model`` that require a gradient, in order."""
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def flags(model: nn.Module) -> dict[str, bool]:
+    """``requires_grad`` of every parameter of ``model``, by name."""
+    return {n: p.requires_grad for n, p in model.named_parameters()}
+
+
+def frozen_setup(seed: int = 0):
+    """A :class:`TinyCNN` with its backbone frozen and an AdamW over ``param_groups`` (lr 1e-3, weight decay 0.01)."""
+    torch.manual_seed(seed)
+    model = TinyCNN()
+    freeze_backbone(model)
+    opt = torch.optim.AdamW(param_groups(model, 1e-3, weight_decay=0.01))
+    return model, opt

@@ -1,7 +1,6 @@
-"""Tests for tlaudit.surgery: find_heads, replace_head, remove_head, truncate, describe."""
+"""Tests for tlaudit.surgery: find_heads, replace_head, remove_head, truncate."""
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -17,43 +16,12 @@ from tests.helpers import (
     build_torchvision,
     build_torchvision_meta,
     conv_head_sequential,
+    expected_heads,
     headless_sequential,
     linear_sequential,
     meta_input,
 )
-from tlaudit import (
-    HeadNotFoundError,
-    describe,
-    find_heads,
-    freeze,
-    freeze_backbone,
-    remove_head,
-    replace_head,
-    truncate,
-)
-
-# The head layer(s) per model family, main head first. Every torchvision builder must fall in one family.
-_FAMILY_HEADS: list[tuple[tuple[str, ...], list[str]]] = [
-    (("googlenet",), ["fc", "aux1.fc2", "aux2.fc2"]),
-    (("inception_v3",), ["fc", "AuxLogits.fc"]),
-    (("resnet", "resnext", "wide_resnet", "regnet_", "shufflenet_"), ["fc"]),
-    (("vgg", "alexnet"), ["classifier.6"]),
-    (("squeezenet",), ["classifier.1"]),
-    (("vit_",), ["heads.head"]),
-    (("swin_",), ["head"]),
-    (("convnext_",), ["classifier.2"]),
-    (("mobilenet_v3_",), ["classifier.3"]),
-    (("efficientnet_", "mobilenet_v2", "mnasnet"), ["classifier.1"]),
-    (("densenet",), ["classifier"]),
-    (("maxvit_",), ["classifier.5"]),
-]
-
-
-def expected_heads(name: str) -> list[str]:
-    for prefixes, heads in _FAMILY_HEADS:
-        if name.startswith(prefixes):
-            return heads
-    raise AssertionError(f"no expected head for torchvision model {name!r}: add its family to _FAMILY_HEADS")
+from tlaudit import HeadNotFoundError, describe, find_heads, freeze, remove_head, replace_head, truncate
 
 
 def out_features(layer: nn.Module) -> int:
@@ -113,7 +81,7 @@ def test_meta_fallback_builds_the_same_architecture_as_cpu():
     assert {k: v.shape for k, v in meta.state_dict().items()} == {k: v.shape for k, v in cpu.state_dict().items()}
 
 
-# --- real CPU forwards -------------------------------------------------------------------------------
+# --- real CPU forwards --------------------------------------------------------------------------------
 
 
 def test_resnet18_cpu_replace_and_remove_head():
@@ -482,109 +450,3 @@ def test_truncate_bad_name_lists_valid_names():
 def test_truncate_bad_type(bad):
     with pytest.raises(TypeError, match=re.escape(f"upto must be a child module name: {bad!r} (upto)")):
         truncate(TinyCNN(), bad)
-
-
-# --- describe -----------------------------------------------------------------------------------------
-
-
-def _numel(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def test_describe_counts_and_rows():
-    model = TinyCNN()
-    freeze(model, "stem")
-    freeze(model, "layer1.0")
-    d = describe(model)
-    assert d.model == "TinyCNN"
-    assert d.heads == ("fc",)
-    assert d.total_params == _numel(model)
-    assert d.trainable_params == _numel(model) - _numel(model.stem) - model.layer1[0].weight.numel()
-    rows = {r["module"]: r for r in d.rows}
-    assert list(rows) == ["stem", "layer1", "layer2", "pool", "fc"]
-    assert [rows[n]["trainable"] for n in rows] == ["none", "mixed", "all", "-", "all"]
-    assert [rows[n]["head"] for n in rows] == [False, False, False, False, True]
-    assert rows["layer1"]["params"] == _numel(model.layer1)
-    assert rows["fc"]["type"] == "Linear"
-    assert d.notes == ()
-
-
-def test_describe_mode_column():
-    model = TinyCNN().train()
-    model.layer1.eval()
-    model.layer2[0].eval()
-    rows = {r["module"]: r["mode"] for r in describe(model).rows}
-    assert (rows["stem"], rows["layer1"], rows["layer2"]) == ("train", "eval", "mixed")
-
-
-def test_describe_depth_and_head_rows():
-    model = build_torchvision_meta("vgg16")
-    names = [r["module"] for r in describe(model).rows]
-    assert names == ["features", "avgpool", "classifier", "classifier.6"]  # the head is always listed
-    deeper = [r["module"] for r in describe(TinyCNN(), depth=2).rows]
-    assert "layer1.0" in deeper and "stem.1" in deeper
-
-
-def test_describe_resnet18_total():
-    d = describe(build_torchvision_meta("resnet18"))
-    assert (d.total_params, d.trainable_params, d.heads) == (11689512, 11689512, ("fc",))
-
-
-def test_describe_shared_parameters_counted_once():
-    model = TiedHead(vocab=10, dim=4)
-    d = describe(model)
-    assert d.total_params == 10 * 4 + 10 + 2 * 4  # embed/fc weight once, fc bias, LayerNorm
-    assert d.notes == ("1 shared parameter reference(s) counted once",)
-    rows = {r["module"]: r for r in d.rows}
-    assert rows["fc"]["params"] == 10 * 4 + 10
-
-
-def test_describe_without_head_notes_it():
-    d = describe(headless_sequential())
-    assert d.heads == ()
-    assert d.notes == ("no classification head found",)
-
-
-def test_describe_explicit_head_and_wrapper():
-    model = WithGetClassifier(broken=True)
-    d = describe(nn.DataParallel(model), head="module.logits")
-    assert d.model == "WithGetClassifier"
-    assert d.heads == ("logits",)
-    assert not any(r["module"].startswith("module") for r in d.rows)
-
-
-def test_describe_str_and_to_dict():
-    model = TinyCNN()
-    freeze_backbone(model)
-    d = describe(model)
-    text = str(d)
-    lines = text.splitlines()
-    total = _numel(model)
-    trainable = _numel(model.fc)
-    assert lines[0] == f"TinyCNN: {total:,} parameters, {trainable:,} trainable"
-    assert re.match(r"module\s+type\s+params\s+trainable\s+mode\s+role$", lines[1])
-    fc_line = next(line for line in lines if line.startswith("fc "))
-    assert re.search(r"\sall\s+train\s+head$", fc_line)
-    assert not next(line for line in lines if line.startswith("stem ")).rstrip().endswith("head")
-    aux_lines = [line for line in str(describe(build_torchvision_meta("googlenet"))).splitlines() if "fc" in line]
-    assert [line.split()[0] for line in aux_lines if line.endswith(" aux head")] == ["aux1.fc2", "aux2.fc2"]
-    assert [line.split()[0] for line in aux_lines if re.search(r"\shead$", line) and "aux" not in line] == ["fc"]
-    data = d.to_dict()
-    assert json.loads(json.dumps(data)) == data
-    assert data["heads"] == ["fc"]
-    assert data["total_params"] == total and data["trainable_params"] == trainable
-    assert [m["module"] for m in data["modules"]] == ["stem", "layer1", "layer2", "pool", "fc"]
-
-
-@pytest.mark.parametrize("bad", [0, -1, True, "1", 1.0])
-def test_describe_bad_depth(bad):
-    with pytest.raises(ValueError, match=re.escape(f"depth must be a positive int: {bad!r} (depth)")):
-        describe(TinyCNN(), depth=bad)
-
-
-def test_describe_marks_main_and_aux_heads():
-    for name in ("resnet18", "inception_v3", "googlenet"):
-        d = describe(build_torchvision_meta(name))
-        assert d.heads == tuple(expected_heads(name))
-        assert {r["module"] for r in d.rows if r["head"]} == set(expected_heads(name))
-

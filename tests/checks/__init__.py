@@ -1,0 +1,1 @@
+"""Tests of ``tlaudit/checks/``, one module per module there."""

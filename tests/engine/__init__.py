@@ -1,0 +1,1 @@
+"""Tests of ``tlaudit/engine/``, one module per module there."""
