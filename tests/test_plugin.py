@@ -622,7 +622,7 @@ def test_audit_marker_options_report_summary_and_bench(pytester: pytest.Pytester
             "error*head-size*output*output `output` has shape (2, 3), expected 5 columns (num_classes)",
             "how to fix:",
             "  head-size: tlaudit.replace_head(model, 5) (auxiliary heads included)",
-            "tlaudit: Sequential: * checks run, 1 error, 0 warnings, * skipped.",
+            "tlaudit: Sequential: * checks run, 1 error, 0 warnings, * skipped (most checks could not run: see why under skipped).",
         ]
     )
     failure(result, "test_setup_and_fields_together_is_an_error").fnmatch_lines(

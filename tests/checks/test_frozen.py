@@ -73,6 +73,13 @@ def fg_data_parallel_typo() -> tlaudit.TransferSetup:
     return make(nn.DataParallel(m), strategy="feature_extraction", frozen=["module.layer1"])
 
 
+def fg_data_parallel_prefixed_pattern() -> tlaudit.TransferSetup:
+    """``frozen=["module.layer1"]`` on a DataParallel model means ``layer1`` (it was once silently ignored)."""
+    m = model("resnet18")
+    return make(nn.DataParallel(m), strategy="fine_tuning", frozen=["module.layer1"],
+                optimizer=torch.optim.SGD(m.parameters(), lr=0.01))
+
+
 def fg_densenet_typo() -> tlaudit.TransferSetup:
     m = typo_freeze(model("densenet121"), head="classifier")
     return make(m, strategy="feature_extraction")
@@ -161,6 +168,12 @@ TRIGGERS["frozen-grad"] = [
         fg_data_parallel_typo,
         r"^60 parameters in 6 modules \(`conv1`, `bn1`, `layer1` and 3 more\): "
         r"meant frozen \(strategy='feature_extraction'\)",
+        count=1,
+    ),
+    Case(
+        "resnet18-data-parallel-prefixed-frozen-pattern",
+        fg_data_parallel_prefixed_pattern,
+        r"^12 parameters of `layer1`: meant frozen \(TransferSetup\.frozen\) but requires or receives a gradient",
         count=1,
     ),
     Case(

@@ -168,7 +168,8 @@ def _bare(**fields: Any) -> tlaudit.TransferSetup:
         pytest.param(
             lambda: _bare(num_classes=NC), ["frozen-changed"], "no `optimizer` or `train_step` given", id="no-optimizer-no-train-step"
         ),
-        pytest.param(lambda: _bare(sample=normalized()), ["head-size", "label-range"], "no `num_classes` given", id="no-num-classes"),
+        pytest.param(lambda: _bare(sample=normalized()), ["label-range"], "no `num_classes` given", id="no-num-classes"),
+        pytest.param(lambda: _bare(sample=normalized()), ["head-size"], "no `num_classes` or `weights` given", id="no-num-classes-or-weights"),
         pytest.param(lambda: _bare(num_classes=NC), ["normalization"], "no `weights` given", id="no-weights"),
         pytest.param(lambda: _bare(weights=RESNET18_WEIGHTS), ["normalization"], "no `transform` given", id="no-transform"),
         pytest.param(lambda: _bare(num_classes=NC), ["input-range"], "no `sample` given", id="sample-synthesized"),
