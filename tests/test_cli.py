@@ -34,10 +34,10 @@ from tlaudit.report import Finding, Report, Severity
 GOLDEN = Path(__file__).with_name("golden")
 UPDATE_GOLDEN = os.environ.get("TLAUDIT_UPDATE_GOLDEN") == "1"
 
-CORRECT_SUMMARY = "tlaudit: ResNet: 16 checks run, 0 errors, 0 warnings, 0 skipped."
-BUGGY_SUMMARY = "tlaudit: ResNet: 16 checks run, 7 errors, 2 warnings, 0 skipped."
-BUGGY_ERRORS = {"frozen-grad", "frozen-changed", "frozen-bn-train", "optimizer-missing", "lr-threshold", "eval-mode", "normalization"}
-BUGGY_WARNINGS = {"optimizer-frozen", "grad-inference"}
+CORRECT_SUMMARY = "tlaudit: ResNet: 17 checks run, 0 errors, 0 warnings, 0 skipped."
+BUGGY_SUMMARY = "tlaudit: ResNet: 17 checks run, 6 errors, 3 warnings, 0 skipped."
+BUGGY_ERRORS = {"frozen-grad", "frozen-changed", "optimizer-missing", "lr-threshold", "eval-mode", "normalization"}
+BUGGY_WARNINGS = {"frozen-bn-train", "optimizer-frozen", "grad-inference"}
 
 
 def assert_golden(name: str, text: str) -> None:
@@ -209,7 +209,7 @@ def test_fail_on_warning(capsys, setup_file):
     code, out, err = run(capsys, "audit", path)
     assert code == ExitCode.OK
     assert "optimizer-frozen" in out and "warning" in out
-    assert err == "tlaudit: Sequential: 11 checks run, 0 errors, 1 warning, 5 skipped.\n"
+    assert err == "tlaudit: Sequential: 11 checks run, 0 errors, 1 warning, 6 skipped.\n"
     assert run(capsys, "audit", path, "--fail-on", "warning")[0] == ExitCode.FINDINGS
     assert run(capsys, "audit", path, "--fail-on", "warning", "--exit-zero")[0] == ExitCode.OK
 
@@ -302,7 +302,7 @@ def test_json_on_stdout_only(capsys, reuse_example_audits):
     data = json.loads(out)
     assert err == BUGGY_SUMMARY + "\n"
     assert data["ok"] is False and data["model"] == "ResNet"
-    assert data["summary"] == {"errors": 7, "warnings": 2, "infos": 0, "checks_run": 16, "checks_skipped": 0}
+    assert data["summary"] == {"errors": 6, "warnings": 3, "infos": 0, "checks_run": 17, "checks_skipped": 0}
     assert all(set(f) == {"check", "severity", "message", "subject", "hint"} for f in data["findings"])
     assert {f["check"] for f in data["findings"] if f["severity"] == "error"} == BUGGY_ERRORS
     assert out == json.dumps(cli.run_audit(str(EXAMPLES["buggy"])).to_dict(), indent=2) + "\n"
@@ -345,7 +345,7 @@ def test_junit_buggy(capsys):
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert list(cases) == list(tlaudit.REGISTRY)
     assert {c.get("classname") for c in cases.values()} == {"tlaudit.ResNet"}
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("16", "7", "0", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("17", "6", "0", "0")
     assert {name for name, c in cases.items() if c.find("failure") is not None} == BUGGY_ERRORS
     warned = {name for name, c in cases.items() if c.find("system-out") is not None}
     assert warned == BUGGY_WARNINGS  # warnings are output, not failures
@@ -382,7 +382,7 @@ def test_junit_ignore(capsys, setup_file):
     names = [c.get("name") for c in suite.iter("testcase")]
     assert len(names) == len(tlaudit.REGISTRY) - 2
     assert names == [c for c in tlaudit.REGISTRY if c not in {"optimizer-frozen", "eval-mode"}]
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("14", "0", "4")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("15", "0", "5")
     assert suite.find(".//system-out") is None and suite.find(".//failure") is None
 
 
@@ -450,16 +450,16 @@ def test_progress_follows_the_terminal(capsys, monkeypatch, setup_file, flag, sh
     monkeypatch.setattr(sys, "stderr", tty)
     assert main(["audit", setup_file("clean"), *flag]) == ExitCode.OK
     text = tty.getvalue()
-    assert ("[16/16] pretrained-not-loaded" in text) is shown
-    assert text.endswith("\rtlaudit: Sequential: 11 checks run, 0 errors, 0 warnings, 5 skipped.\n" if shown
-                         else "tlaudit: Sequential: 11 checks run, 0 errors, 0 warnings, 5 skipped.\n")
+    assert ("[17/17] user-code-error" in text) is shown
+    assert text.endswith("\rtlaudit: Sequential: 11 checks run, 0 errors, 0 warnings, 6 skipped.\n" if shown
+                         else "tlaudit: Sequential: 11 checks run, 0 errors, 0 warnings, 6 skipped.\n")
     assert capsys.readouterr().out.startswith("no findings\n")
 
 
 def test_progress_is_cleared_when_the_setup_fails(capsys, setup_file):
     code, _, err = run(capsys, "audit", setup_file("wrong_channels"), "--progress")
     assert code == ExitCode.SETUP_ERROR
-    assert err.startswith("\r[1/16] frozen-grad\r" + " " * len("[1/16] frozen-grad") + "\rtlaudit audit: error: ")
+    assert err.startswith("\r[1/17] frozen-grad\r" + " " * len("[1/17] frozen-grad") + "\rtlaudit audit: error: ")
 
 
 # -- inspect --------------------------------------------------------------------------------------
@@ -582,7 +582,7 @@ def test_console_script(setup_file):
     proc = subprocess.run([script, "audit", path, "--format", "json", "--fail-on", "warning"], capture_output=True,
                           text=True, cwd=Path(path).parent, timeout=120)
     assert proc.returncode == ExitCode.FINDINGS
-    assert proc.stderr == "tlaudit: Sequential: 11 checks run, 0 errors, 1 warning, 5 skipped.\n"  # no progress: not a TTY
+    assert proc.stderr == "tlaudit: Sequential: 11 checks run, 0 errors, 1 warning, 6 skipped.\n"  # no progress: not a TTY
     data = json.loads(proc.stdout)
     assert [(f["check"], f["severity"], f["subject"]) for f in data["findings"]] == [("optimizer-frozen", "warning", "0")]
 

@@ -12,7 +12,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 EXPECTED = {
     "feature_extraction.py": [
-        r"^tlaudit: ResNet: 14 checks run, 0 errors, 0 warnings, 2 skipped\.$",
+        r"^tlaudit: ResNet: 15 checks run, 0 errors, 0 warnings, 2 skipped\.$",
         r"^epoch 2: loss \d+\.\d+, train accuracy (0\.[3-9]\d|1\.00)$",
     ],
     "staged_fine_tuning.py": [

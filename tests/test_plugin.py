@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import pytest_tlaudit
+import tlaudit
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "test_transfer_example.py"
@@ -760,10 +761,11 @@ def test_setups_become_one_test_item_per_check(pytester: pytest.Pytester) -> Non
     )
     found = outcomes(result)
     resnet = {n.split("[")[1].rstrip("]"): o for n, o in found.items() if n.startswith("test_models.py::resnet_setup[")}
-    assert len(resnet) == 16  # one item per registered check
+    assert len(resnet) == len(tlaudit.REGISTRY)  # one item per registered check
     assert resnet["head-size"] == "FAILED"
     assert {c for c, o in resnet.items() if o == "SKIPPED"} == {
-        "eval-mode", "eval-nondeterministic", "grad-inference", "normalization", "label-range", "pretrained-not-loaded"
+        "eval-mode", "eval-nondeterministic", "grad-inference", "normalization", "label-range", "pretrained-not-loaded",
+        "user-code-error",
     }
     assert {o for c, o in resnet.items() if c != "head-size"} == {"PASSED", "SKIPPED"}
     assert {n: o for n, o in found.items() if not n.startswith("test_models.py::resnet_setup[")} == {
@@ -881,6 +883,6 @@ def test_readme_example_passes(pytester: pytest.Pytester) -> None:
     tests = {n: o for n, o in found.items() if "::test_" in n}
     assert list(tests.values()) == ["PASSED"] * 4
     checks = {n.split("[")[1].rstrip("]"): o for n, o in found.items() if "::example_setup[" in n}
-    assert len(checks) == 16 and checks["frozen-grad"] == checks["head-size"] == checks["eval-mode"] == "PASSED"
+    assert len(checks) == len(tlaudit.REGISTRY) and checks["frozen-grad"] == checks["head-size"] == checks["eval-mode"] == "PASSED"
     assert {c for c, o in checks.items() if o == "SKIPPED"} == {"normalization", "label-range", "pretrained-not-loaded"}
-    result.assert_outcomes(passed=17, skipped=3)
+    result.assert_outcomes(passed=18, skipped=3)

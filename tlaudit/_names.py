@@ -30,6 +30,19 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def traced_module(model: nn.Module) -> nn.Module:
+    """What the audit runs the train step and ``predict`` on: the model, or the module inside a
+    DistributedDataParallel or ``torch.compile`` wrapper, so that one rank's audit runs no collective
+    and a compiled module is not recompiled. DataParallel (one process) is kept."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
 def strip_wrapper_prefix(name: str) -> str:
     """``module._orig_mod.layer1`` -> ``layer1``."""
     changed = True

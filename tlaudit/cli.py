@@ -18,6 +18,7 @@ handler imports what it needs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import json
 import sys
@@ -203,7 +204,8 @@ def _cmd_audit(args: argparse.Namespace) -> ExitCode:
     spec = args.path if args.path is not None else str(EXAMPLES[args.example or "correct"])
     progress = _Progress(len(checks), sys.stderr) if _show_progress(args.progress) else None
     try:
-        report = run_audit(spec, select=args.select, ignore=args.ignore, lr_max=args.lr_max, progress=progress)
+        with contextlib.redirect_stdout(sys.stderr):  # the setup's own prints must not mix into the report
+            report = run_audit(spec, select=args.select, ignore=args.ignore, lr_max=args.lr_max, progress=progress)
     finally:
         if progress is not None:
             progress.clear()

@@ -33,12 +33,25 @@ class BatchNormCall:
 
 @dataclass
 class TrainTrace:
-    """What one train step did: parameters that got a gradient or changed (by ``id``), BatchNorm calls, the output."""
+    """What one train step did: parameters that got a gradient or changed (by ``id``), BatchNorm calls, the output.
+
+    ``error`` is ``"<type>: <message>"`` when the user's ``train_step`` raised; what was observed
+    before it raised is kept. ``outputs`` is the model's output, or a dict of the head modules'
+    outputs where the step called ``model.forward(x)`` (which runs no hooks of the model itself).
+    """
 
     grad_received: set[int] = field(default_factory=set)
     bn_calls: dict[str, list[BatchNormCall]] = field(default_factory=dict)
     outputs: Any = None
     changed: set[int] = field(default_factory=set)
+    error: str | None = None
+    outputs_from_heads: bool = False
+
+    def require_complete(self) -> TrainTrace:
+        """This trace, or :class:`Skip` when the step raised before it could be observed whole."""
+        if self.error is not None:
+            raise Skip(f"the train step raised ({self.error}); see `user-code-error`")
+        return self
 
 
 @dataclass
@@ -48,6 +61,13 @@ class PredictTrace:
     training_modules: list[str] = field(default_factory=list)
     grad_enabled: bool = False
     outputs: tuple[Any, Any] = (None, None)
+    error: str | None = None
+
+    def require_complete(self) -> PredictTrace:
+        """This trace, or :class:`Skip` when ``predict`` raised."""
+        if self.error is not None:
+            raise Skip(f"predict raised ({self.error}); see `user-code-error`")
+        return self
 
 
 class Evidence(Protocol):

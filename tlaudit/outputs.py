@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
-__all__ = ["named_outputs", "detach_outputs", "wrong_width"]
+__all__ = ["named_outputs", "detach_outputs", "wrong_width", "head_widths"]
 
 
 def named_outputs(outputs: Any, prefix: str = "output") -> list[tuple[str, torch.Tensor]]:
@@ -46,13 +47,29 @@ def detach_outputs(outputs: Any) -> Any:
     return outputs
 
 
+def head_widths(model: nn.Module, heads: list[str]) -> list[tuple[str, int | None]]:
+    """``(name, outputs)`` of each head layer: ``out_features`` or a Conv's ``out_channels`` (None if neither)."""
+    widths = []
+    for name in heads:
+        layer = model.get_submodule(name)
+        size = layer.out_channels if isinstance(layer, nn.modules.conv._ConvNd) else getattr(layer, "out_features", None)
+        widths.append((name, size if isinstance(size, int) else None))
+    return widths
+
+
 def wrong_width(outputs: list[tuple[str, torch.Tensor]], num_classes: int) -> list[tuple[str, tuple[int, ...]]]:
     """``(name, shape)`` of each output whose dimension 1 is not ``num_classes``: the head-size rule.
 
-    Shared by the ``head-size`` check and ``assert_head``.
+    With ``num_classes == 2`` one logit per sample (shape ``(N,)`` or ``(N, 1)``) is a binary
+    classifier's, and fits. Shared by the ``head-size`` check and ``assert_head``.
     """
     return [
         (name, tuple(tensor.shape))
         for name, tensor in outputs
-        if tensor.ndim < 2 or tensor.shape[1] != num_classes
+        if (tensor.ndim < 2 or tensor.shape[1] != num_classes) and not (num_classes == 2 and is_single_logit(tensor))
     ]
+
+
+def is_single_logit(tensor: torch.Tensor) -> bool:
+    """One logit per sample: a binary classifier's output for BCEWithLogitsLoss."""
+    return tensor.ndim in (1, 2) and tuple(tensor.shape[1:]) in ((), (1,))

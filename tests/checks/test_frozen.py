@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import tlaudit
-from tests.cases import Case, make, model, size_of, step_keep_zero_grads, trainable, warm_up
+from tests.cases import normalized, Case, make, model, size_of, step_keep_zero_grads, trainable, warm_up
 from tests.checks._cases import case_tests
 
 
@@ -322,6 +322,13 @@ def fb_feature_extraction_keep() -> tlaudit.TransferSetup:
     return make(m, strategy="feature_extraction", optimizer=torch.optim.SGD(trainable(m), lr=0.01))
 
 
+def fb_feature_extraction_batch_of_one() -> tlaudit.TransferSetup:
+    m = model("resnet18")
+    tlaudit.freeze_backbone(m)
+    return make(m, strategy="feature_extraction", optimizer=torch.optim.SGD(trainable(m), lr=0.01),
+                sample=normalized()[:1], targets=torch.tensor([1]))
+
+
 def fb_fine_tuning_frozen_layer1() -> tlaudit.TransferSetup:
     m = model("resnet18")
     tlaudit.freeze(m, "layer1")
@@ -379,7 +386,16 @@ TRIGGERS["frozen-bn-train"] = [
     Case(
         "resnet18-feature-extraction-keep",
         fb_feature_extraction_keep,
-        r"^20 BatchNorm layers in 5 modules \(`bn1`, `layer1`, `layer2` and 2 more\): frozen but in training mode",
+        r"^20 BatchNorm layers in 5 modules \(`bn1`, `layer1`, `layer2` and 2 more\): frozen but in training mode "
+        r"during the train step: they normalize with batch statistics and their running stats drift toward the new "
+        r"data \(AdaBN when meant; the pretrained features shift when not\)$",
+        severity="warning",  # what PyTorch's own tutorial does, and AdaBN: no harm in evidence
+        count=1,
+    ),
+    Case(
+        "resnet18-feature-extraction-keep-batch-of-one",
+        fb_feature_extraction_batch_of_one,
+        r"frozen but in training mode .* - with a batch of 1 the batch statistics are garbage$",
         severity="error",
         count=1,
     ),
@@ -394,14 +410,14 @@ TRIGGERS["frozen-bn-train"] = [
         "resnet18-no-running-stats",
         fb_no_running_stats,
         r"^`bn1`: frozen but without running stats \(track_running_stats=False\)",
-        severity="error",
+        severity="warning",
         count=1,
     ),
     Case(
         "densenet121-feature-extraction-keep",
         fb_densenet,
         r"BatchNorm layers of `features`: frozen but in training mode",
-        severity="error",
+        severity="warning",
         count=1,
     ),
     Case(

@@ -24,11 +24,11 @@ def test_every_check_is_documented_in_four_parts(check: Check):
         assert len(check.section(part)) > 20, f"{check.id}: docstring section {part!r} missing or empty"
 
 
-def test_registry_holds_the_sixteen_checks_in_order():
+def test_registry_holds_the_checks_in_report_order():
     assert list(REGISTRY) == [
         "frozen-grad", "frozen-changed", "frozen-bn-train", "head-frozen", "head-size", "trainable-no-grad",
         "optimizer-missing", "optimizer-frozen", "lr-threshold", "eval-mode", "eval-nondeterministic",
-        "grad-inference", "normalization", "input-range", "label-range", "pretrained-not-loaded",
+        "grad-inference", "normalization", "input-range", "label-range", "pretrained-not-loaded", "user-code-error",
     ]
 
 
@@ -55,7 +55,7 @@ def test_checks_module_exports_only_its_api():
 # -- every check has cases in the module of its concern --------------------------------------------
 
 
-CONCERNS = ("frozen", "head", "gradients", "optimizer", "inference", "inputs", "weights")
+CONCERNS = ("frozen", "head", "gradients", "optimizer", "inference", "inputs", "weights", "execution")
 """The modules of ``tlaudit/checks/`` with checks; each has its cases in ``tests/checks/test_<concern>.py``."""
 
 

@@ -104,13 +104,14 @@ def test_a_model_that_cannot_take_the_sample_names_the_sample():
     assert all(torch.equal(a, b) for a, b in zip(before, setup.model.parameters()))
 
 
-def test_a_raising_train_step_names_the_field():
+def test_a_raising_train_step_is_a_user_code_error_finding():
     def train_step(model, sample, targets, optimizer):
         raise RuntimeError("CUDA out of memory (pretend)")
 
-    with pytest.raises(tlaudit.SetupError, match=r"TransferSetup.train_step raised RuntimeError: CUDA out of memory") as info:
-        tlaudit.audit(small_setup(train_step=train_step))
-    assert info.value.field == "train_step"
+    report = tlaudit.audit(small_setup(train_step=train_step))
+    [finding] = report.by_check("user-code-error")
+    assert finding.message == "TransferSetup.train_step raised RuntimeError: CUDA out of memory (pretend)"
+    assert finding.severity is tlaudit.Severity.ERROR and not report.ok
 
 
 def test_bad_weights_and_frozen_patterns_name_their_field():

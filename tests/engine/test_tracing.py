@@ -1,6 +1,8 @@
 """The traced train step and predict calls: the user's own code raising is a SetupError naming the field."""
 from __future__ import annotations
 
+import re
+
 import random
 from typing import Any
 
@@ -58,7 +60,7 @@ def _raising_predict_setup() -> tlaudit.TransferSetup:
 
 
 @pytest.mark.parametrize(
-    ("build", "message", "field"),
+    ("build", "message", "subject"),
     [
         pytest.param(
             _raising_train_step_setup,
@@ -69,18 +71,24 @@ def _raising_predict_setup() -> tlaudit.TransferSetup:
         pytest.param(
             _raising_predict_setup, r"^TransferSetup\.predict raised ValueError: bad batch$", "predict", id="predict"
         ),
-        pytest.param(
-            lambda: make(model("resnet18"), sample=normalized()[:, :1]),
-            r"^TransferSetup\.sample: the model cannot take the sample of shape \(2, 1, 64, 64\)",
-            "sample",
-            id="sample-shape",
-        ),
     ],
 )
-def test_user_code_raising_is_a_setup_error_and_changes_nothing(build: Any, message: str, field: str) -> None:
+def test_user_code_raising_is_a_finding_the_other_checks_still_run_and_nothing_changes(
+    build: Any, message: str, subject: str
+) -> None:
     setup = build()
     before = fingerprint(setup)
-    with pytest.raises(tlaudit.SetupError, match=message) as info:
+    report = tlaudit.audit(setup)
+    [finding] = report.by_check("user-code-error")
+    assert re.search(message, finding.message) and finding.subject == subject
+    assert {"optimizer-missing", "lr-threshold", "label-range"} <= set(report.checks_run)
+    assert fingerprint_diff(before, fingerprint(setup)) == []
+
+
+def test_the_default_step_failing_on_the_sample_is_a_setup_error_naming_it() -> None:
+    setup = make(model("resnet18"), sample=normalized()[:, :1])
+    before = fingerprint(setup)
+    with pytest.raises(tlaudit.SetupError, match=r"^TransferSetup\.sample: the model cannot take the sample of shape \(2, 1, 64, 64\)") as info:
         tlaudit.audit(setup)
-    assert info.value.field == field
+    assert info.value.field == "sample"
     assert fingerprint_diff(before, fingerprint(setup)) == []

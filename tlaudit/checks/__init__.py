@@ -12,6 +12,6 @@ into the module of its concern (or a new module, imported here).
 from __future__ import annotations
 
 from tlaudit.checks._registry import ALIASES, REGISTRY, Check, get_check, register, select_checks
-from tlaudit.checks import frozen, head, gradients, optimizer, inference, inputs, weights  # noqa: F401  (registration order)
+from tlaudit.checks import frozen, head, gradients, optimizer, inference, inputs, weights, execution  # noqa: F401  (registration order)
 
 __all__ = ["ALIASES", "REGISTRY", "Check", "get_check", "register", "select_checks"]

@@ -7,7 +7,6 @@ from tlaudit.checks._grouping import grouped_findings
 from tlaudit.checks._registry import Check, register
 from tlaudit.evidence import Evidence
 from tlaudit.report import Finding, Severity
-from tlaudit.setup import Strategy
 
 
 @register("frozen-grad", "error", "a parameter meant to be frozen requires or receives a gradient")
@@ -64,7 +63,7 @@ def frozen_changed(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Build the optimizer from trainable parameters only (``tlaudit.param_groups(model, lr)``), and
     clear stale gradients (``p.grad = None``) of the parameters you freeze.
     """
-    trace = ctx.train_trace()
+    trace = ctx.train_trace().require_complete()
     names = [
         name
         for name, p in ctx.params
@@ -78,12 +77,14 @@ def frozen_changed(check: Check, ctx: Evidence) -> Iterator[Finding]:
     )
 
 
-@register("frozen-bn-train", "error", "a BatchNorm layer in the frozen part normalizes with batch statistics in training")
+@register("frozen-bn-train", "warning", "a BatchNorm layer in the frozen part normalizes with batch statistics in training")
 def frozen_bn_train(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     BatchNorm layers inside the part meant frozen that run in training mode during the train step,
     or that have no running statistics (``track_running_stats=False``) and so always use batch
-    statistics. An error for feature extraction, a warning otherwise.
+    statistics. A warning: letting frozen BatchNorm adapt its statistics to the new data is what
+    PyTorch's own transfer-learning tutorial does, and a known technique (AdaBN). An error where
+    the evidence shows harm: a train batch of one, whose batch statistics are undefined or garbage.
 
     Why:
     ``requires_grad=False`` freezes BatchNorm's affine weights, not its statistics: in
@@ -100,7 +101,10 @@ def frozen_bn_train(check: Check, ctx: Evidence) -> Iterator[Finding]:
     every ``model.train()``.
     """
     trace = ctx.train_trace()
-    severity = Severity.ERROR if ctx.setup.strategy is Strategy.FEATURE_EXTRACTION else Severity.WARNING
+    if trace.error is not None and not any(trace.bn_calls.values()):
+        trace.require_complete()
+    batch = ctx.sample.shape[0] if ctx.sample.ndim else 1
+    severity = Severity.ERROR if batch == 1 else None
     modules = dict(ctx.inner.named_modules())
     in_train, no_stats = [], []
     for name, calls in trace.bn_calls.items():
@@ -122,7 +126,9 @@ def frozen_bn_train(check: Check, ctx: Evidence) -> Iterator[Finding]:
     yield from grouped_findings(
         check,
         in_train,
-        "frozen but in training mode during the train step, so batch statistics are used and the running stats drift",
+        "frozen but in training mode during the train step: they normalize with batch statistics and their "
+        "running stats drift toward the new data (AdaBN when meant; the pretrained features shift when not)"
+        + (" - with a batch of 1 the batch statistics are garbage" if batch == 1 else ""),
         hint,
         noun="BatchNorm layer",
         severity=severity,

@@ -26,7 +26,7 @@ def trainable_no_grad(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Fix:
     Use the parameters in the loss, or freeze them if they are not meant to train.
     """
-    trace = ctx.train_trace()
+    trace = ctx.train_trace().require_complete()
     names = [
         name
         for name, p in ctx.params

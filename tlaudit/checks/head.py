@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from tlaudit._text import examples
 from tlaudit.checks._registry import Check, register
 from tlaudit.evidence import Evidence, Skip
-from tlaudit.outputs import named_outputs, wrong_width
+from tlaudit.outputs import head_widths, is_single_logit, named_outputs, wrong_width
 from tlaudit.report import Finding, Severity
 
 
@@ -59,7 +59,9 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
 def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Every output of the model in the train step (auxiliary outputs too) has ``num_classes``
-    columns (dimension 1). Without ``num_classes``, a head that still has as many outputs as the
+    columns (dimension 1); where the step called ``model.forward(x)``, the head modules' outputs
+    are read instead, and where it crashed first, the head layers' sizes. With ``num_classes=2``,
+    one logit per sample is a binary classifier (an info finding says so). Without ``num_classes``, a head that still has as many outputs as the
     declared ``weights`` have classes (1000 for ImageNet) is a warning: most likely never replaced.
 
     Why:
@@ -77,15 +79,24 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     if n is None:
         yield from _head_still_pretrained(check, ctx)
         return
+    hint = f"tlaudit.replace_head(model, {n}) (auxiliary heads included)"
     trace = ctx.train_trace()
+    if trace.error is not None and trace.outputs is None:  # the step crashed first: read the head layers
+        for head, size in head_widths(ctx.inner, ctx.heads):
+            if size is not None and size != n and not (n == 2 and size == 1):
+                yield check.finding(f"head `{head}` has {size} outputs, expected {n} (num_classes)", subject=head, hint=hint)
+        return
     outputs = named_outputs(trace.outputs)
     if not outputs:
         raise Skip(f"the model's output holds no tensor ({type(trace.outputs).__name__})")
+    binary = [name for name, tensor in outputs if n == 2 and is_single_logit(tensor)]
     for name, shape in wrong_width(outputs, n):
+        yield check.finding(f"output `{name}` has shape {shape}, expected {n} columns (num_classes)", subject=name, hint=hint)
+    if binary:
         yield check.finding(
-            f"output `{name}` has shape {shape}, expected {n} columns (num_classes)",
-            subject=name,
-            hint=f"tlaudit.replace_head(model, {n}) (auxiliary heads included)",
+            f"read {examples(binary)} as a binary classifier's single logit (BCEWithLogitsLoss) for num_classes 2",
+            subject=binary[0],
+            severity=Severity.INFO,
         )
 
 

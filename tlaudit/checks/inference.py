@@ -34,7 +34,7 @@ def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Fix:
     ``with tlaudit.inference(model): model(x)``, or ``model.eval()`` before predicting.
     """
-    trace = ctx.predict_trace()
+    trace = ctx.predict_trace().require_complete()
     if not trace.training_modules:
         return
     modules = dict(ctx.inner.named_modules())
@@ -65,6 +65,10 @@ def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
     )
 
 
+_TOLERANCE = {torch.float16: (1e-2, 1e-3), torch.bfloat16: (2e-2, 1e-2)}
+"""Half-precision outputs (autocast) differ between identical calls by rounding: compare them by their precision."""
+
+
 def _outputs_equal(a: Any, b: Any) -> bool:
     left, right = named_outputs(a), named_outputs(b)
     if len(left) != len(right):
@@ -72,7 +76,8 @@ def _outputs_equal(a: Any, b: Any) -> bool:
     for (_, x), (_, y) in zip(left, right):
         if x.shape != y.shape:
             return False
-        if not torch.equal(x, y) and not torch.allclose(x.float(), y.float(), rtol=1e-5, atol=1e-6, equal_nan=True):
+        rtol, atol = _TOLERANCE.get(x.dtype, (1e-5, 1e-6))
+        if not torch.equal(x, y) and not torch.allclose(x.float(), y.float(), rtol=rtol, atol=atol, equal_nan=True):
             return False
     return True
 
@@ -94,7 +99,7 @@ def eval_nondeterministic(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Fix:
     Pass ``training=self.training`` to functional dropout, and move augmentation out of ``forward``.
     """
-    trace = ctx.predict_trace()
+    trace = ctx.predict_trace().require_complete()
     if not _outputs_equal(*trace.outputs):
         yield check.finding(
             "two predict calls on the same sample returned different outputs",
@@ -119,7 +124,7 @@ def grad_inference(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Fix:
     ``with tlaudit.inference(model): ...`` or ``with torch.inference_mode(): ...``.
     """
-    if ctx.predict_trace().grad_enabled:
+    if ctx.predict_trace().require_complete().grad_enabled:
         yield check.finding(
             "predict runs the model with gradients enabled",
             subject="predict",

@@ -7,6 +7,7 @@ import torch
 
 from tlaudit._text import count, fmt
 from tlaudit.checks._registry import Check, register
+from tlaudit.labels import label_problem
 from tlaudit.evidence import Evidence, Skip
 from tlaudit.normalization import compare_normalization
 from tlaudit.report import Finding, Severity
@@ -103,7 +104,8 @@ def input_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
 def label_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Integer targets outside ``[0, num_classes)`` (the cross-entropy ignore index -100 is allowed),
-    or one-hot/soft targets whose last dimension is not ``num_classes``.
+    or one-hot/soft targets whose last dimension is not ``num_classes``. With ``num_classes=2``,
+    0/1 targets of any dtype, shaped ``(N,)`` or ``(N, 1)``, are a binary classifier's (BCEWithLogitsLoss).
 
     Why:
     Labels from 1..N instead of 0..N-1 crash on CPU but can fail with an opaque device-side assert
@@ -115,25 +117,6 @@ def label_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Fix:
     Map labels to ``0 .. num_classes - 1``, or set ``num_classes`` to the real count.
     """
-    t = ctx.targets
-    n = ctx.setup.num_classes
-    if t.is_floating_point():
-        if t.ndim >= 2 and t.shape[-1] != n:
-            yield check.finding(
-                f"soft/one-hot targets have {t.shape[-1]} columns, expected num_classes {n}",
-                subject="targets",
-                hint="targets must have one column per class",
-            )
-        return
-    valid = t[t != -100]
-    if valid.numel() == 0:
-        return
-    lo, hi = int(valid.min()), int(valid.max())
-    if lo < 0 or hi >= n:
-        bad = sorted({int(v) for v in valid[(valid < 0) | (valid >= n)].unique()[:5].tolist()})
-        yield check.finding(
-            f"targets range over [{lo}, {hi}], outside [0, {n}) (num_classes): e.g. {bad}",
-            subject="targets",
-            hint=f"map labels to 0..{n - 1} or fix num_classes",
-        )
-
+    problem = label_problem(ctx.targets, ctx.setup.num_classes)
+    if problem is not None:
+        yield check.finding(problem.message, subject="targets", hint=problem.hint)

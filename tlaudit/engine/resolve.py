@@ -7,7 +7,7 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from tlaudit._names import match_names, pattern_matches, strip_wrapper_prefix, unwrap
+from tlaudit._names import match_names, pattern_matches, strip_wrapper_prefix, traced_module, unwrap
 from tlaudit.engine.inputs import synthetic_sample, synthetic_targets
 from tlaudit.engine.snapshot import Snapshot
 from tlaudit.engine.tracing import trace_predict, trace_train_step
@@ -171,8 +171,13 @@ class AuditContext:
 
     def train_trace(self) -> TrainTrace:
         if self._train_trace is None:
+            try:
+                heads = self.heads
+            except Skip:
+                heads = []
             self._train_trace = trace_train_step(
-                self.setup, self.inner, self.sample, self.targets, self.snapshot, self.requires_grad
+                self.setup, traced_module(self.setup.model), self.sample, self.targets, self.snapshot,
+                self.requires_grad, heads,
             )
         return self._train_trace
 
@@ -180,5 +185,5 @@ class AuditContext:
         if self._predict_trace is None:
             if self.setup.predict is None:
                 raise Skip("no predict given")
-            self._predict_trace = trace_predict(self.setup, self.inner, self.sample, self.snapshot)
+            self._predict_trace = trace_predict(self.setup, traced_module(self.setup.model), self.sample, self.snapshot)
         return self._predict_trace

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tlaudit._names import unwrap
 from tlaudit.batchnorm import is_batchnorm
 from tlaudit.engine.inputs import default_train_step
 from tlaudit.engine.snapshot import Snapshot
@@ -37,17 +38,26 @@ def _hooks() -> Iterator[list[Any]]:
 
 def trace_train_step(
     setup: TransferSetup,
-    inner: nn.Module,
+    model: nn.Module,
     sample: torch.Tensor,
     targets: torch.Tensor,
     snapshot: Snapshot,
     requires_grad: dict[int, bool],
+    heads: list[str],
 ) -> TrainTrace:
-    """Run the user's ``train_step`` (or the default one) once on copies of the sample and targets."""
+    """Run the user's ``train_step`` (or the default one) once on copies of the sample and targets.
+
+    ``model`` is what the step is given: the user's model, or the module inside a DDP or
+    ``torch.compile`` wrapper (no collectives, no recompilation). An exception from the user's step
+    is recorded in the trace (``error``); one from the default step means the model cannot take
+    the sample or the targets, a :class:`SetupError`.
+    """
     trace = TrainTrace()
     sample, targets = sample.clone(), targets.clone()
+    inner = unwrap(model)
     user_step = setup.train_step
     step = user_step or default_train_step
+    head_outputs: dict[str, Any] = {}
     with _hooks() as handles:
         for name, module in inner.named_modules():
             if is_batchnorm(module):
@@ -57,6 +67,12 @@ def trace_train_step(
                     calls.append(BatchNormCall(mod.training, mod.running_mean is None))
 
                 handles.append(module.register_forward_pre_hook(record))
+            if name in heads:
+
+                def keep_head(mod: nn.Module, args: Any, output: Any, name: str = name) -> None:
+                    head_outputs.setdefault(name, detach_outputs(output))
+
+                handles.append(module.register_forward_hook(keep_head))
         for p in inner.parameters():
             if p.requires_grad:
                 handles.append(p.register_hook(lambda grad, pid=id(p): trace.grad_received.add(pid)))
@@ -68,18 +84,21 @@ def trace_train_step(
         handles.append(inner.register_forward_hook(keep_output))
         try:
             with torch.enable_grad():
-                step(setup.model, sample, targets, setup.optimizer)
+                step(model, sample, targets, setup.optimizer)
         except Exception as err:
-            snapshot.restore()
             if user_step is not None:
-                raise SetupError(f"TransferSetup.train_step raised {type(err).__name__}: {err}", field="train_step") from err
-            field_name = "sample" if trace.outputs is None else "targets"
-            what = (
-                f"the model cannot take the sample of shape {tuple(sample.shape)}"
-                if field_name == "sample"
-                else f"cross-entropy on the model's output and targets of shape {tuple(targets.shape)} failed"
-            )
-            raise SetupError(f"TransferSetup.{field_name}: {what}: {type(err).__name__}: {err}", field=field_name) from err
+                trace.error = f"{type(err).__name__}: {err}"
+            else:
+                snapshot.restore()
+                field_name = "sample" if trace.outputs is None else "targets"
+                what = (
+                    f"the model cannot take the sample of shape {tuple(sample.shape)}"
+                    if field_name == "sample"
+                    else f"cross-entropy on the model's output and targets of shape {tuple(targets.shape)} failed"
+                )
+                raise SetupError(f"TransferSetup.{field_name}: {what}: {type(err).__name__}: {err}", field=field_name) from err
+    if trace.outputs is None and head_outputs:  # the step called model.forward(x): read the heads instead
+        trace.outputs, trace.outputs_from_heads = head_outputs, True
     with torch.no_grad():
         for s in snapshot.params:
             p = s.param
@@ -93,32 +112,34 @@ def trace_train_step(
     return trace
 
 
-def trace_predict(setup: TransferSetup, inner: nn.Module, sample: torch.Tensor, snapshot: Snapshot) -> PredictTrace:
-    """Call the user's ``predict`` (which must be set) twice on copies of the sample, recording modes and grad mode."""
+def trace_predict(setup: TransferSetup, model: nn.Module, sample: torch.Tensor, snapshot: Snapshot) -> PredictTrace:
+    """Call the user's ``predict`` (which must be set) twice on copies of the sample, recording modes and grad mode.
+
+    Every module's call records its training flag and the grad mode, so a ``predict`` that calls
+    ``model.forward(x)`` or the model's parts directly is observed too. An exception is recorded
+    in the trace (``error``).
+    """
     predict = setup.predict
     trace = PredictTrace()
     training: dict[str, None] = {}
     grad_flags: list[bool] = []
+    inner = unwrap(model)
     with _hooks() as handles:
         for name, module in inner.named_modules():
 
             def record(mod: nn.Module, args: Any, name: str = name) -> None:
+                grad_flags.append(torch.is_grad_enabled() and not torch.is_inference_mode_enabled())
                 if mod.training:
                     training.setdefault(name, None)
 
             handles.append(module.register_forward_pre_hook(record))
-
-        def grad_mode(mod: nn.Module, args: Any) -> None:
-            grad_flags.append(torch.is_grad_enabled() and not torch.is_inference_mode_enabled())
-
-        handles.append(inner.register_forward_pre_hook(grad_mode))
         outputs = []
         try:
             for _ in range(2):
-                outputs.append(detach_outputs(predict(setup.model, sample.clone())))
+                outputs.append(detach_outputs(predict(model, sample.clone())))
         except Exception as err:
-            snapshot.restore()
-            raise SetupError(f"TransferSetup.predict raised {type(err).__name__}: {err}", field="predict") from err
+            trace.error = f"{type(err).__name__}: {err}"
+            outputs = [None, None]
     snapshot.restore()
     trace.training_modules = list(training)
     trace.grad_enabled = any(grad_flags)
