@@ -146,6 +146,10 @@ def summary_many(audits: Sequence[FileAudit]) -> str:
     ]
     if t["suppressed"]:
         parts.append(f"{t['suppressed']} suppressed")
+    if any(a.report is not None and a.report.baseline is not None for a in audits):
+        parts.append(f"{t['baselined']} in the baseline")
+        if t["stale"]:
+            parts.append(f"{t['stale']} stale baseline entr{'y' if t['stale'] == 1 else 'ies'}")
     if t["failed"]:
         parts.append(f"{t['failed']} could not be audited")
     return "tlaudit: " + ", ".join(parts) + "."

@@ -150,7 +150,8 @@ class Report:
         if self.baseline is not None:
             parts.append(f"{len(self.baselined)} in the baseline")
             stale = len(self.stale)
-            parts.append(f"{stale} stale baseline {'entry' if stale == 1 else 'entries'}")
+            if stale:
+                parts.append(f"{stale} stale baseline {'entry' if stale == 1 else 'entries'}")
         subject = f"{self.model}: " if self.model else ""
         return f"tlaudit: {subject}" + ", ".join(parts) + "."
 
