@@ -45,39 +45,34 @@ def test_reasons_are_stripped_and_kept():
 
 
 @pytest.fixture(scope="module")
-def resnet_reports() -> tuple[Report, Report]:
-    """A real ResNet-18 feature extractor whose frozen BatchNorm layers run in training mode, audited
-    without and with ``ignore={"frozen-bn-train": ...}``."""
-
-    def build(**extra) -> TransferSetup:
-        torch.manual_seed(0)
-        model = tlaudit.replace_head(torchvision.models.resnet18(), 4)
-        tlaudit.freeze_backbone(model)
-        optimizer = torch.optim.AdamW(tlaudit.param_groups(model, 1e-4))
-        return TransferSetup(model=model, num_classes=4, sample=torch.randn(2, 3, 64, 64), optimizer=optimizer,
-                             strategy="feature_extraction", **extra)
-
-    select = ["frozen-bn-train", "frozen-grad", "head-size"]
-    return tlaudit.audit(build(), select), tlaudit.audit(build(ignore={"frozen-bn-train": REASON}), select)
+def resnet_report() -> Report:
+    """A real ResNet-18 feature extractor whose frozen BatchNorm layers run in training mode (an error),
+    audited with ``ignore={"frozen-bn-train": ...}``."""
+    torch.manual_seed(0)
+    model = tlaudit.replace_head(torchvision.models.resnet18(), 4)
+    tlaudit.freeze_backbone(model)
+    optimizer = torch.optim.AdamW(tlaudit.param_groups(model, 1e-4))
+    setup = TransferSetup(model=model, num_classes=4, sample=torch.randn(2, 3, 32, 32), optimizer=optimizer,
+                          strategy="feature_extraction", ignore={"frozen-bn-train": REASON})
+    return tlaudit.audit(setup, ["frozen-bn-train", "frozen-grad", "head-size"])
 
 
-def test_a_suppressed_finding_is_reported_with_its_reason_and_does_not_fail(resnet_reports):
-    plain, suppressed = resnet_reports
-    [finding] = plain.findings  # the same setup without ignore fails
-    assert (finding.check, finding.severity.value) == ("frozen-bn-train", "error")
-    assert not plain.ok
-    assert suppressed.ok and suppressed.findings == () and suppressed.raise_for_errors() is suppressed
+def test_a_suppressed_finding_is_reported_with_its_reason_and_does_not_fail(resnet_report):
+    suppressed = resnet_report
     [entry] = suppressed.suppressed
-    assert (entry.finding, entry.reason) == (finding, REASON)
-    assert suppressed.checks_run == plain.checks_run  # the check still ran
+    finding = entry.finding
+    assert (finding.check, finding.severity.value, finding.subject, entry.reason) == ("frozen-bn-train", "error", "", REASON)
+    assert finding.message.startswith("20 BatchNorm layers in 5 modules (`bn1`, `layer1`, `layer2` and 2 more): frozen but in training")
+    assert suppressed.ok and suppressed.findings == () and suppressed.raise_for_errors() is suppressed
+    assert suppressed.checks_run == ("frozen-grad", "frozen-bn-train", "head-size")  # the check still ran
     assert suppressed.summary().endswith(", 0 skipped, 1 suppressed.")
     data = json.loads(Format.JSON.render(suppressed))
     assert data["summary"]["suppressed"] == 1 and data["findings"] == []
     assert data["suppressed"] == [{**finding.to_dict(), "reason": REASON}]
 
 
-def test_every_format_shows_the_suppressed_finding(resnet_reports):
-    _, report = resnet_reports
+def test_every_format_shows_the_suppressed_finding(resnet_report):
+    report = resnet_report
     message = report.suppressed[0].finding.message
     table = Format.TABLE.render(report)
     assert "suppressed: 1 finding (--show-suppressed lists them with their reasons)" in table
