@@ -78,7 +78,8 @@ def anchor(check_id: str) -> str:
 def format_check_markdown(check: Check, *, heading_level: int = 2) -> str:
     """One check's documentation as Markdown: a heading with the ID, the facts, then every section."""
     hashes = "#" * heading_level
-    lines = [f"{hashes} {check.id}", "", f"**{check.summary}.** Default severity: `{check.severity.value}`."]
+    summary = check.summary[:1].upper() + check.summary[1:]
+    lines = [f"{hashes} {check.id}", "", f"**{summary}.** Default severity: `{check.severity.value}`."]
     if check.needs:
         lines[-1] += f" Needs {_needs_text(check.needs)} (skipped without)."
     if check.aliases:
