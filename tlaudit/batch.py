@@ -31,7 +31,7 @@ from tlaudit._version import __version__
 from tlaudit.baseline import apply_baseline, entry_for, write_baseline
 from tlaudit.errors import SetupError
 from tlaudit.findings import Severity
-from tlaudit.formatters import Format, format_markdown, format_table
+from tlaudit.formatters import Format, _md_inline, format_markdown, format_table
 from tlaudit.locations import display_path
 from tlaudit.report import BaselineEntry, Report
 
@@ -219,7 +219,7 @@ def render_many(
     for a in audits:
         if fmt is Format.MARKDOWN:
             if a.report is None:
-                blocks.append(f"## `{a.path}`: could not be audited\n\n{a.error}")
+                blocks.append(f"## `{a.path}`: could not be audited\n\n{_md_inline(a.error or '')}")
             else:
                 body = format_markdown(a.report, fail_on=fail_on, show_suppressed=show_suppressed).split("\n", 1)[1]
                 blocks.append(f"## `{a.path}`: {a.report.summary()}\n{body}")
