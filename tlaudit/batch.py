@@ -32,7 +32,7 @@ from tlaudit.baseline import apply_baseline, entry_for, write_baseline
 from tlaudit.errors import SetupError
 from tlaudit.findings import Severity
 from tlaudit.formatters import Format, _md_inline, format_markdown, format_table
-from tlaudit.locations import display_path
+from tlaudit.locations import display_path, source_file
 from tlaudit.report import BaselineEntry, Report
 
 __all__ = ["FileAudit", "setup_files", "audit_target", "rebaseline", "render_many", "summary_many"]
@@ -82,13 +82,14 @@ def audit_target(
         SetupError: a single setup could not be audited, or the folder holds no setup file.
     """
 
-    def compared(path: str, report: Report, entries: list[BaselineEntry]) -> Report:
+    def compared(report: Report, entries: list[BaselineEntry]) -> Report:
         return report if baseline is None else apply_baseline(report, entries, baseline_file or "")
 
     if not Path(target).is_dir():
-        shown = display_path(target) if Path(target.rsplit(":", 1)[0]).exists() or target.endswith(".py") else target
-        entries = [] if baseline is None else [*baseline.get(None, []), *(baseline.get(shown, []) if shown else [])]
-        return [FileAudit(shown, compared(shown, audit(target), entries))], False
+        source = source_file(target)
+        shown = display_path(source) if source is not None and source.is_file() else target
+        entries = [] if baseline is None else [*baseline.get(None, []), *baseline.get(shown, [])]
+        return [FileAudit(shown, compared(audit(target), entries))], False
     files = setup_files(target)
     if not files:
         raise SetupError(f"no setup files in {target} (PATH): no *.py, not starting with _ or test_, defines setup()")
@@ -100,7 +101,7 @@ def audit_target(
         except SetupError as err:
             audits.append(FileAudit(shown, error=str(err)))
             continue
-        audits.append(FileAudit(shown, compared(shown, report, (baseline or {}).get(shown, []))))
+        audits.append(FileAudit(shown, compared(report, (baseline or {}).get(shown, []))))
     return audits, True
 
 

@@ -3,8 +3,9 @@
 When the audit runs from a setup file (``tlaudit audit file.py``), :func:`locate` gives every finding
 a :class:`~tlaudit.findings.Location`. Locations are found without running anything again:
 
-1. Functions the setup passes (``predict``, ``train_step``) are located by their code object: the
-   ``def`` line, in whatever file defines them.
+1. Findings about ``predict`` (``eval-mode``, ``eval-nondeterministic``, ``grad-inference``) point
+   at the ``def`` line of the function passed as ``predict=``, found from its code object, in
+   whatever file defines it.
 2. Otherwise the setup file is parsed (:mod:`ast`) and searched for what built the object the check
    is about, first in the setup function, then in the rest of the file (helpers such as ``build()``):
 

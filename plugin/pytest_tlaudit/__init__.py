@@ -28,9 +28,11 @@ Fixtures
     warmup_rounds=2, iterations=1) -> Throughput`` on pytest-benchmark's ``benchmark`` fixture;
     ``images_per_second``, ``batch_size``, ``device`` and ``dtype`` go to ``benchmark.extra_info``.
 
-Marker
+Markers
     ``@pytest.mark.tlaudit(lr_max=..., select=[...], ignore=[...], fail_on="error"|"warning")`` on a
     test, class or module (``pytestmark``); the closest marker wins per keyword.
+    ``@pytest.mark.tlaudit_suppress("check-id", reason="...")``, one per check: the check's findings
+    in the test's audits are reported as suppressed with the reason (``TransferSetup.ignore``).
 
 Options (command line / ini; the same help text for both)
     ``--tlaudit-lr-max`` / ``tlaudit_lr_max``, ``--tlaudit-fail-on`` / ``tlaudit_fail_on``,
