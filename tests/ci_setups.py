@@ -71,6 +71,10 @@ SETUPS: dict[str, str] = {
     "bn_ignored": TINY.format(
         frozen="'0', '1'", lr="0.001", extra=', ignore={"frozen-bn-train": "AdaBN: statistics adapt to the new domain"}'
     ),
+    # a new head with 5 outputs for 3 classes: head-size (error)
+    "wrong_head": TINY.replace("    tlaudit.freeze(model, {frozen})\n", "    model[4] = nn.Linear(4, 5)\n").format(
+        lr="0.001", extra=""
+    ),
     # a real ResNet-18 with the usual mistakes (the bundled buggy example's, on a 64x64 sample)
     "resnet_buggy": RESNET_BUGGY,
     "raises": "def setup():\n    raise RuntimeError('no GPU here')\n",

@@ -166,3 +166,11 @@ def test_folder_sarif_names_each_file_and_the_one_that_failed(tmp_path, capsys, 
     assert note["message"]["text"] == "setups/raises.py:setup() raised RuntimeError: no GPU here (setup)"
     assert [r["setup"] for r in run["properties"]["reports"]] == ["setups/high_lr.py", "setups/warn.py"]
     assert Severity.ERROR.value == run["results"][0]["level"]
+
+
+def test_head_findings_point_at_the_head_assignment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    [path] = write_setups(tmp_path, "wrong_head")
+    [finding] = cli.run_audit(str(path)).findings
+    assert (finding.check, finding.location.path, finding.location.anchor) == ("head-size", "wrong_head.py", "module assignment")
+    assert _line(finding) == "    model[4] = nn.Linear(4, 5)"

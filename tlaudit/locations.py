@@ -15,8 +15,10 @@ a :class:`~tlaudit.findings.Location`. Locations are found without running anyth
    * ``frozen-grad``, ``frozen-bn-train``: the freeze statement, a line touching ``requires_grad``
      (``p.requires_grad = False``, or the comparison ``==`` written by mistake) or calling
      ``freeze``/``freeze_backbone``/``freeze_batchnorm``/``eval_frozen_batchnorm``;
-   * ``head-size``, ``head-frozen``, ``trainable-no-grad``: the assignment of the module the finding
-     names (``model.fc = ...``, ``model.classifier[1] = ...``) or the ``replace_head`` call;
+   * ``head-size``, ``head-frozen``: the assignment of the head (``TransferSetup.head``, else
+     ``find_heads``) such as ``model.fc = ...`` or ``model.classifier[1] = ...``, or the
+     ``replace_head`` call; ``trainable-no-grad``: the assignment of the module the finding names;
+     else the construction of ``model=``;
    * ``normalization``: the ``Normalize(...)`` call, else the construction of ``transform=``;
    * ``input-range``, ``label-range``: the construction of ``sample=`` / ``targets=``;
    * ``pretrained-not-loaded``: the ``load_state_dict`` call, else the construction of ``weights=``.
@@ -134,7 +136,7 @@ class _Source:
                             and any(
                                 isinstance(t, ast.Name) and t.id == value.id
                                 for target in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])
-                                for t in ast.walk(target)
+                                for t in (target.elts if isinstance(target, ast.Tuple) else [target])
                             )
                         ]
                         if assigned:
@@ -174,6 +176,18 @@ def _calls(*names: str) -> Callable[[ast.AST], bool]:
     return lambda node: isinstance(node, ast.Call) and _callee(node) in names
 
 
+def _heads(setup: TransferSetup) -> list[str]:
+    """The head module names: the setup's ``head``, else what :func:`tlaudit.find_heads` finds."""
+    if setup.head:
+        return list(setup.head)
+    from tlaudit.surgery import find_heads
+
+    try:
+        return find_heads(setup.model)
+    except (ValueError, TypeError):
+        return []
+
+
 def _code_location(func: Any, anchor: str) -> Location | None:
     code = getattr(func, "__code__", None) or getattr(getattr(func, "__call__", None), "__code__", None)
     if code is None or not code.co_filename.endswith(".py") or not Path(code.co_filename).is_file():
@@ -201,10 +215,13 @@ def _find(finding: Finding, setup: TransferSetup, source: _Source | None) -> Loc
         return at(source.first(_touches_requires_grad), "freeze statement") or at(
             source.field_line("frozen") or source.field_line("strategy"), "frozen part declared"
         )
-    if check in _HEAD_CHECKS and finding.subject:
-        return at(source.first(_assigns_module(finding.subject)), "module assignment") or at(
-            source.field_line("model"), "model construction"
-        )
+    if check in _HEAD_CHECKS:
+        modules = [finding.subject] if check == "trainable-no-grad" else _heads(setup)
+        for module in filter(None, modules):
+            found = at(source.first(_assigns_module(module)), "module assignment")
+            if found is not None:
+                return found
+        return at(source.field_line("model"), "model construction")
     if check == "normalization":
         return at(source.first(_calls("Normalize")), "Normalize transform") or at(
             source.field_line("transform"), "transform construction"
