@@ -35,7 +35,7 @@ from tlaudit.formatters import Format, _md_inline, format_markdown, format_table
 from tlaudit.locations import display_path, source_file
 from tlaudit.report import BaselineEntry, Report
 
-__all__ = ["FileAudit", "setup_files", "audit_target", "rebaseline", "render_many", "summary_many"]
+__all__ = ["FileAudit", "setup_files", "audit_target", "rebaseline", "render_many", "render_results", "summary_many"]
 
 SKIPPED_PREFIXES = ("_", "test_")
 
@@ -230,3 +230,22 @@ def render_many(
     if fmt is Format.MARKDOWN:
         blocks.insert(0, f"# {summary_many(audits)}")
     return "\n\n".join(blocks)
+
+
+def render_results(
+    audits: Sequence[FileAudit], fmt: Format, *, folder: bool, fail_on: Severity, show_suppressed: bool = False
+) -> tuple[str, list[str]]:
+    """What ``tlaudit audit`` prints: the report (stdout) and the summary lines (stderr).
+
+    A single setup gives its report in ``fmt`` (SARIF naming the setup file) and its summary sentence;
+    a folder the combined report, a line per file (its summary, or its error) and the total.
+    """
+    if not folder:
+        report = audits[0].report
+        if report is None:  # audit_target raises for a single setup instead; kept for direct callers
+            raise SetupError(audits[0].error or f"{audits[0].path}: not audited")
+        if fmt is Format.SARIF:
+            return render_many(audits, fmt, fail_on=fail_on), [report.summary()]
+        return fmt.render(report, fail_on=fail_on, show_suppressed=show_suppressed), [report.summary()]
+    lines = [f"{a.path}: {a.report.summary()}" if a.report else f"tlaudit audit: error: {a.error}" for a in audits]
+    return render_many(audits, fmt, fail_on=fail_on, show_suppressed=show_suppressed), [*lines, summary_many(audits)]

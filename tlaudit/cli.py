@@ -49,8 +49,11 @@ class ExitCode(enum.IntEnum):
     * ``FINDINGS`` (1): the audit found a problem at or above ``--fail-on``.
     * ``SETUP_ERROR`` (2): the input could not be used: the setup file or function is missing,
       ``setup()`` raised or returned no TransferSetup, the model cannot take the sample, or an option
-      value is bad (an unknown check ID or model name, a malformed number). Never 1: a setup that
-      could not be audited is not a clean audit and not a list of findings either.
+      value is bad (an unknown check ID or model name, a malformed number, an unreadable baseline).
+      Never 1: a setup that could not be audited is not a clean audit and not a list of findings either.
+
+    A folder audit exits with the worst code of its files: 2 if one could not be audited, else 1 if
+    one has findings at or above ``--fail-on``, else 0.
     """
 
     OK = 0
@@ -67,7 +70,8 @@ exit codes:
   0  no finding at or above --fail-on (or --exit-zero); other commands: done
   1  the audit found a problem at or above --fail-on
   2  the input could not be used: setup file/function missing, setup() raised or returned
-     no TransferSetup, the model cannot take the sample, or a bad option value
+     no TransferSetup, the model cannot take the sample, or a bad option value or baseline file
+a folder audit exits with the worst code of its files (2 > 1 > 0)
 """
 
 
@@ -167,7 +171,7 @@ def _emit(text: str, output: str | None) -> None:
 
 def _cmd_audit(args: argparse.Namespace) -> ExitCode:
     from tlaudit.baseline import BaselineError, read_baseline
-    from tlaudit.batch import audit_target, rebaseline, render_many, summary_many
+    from tlaudit.batch import audit_target, rebaseline, render_results
     from tlaudit.checks import select_checks
 
     fmt = Format(args.format)
@@ -194,18 +198,10 @@ def _cmd_audit(args: argparse.Namespace) -> ExitCode:
             print(f"tlaudit: wrote {written} baseline entr{'y' if written == 1 else 'ies'} to {args.write_baseline}", file=sys.stderr)
     except BaselineError as err:
         raise UsageError(str(err)) from err
+    text, summary = render_results(results, fmt, folder=folder, fail_on=fail_on, show_suppressed=args.show_suppressed)
+    _emit(text, args.output)
+    print("\n".join(summary), file=sys.stderr)
     reports = [r.report for r in results if r.report is not None]
-    if folder:
-        _emit(render_many(results, fmt, fail_on=fail_on, show_suppressed=args.show_suppressed), args.output)
-        for r in results:
-            print(f"{r.path}: {r.report.summary()}" if r.report else f"tlaudit audit: error: {r.error}", file=sys.stderr)
-        print(summary_many(results), file=sys.stderr)
-    else:
-        if fmt is Format.SARIF:  # with the setup file named in the results
-            _emit(render_many(results, fmt, fail_on=fail_on), args.output)
-        else:
-            _emit(fmt.render(reports[0], fail_on=fail_on, show_suppressed=args.show_suppressed), args.output)
-        print(reports[0].summary(), file=sys.stderr)
     if len(reports) < len(results):
         return ExitCode.SETUP_ERROR
     if args.exit_zero or not any(r.at_or_above(fail_on) for r in reports):
@@ -299,7 +295,9 @@ def _add_audit(commands: Any, common: argparse.ArgumentParser) -> None:
         help="accept the findings listed in FILE (from --write-baseline): only new findings fail; stale entries are reported",
     )
     p.add_argument(
-        "--write-baseline", metavar="FILE", help="write the current findings to FILE as the accepted baseline (then exit 0)"
+        "--write-baseline",
+        metavar="FILE",
+        help="write the current findings to FILE as the accepted baseline; they then no longer fail this run",
     )
     p.add_argument(
         "--show-suppressed",
