@@ -137,10 +137,10 @@ def test_version(capsys):
     ("command", "expected"),
     [
         ((), ["usage: tlaudit", "audit", "inspect", "checks", "exit codes:"]),
-        (("audit",), ["usage: tlaudit audit", "--format {table,json,markdown,junit}", "--fail-on {error,warning}",
+        (("audit",), ["usage: tlaudit audit", "--format {table,json,markdown,junit,sarif}", "--fail-on {error,warning}",
                       "--exit-zero", "--progress", "--lr-max", "--example {buggy,correct}", "--debug"]),
         (("inspect",), ["usage: tlaudit inspect", "MODEL", "--num-classes", "--depth", "--format {table,json}"]),
-        (("checks",), ["usage: tlaudit checks", "ID", "--format {table,json}"]),
+        (("checks",), ["usage: tlaudit checks", "ID", "--format {table,json,markdown}"]),
     ],
 )
 def test_help_on_every_command(capsys, command, expected):
@@ -302,8 +302,11 @@ def test_json_on_stdout_only(capsys, reuse_example_audits):
     data = json.loads(out)
     assert err == BUGGY_SUMMARY + "\n"
     assert data["ok"] is False and data["model"] == "ResNet"
-    assert data["summary"] == {"errors": 6, "warnings": 3, "infos": 0, "checks_run": 17, "checks_skipped": 0}
-    assert all(set(f) == {"check", "severity", "message", "subject", "hint"} for f in data["findings"])
+    assert data["summary"] == {
+        "errors": 6, "warnings": 3, "infos": 0, "checks_run": 17, "checks_skipped": 0, "suppressed": 0, "baselined": 0, "stale": 0
+    }
+    keys = {"check", "severity", "message", "subject", "hint", "fingerprint", "location"}
+    assert all(set(f) == keys for f in data["findings"])
     assert {f["check"] for f in data["findings"] if f["severity"] == "error"} == BUGGY_ERRORS
     assert out == json.dumps(cli.run_audit(str(EXAMPLES["buggy"])).to_dict(), indent=2) + "\n"
 
@@ -403,7 +406,7 @@ def test_junit_counts_skipped_and_keeps_info_as_output():
 
 def test_format_enum_picks_the_formatter():
     report = Report(findings=(), checks_run=("head-size",))
-    assert [f.value for f in Format] == ["table", "json", "markdown", "junit"]
+    assert [f.value for f in Format] == ["table", "json", "markdown", "junit", "sarif"]
     assert Format("table").render(report) == report.to_text(summary=False)
     assert json.loads(Format.JSON.render(report))["checks_run"] == ["head-size"]
     with pytest.raises(ValueError):
@@ -555,7 +558,7 @@ def test_check_doc_json(capsys):
     check = tlaudit.get_check("lr-threshold")
     assert code == ExitCode.OK
     assert data["doc"] == check.doc and data["severity"] == "error"
-    assert data["sections"] == {t: check.section(t) for t in ("What", "Why", "Example", "Fix")}
+    assert data["sections"] == {t: check.section(t) for t in ("What", "Why", "Why it is silent", "Example", "Fix", "References")}
     assert all(data["sections"].values())
 
 

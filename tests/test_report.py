@@ -43,7 +43,9 @@ def test_raise_for_errors_honours_fail_on():
 def test_to_dict_has_the_documented_stable_keys():
     data = make_report().to_dict()
     json.dumps(data)
-    assert list(data) == ["version", "tlaudit", "model", "ok", "summary", "findings", "checks_run", "skipped", "notes"]
+    assert list(data) == [
+        "version", "tlaudit", "model", "ok", "summary", "findings", "checks_run", "skipped", "notes", "suppressed", "baseline"
+    ]
     assert data["version"] == 1 and data["tlaudit"] == tlaudit.__version__
     assert data["findings"][0] == {
         "check": "frozen-grad",
@@ -51,8 +53,12 @@ def test_to_dict_has_the_documented_stable_keys():
         "message": "`layer1`: meant frozen but requires a gradient",
         "subject": "layer1",
         "hint": "freeze it",
+        "fingerprint": make_report().findings[0].fingerprint,
+        "location": None,
     }
-    assert data["summary"] == {"errors": 1, "warnings": 1, "infos": 0, "checks_run": 2, "checks_skipped": 1}
+    assert data["summary"] == {
+        "errors": 1, "warnings": 1, "infos": 0, "checks_run": 2, "checks_skipped": 1, "suppressed": 0, "baselined": 0, "stale": 0
+    }
     assert data["skipped"] == [{"check": "normalization", "reason": "no `weights` given"}]
 
 

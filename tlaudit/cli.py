@@ -25,7 +25,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from tlaudit._version import __version__
 from tlaudit.errors import SetupError
@@ -33,6 +33,7 @@ from tlaudit.examples import EXAMPLES
 from tlaudit.findings import Severity
 from tlaudit.formatters import Format
 from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_MAX_HELP, parse_lr_max, parse_positive_int
+from tlaudit.progress import Progress, show_progress
 
 if TYPE_CHECKING:
     from torch import nn
@@ -49,8 +50,11 @@ class ExitCode(enum.IntEnum):
     * ``FINDINGS`` (1): the audit found a problem at or above ``--fail-on``.
     * ``SETUP_ERROR`` (2): the input could not be used: the setup file or function is missing,
       ``setup()`` raised or returned no TransferSetup, the model cannot take the sample, or an option
-      value is bad (an unknown check ID or model name, a malformed number). Never 1: a setup that
-      could not be audited is not a clean audit and not a list of findings either.
+      value is bad (an unknown check ID or model name, a malformed number, an unreadable baseline).
+      Never 1: a setup that could not be audited is not a clean audit and not a list of findings either.
+
+    A folder audit exits with the worst code of its files: 2 if one could not be audited, else 1 if
+    one has findings at or above ``--fail-on``, else 0.
     """
 
     OK = 0
@@ -67,7 +71,8 @@ exit codes:
   0  no finding at or above --fail-on (or --exit-zero); other commands: done
   1  the audit found a problem at or above --fail-on
   2  the input could not be used: setup file/function missing, setup() raised or returned
-     no TransferSetup, the model cannot take the sample, or a bad option value
+     no TransferSetup, the model cannot take the sample, or a bad option value or baseline file
+a folder audit exits with the worst code of its files (2 > 1 > 0)
 """
 
 
@@ -88,38 +93,6 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
 
 
-# -- progress --------------------------------------------------------------------------------------
-
-
-class _Progress:
-    """The engine's ``progress`` callback: ``\\r[3/16] frozen-bn-train`` on one line of ``stream``."""
-
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total = total
-        self.stream = stream
-        self.index = 0
-        self.width = 0
-
-    def __call__(self, check_id: str) -> None:
-        self.index += 1
-        line = f"[{self.index}/{self.total}] {check_id}"
-        self.width = max(self.width, len(line))
-        self.stream.write("\r" + line.ljust(self.width))
-        self.stream.flush()
-
-    def clear(self) -> None:
-        if self.width:
-            self.stream.write("\r" + " " * self.width + "\r")
-            self.stream.flush()
-
-
-def _show_progress(flag: bool | None) -> bool:
-    if flag is not None:
-        return flag
-    isatty = getattr(sys.stderr, "isatty", None)
-    return bool(isatty and isatty())
-
-
 # -- loading ---------------------------------------------------------------------------------------
 
 
@@ -133,11 +106,15 @@ def run_audit(
 ) -> Report:
     """Load the setup ``spec`` names (see :func:`tlaudit.load_setup`) and audit it: ``tlaudit audit`` without the output.
 
+    Findings get locations in the setup file (see :mod:`tlaudit.locations`).
+
     Raises:
         SetupError: the setup could not be loaded or run; the message names the file, function and field.
     """
     from tlaudit.engine import audit
     from tlaudit.setup import load_setup, split_spec
+
+    from tlaudit.locations import locate, source_file
 
     setup = load_setup(spec)
     target, func = split_spec(spec)
@@ -145,7 +122,8 @@ def run_audit(
     try:
         if lr_max is not None:
             setup = setup.replace(lr_max=lr_max)
-        return audit(setup, select, ignore, progress=progress)
+        report = audit(setup, select, ignore, progress=progress)
+        return locate(report, setup, source_file(spec), func)
     except SetupError as err:
         raise SetupError(f"{where}: {err}", field=err.field) from err
     except Exception as err:  # a crash must not read as "findings" (exit 1) or as a clean run
@@ -193,25 +171,42 @@ def _emit(text: str, output: str | None) -> None:
 
 
 def _cmd_audit(args: argparse.Namespace) -> ExitCode:
+    from tlaudit.baseline import BaselineError, read_baseline
+    from tlaudit.batch import audit_target, rebaseline, render_results
     from tlaudit.checks import select_checks
 
     fmt = Format(args.format)
     fail_on = Severity(args.fail_on)
     try:
         checks = select_checks(args.select, args.ignore)  # unknown IDs fail here, before the setup is built
-    except ValueError as err:
+        baseline = read_baseline(args.baseline) if args.baseline is not None else None
+    except ValueError as err:  # a BaselineError is a ValueError too
         raise UsageError(str(err)) from err
-    spec = args.path if args.path is not None else str(EXAMPLES[args.example or "correct"])
-    progress = _Progress(len(checks), sys.stderr) if _show_progress(args.progress) else None
+
+    def audit_one(spec: str) -> Report:
+        progress = Progress(len(checks), sys.stderr) if show_progress(args.progress) else None
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # the setup's own prints must not mix into the report
+                return run_audit(spec, select=args.select, ignore=args.ignore, lr_max=args.lr_max, progress=progress)
+        finally:
+            if progress is not None:
+                progress.clear()
+
+    target = args.path if args.path is not None else str(EXAMPLES[args.example or "correct"])
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # the setup's own prints must not mix into the report
-            report = run_audit(spec, select=args.select, ignore=args.ignore, lr_max=args.lr_max, progress=progress)
-    finally:
-        if progress is not None:
-            progress.clear()
-    _emit(fmt.render(report, fail_on=fail_on), args.output)
-    print(report.summary(), file=sys.stderr)
-    if args.exit_zero or not report.at_or_above(fail_on):
+        results, folder = audit_target(target, audit_one, baseline, args.baseline)
+        if args.write_baseline is not None:
+            results, written = rebaseline(results, args.write_baseline, folder=folder)
+            print(f"tlaudit: wrote {written} baseline entr{'y' if written == 1 else 'ies'} to {args.write_baseline}", file=sys.stderr)
+    except BaselineError as err:
+        raise UsageError(str(err)) from err
+    text, summary = render_results(results, fmt, folder=folder, fail_on=fail_on, show_suppressed=args.show_suppressed)
+    _emit(text, args.output)
+    print("\n".join(summary), file=sys.stderr)
+    reports = [r.report for r in results if r.report is not None]
+    if len(reports) < len(results):
+        return ExitCode.SETUP_ERROR
+    if args.exit_zero or not any(r.at_or_above(fail_on) for r in reports):
         return ExitCode.OK
     return ExitCode.FINDINGS
 
@@ -237,18 +232,21 @@ def _cmd_inspect(args: argparse.Namespace) -> ExitCode:
 
 
 def _cmd_checks(args: argparse.Namespace) -> ExitCode:
-    from tlaudit.catalogue import format_check_doc, format_check_list
+    from tlaudit.catalogue import format_catalogue_markdown, format_check_doc, format_check_list, format_check_markdown
     from tlaudit.checks import REGISTRY, get_check
 
     as_json = args.format == "json"
     if args.id is None:
-        text = format_check_list(REGISTRY.values(), as_json=as_json)
+        if args.format == "markdown":
+            text = format_catalogue_markdown(REGISTRY.values())
+        else:
+            text = format_check_list(REGISTRY.values(), as_json=as_json)
     else:
         try:
             check = get_check(args.id)
         except ValueError as err:
             raise UsageError(str(err)) from err
-        text = format_check_doc(check, as_json=as_json)
+        text = format_check_markdown(check) if args.format == "markdown" else format_check_doc(check, as_json=as_json)
     _emit(text, None)
     return ExitCode.OK
 
@@ -264,13 +262,17 @@ def _add_audit(commands: Any, common: argparse.ArgumentParser) -> None:
         description=(
             "Run the checks over a TransferSetup and print the report. PATH is a Python file whose "
             "setup() returns a TransferSetup, file.py:function, or module:function. Without PATH the "
-            "bundled 'correct' example is audited."
+            "bundled 'correct' example is audited. With a folder, every *.py in it (not starting with _ "
+            "or test_) that defines setup() is audited, in name order: one report per file, a combined "
+            "json/sarif/junit, and the worst exit code."
         ),
         epilog=_EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = p.add_mutually_exclusive_group()
-    source.add_argument("path", nargs="?", metavar="PATH", help="file.py, file.py:function or module:function")
+    source.add_argument(
+        "path", nargs="?", metavar="PATH", help="file.py, file.py:function, module:function, or a folder of setup files"
+    )
     source.add_argument("--example", choices=sorted(EXAMPLES), help="audit a bundled example setup instead of PATH")
     p.add_argument(
         "--format",
@@ -289,6 +291,21 @@ def _add_audit(commands: Any, common: argparse.ArgumentParser) -> None:
         help=FAIL_ON_HELP + "; a finding at or above it makes the exit code 1",
     )
     p.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings (2 still means the setup could not be used)")
+    p.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="accept the findings listed in FILE (from --write-baseline): only new findings fail; stale entries are reported",
+    )
+    p.add_argument(
+        "--write-baseline",
+        metavar="FILE",
+        help="write the current findings to FILE as the accepted baseline; they then no longer fail this run",
+    )
+    p.add_argument(
+        "--show-suppressed",
+        action="store_true",
+        help="list suppressed findings (TransferSetup.ignore) with their reasons in table and markdown reports",
+    )
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -321,10 +338,18 @@ def _add_checks(commands: Any, common: argparse.ArgumentParser) -> None:
         "checks",
         parents=[common],
         help="list the checks, or show one check's documentation",
-        description="Without ID: every check's ID, default severity and summary. With ID: its documentation.",
+        description=(
+            "Without ID: every check's ID, default severity and summary. With ID: its documentation (what it "
+            "checks, why it matters, why it is silent, an example, the fix, references)."
+        ),
     )
     p.add_argument("id", nargs="?", metavar="ID", help="a check ID (or alias)")
-    p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "markdown"],
+        default="table",
+        help="output format (default: table); markdown without ID is docs/checks.md",
+    )
     p.set_defaults(run=_cmd_checks)
 
 

@@ -8,10 +8,15 @@ One function per report format, chosen by the :class:`Format` string enum (pip-a
     >>> print(Format("markdown").render(report).splitlines()[0])
     ## tlaudit: ResNet: 1 check run, 1 error, 0 warnings, 0 skipped.
 
-Every formatter has the :class:`Formatter` signature ``(report, *, fail_on) -> str``; ``fail_on`` is
-the lowest severity that fails the run (only the JUnit formatter uses it: findings at or above it
-are ``<failure>`` elements, the others ``<system-out>``). Formatters never print; the returned text
-has no trailing newline.
+Every formatter has the :class:`Formatter` signature ``(report, *, fail_on, show_suppressed) -> str``;
+``fail_on`` is the lowest severity that fails the run (the JUnit formatter uses it: findings at or
+above it are ``<failure>`` elements, the others ``<system-out>``; SARIF records it), and
+``show_suppressed`` lists suppressed findings with their reasons in the table and Markdown formats
+(which otherwise count them; the machine formats always carry them). Formatters never print; the
+returned text has no trailing newline.
+
+Findings a baseline accepts (``tlaudit audit --baseline``) and stale baseline entries are listed
+after the active findings in the table and Markdown formats.
 
 Formats:
 
@@ -21,7 +26,10 @@ Formats:
 * ``markdown``: for a GitHub job summary or PR comment: a heading with the summary sentence, a
   findings table (severity, check, subject, message), "How to fix", skipped checks, notes.
 * ``junit``: JUnit XML: one ``<testsuite name="tlaudit">``, one ``<testcase classname="tlaudit.<model>"
-  name="<check-id>">`` per check that ran or was skipped.
+  name="<check-id>">`` per check that ran or was skipped; suppressed and baselined findings are its
+  ``<system-out>``, never failures.
+* ``sarif``: SARIF 2.1.0 for GitHub code scanning, in :mod:`tlaudit.sarif` (which reads the check
+  catalogue for the rules, so it is imported only when this format is used).
 """
 from __future__ import annotations
 
@@ -30,11 +38,14 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tabulate import tabulate
 
-from tlaudit.findings import Finding, Severity, Skipped
+from tlaudit.findings import Finding, Severity, Skipped, Suppressed
+
+if TYPE_CHECKING:
+    from tlaudit.report import BaselineEntry
 
 
 class Report(Protocol):
@@ -47,6 +58,10 @@ class Report(Protocol):
     model: str
     seconds: float
     order: Sequence[str]
+    suppressed: Sequence[Suppressed]
+    baselined: Sequence[Finding]
+    stale: Sequence[BaselineEntry]
+    baseline: str | None
 
     def summary(self) -> str: ...
     def by_check(self, check: str) -> list[Finding]: ...
@@ -65,12 +80,30 @@ __all__ = [
 class Formatter(Protocol):
     """What every report formatter is: a report in, text out."""
 
-    def __call__(self, report: Report, *, fail_on: Severity = Severity.ERROR) -> str: ...
+    def __call__(self, report: Report, *, fail_on: Severity = Severity.ERROR, show_suppressed: bool = False) -> str: ...
 
 
-def format_table(report: Report, *, fail_on: Severity = Severity.ERROR, summary: bool = False) -> str:
-    """The readable rendering: findings table, how to fix, skipped checks, notes; the summary sentence
-    with ``summary=True`` (the CLI prints it to stderr instead)."""
+def _about(finding: Finding) -> str:
+    """``check [subject]: message``: one finding on one line of a list."""
+    subject = f" [{finding.subject}]" if finding.subject else ""
+    return f"{finding.check}{subject}: {' '.join(finding.message.split())}"
+
+
+def _entry_about(entry: BaselineEntry) -> str:
+    subject = f" [{entry.subject}]" if entry.subject else ""
+    return f"{entry.check}{subject}: {' '.join(entry.message.split()) or entry.fingerprint}"
+
+
+def _suppressed_count(report: Report) -> str:
+    n = len(report.suppressed)
+    return f"{n} finding{'' if n == 1 else 's'}"
+
+
+def format_table(
+    report: Report, *, fail_on: Severity = Severity.ERROR, summary: bool = False, show_suppressed: bool = False
+) -> str:
+    """The readable rendering: findings table, how to fix, baseline and suppressed findings, skipped
+    checks, notes; the summary sentence with ``summary=True`` (the CLI prints it to stderr instead)."""
     lines: list[str] = []
     if report.findings:
         rows = [[f.severity.value, f.check, f.subject, f.message] for f in report.findings]
@@ -80,7 +113,19 @@ def format_table(report: Report, *, fail_on: Severity = Severity.ERROR, summary:
             lines.extend(["", "how to fix:"])
             lines.extend(f"  {check}: {hint}" for check, hint in hints)
     else:
-        lines.append("no findings")
+        lines.append("no new findings" if report.baseline is not None and report.baselined else "no findings")
+    if report.baselined:
+        lines.extend(["", f"in the baseline ({report.baseline}), not failing:"])
+        lines.extend(f"  {_about(f)}" for f in report.baselined)
+    if report.stale:
+        lines.extend(["", "stale baseline entries (no finding matches them; --write-baseline rewrites the file):"])
+        lines.extend(f"  {_entry_about(e)}" for e in report.stale)
+    if report.suppressed:
+        if show_suppressed:
+            lines.extend(["", "suppressed:"])
+            lines.extend(f"  {_about(s.finding)} (reason: {s.reason})" for s in report.suppressed)
+        else:
+            lines.extend(["", f"suppressed: {_suppressed_count(report)} (--show-suppressed lists them with their reasons)"])
     if report.skipped:
         lines.extend(["", "skipped:"])
         lines.extend(f"  {s.check}: {s.reason}" for s in report.skipped)
@@ -92,7 +137,7 @@ def format_table(report: Report, *, fail_on: Severity = Severity.ERROR, summary:
     return "\n".join(lines)
 
 
-def format_json(report: Report, *, fail_on: Severity = Severity.ERROR) -> str:
+def format_json(report: Report, *, fail_on: Severity = Severity.ERROR, show_suppressed: bool = False) -> str:
     """``json.dumps(report.to_dict(), indent=2)``; the keys are documented in :mod:`tlaudit.report`."""
     return json.dumps(report.to_dict(), indent=2)
 
@@ -119,7 +164,12 @@ def _md_code(text: str) -> str:
     return f"`{text}`" if text else ""
 
 
-def format_markdown(report: Report, *, fail_on: Severity = Severity.ERROR) -> str:
+def _md_about(finding: Finding) -> str:
+    subject = f" `{finding.subject}`" if finding.subject else ""
+    return f"`{finding.check}`{subject}: {_md_inline(finding.message)}"
+
+
+def format_markdown(report: Report, *, fail_on: Severity = Severity.ERROR, show_suppressed: bool = False) -> str:
     """Markdown for a GitHub job summary (``>> $GITHUB_STEP_SUMMARY``) or a PR comment."""
     lines = [f"## {_md_inline(report.summary())}", ""]
     if report.findings:
@@ -133,7 +183,19 @@ def format_markdown(report: Report, *, fail_on: Severity = Severity.ERROR) -> st
             lines.extend(["", "### How to fix", ""])
             lines.extend(f"- `{check}`: {_md_inline(hint)}" for check, hint in hints)
     else:
-        lines.append("No findings.")
+        lines.append("No new findings." if report.baseline is not None and report.baselined else "No findings.")
+    if report.baselined:
+        lines.extend(["", "### In the baseline (not failing)", ""])
+        lines.extend(f"- {_md_about(f)}" for f in report.baselined)
+    if report.stale:
+        lines.extend(["", "### Stale baseline entries", ""])
+        lines.extend(f"- {_md_inline(_entry_about(e))}" for e in report.stale)
+    if report.suppressed:
+        lines.extend(["", "### Suppressed", ""])
+        if show_suppressed:
+            lines.extend(f"- {_md_about(s.finding)} (reason: {_md_inline(s.reason)})" for s in report.suppressed)
+        else:
+            lines.append(f"{_suppressed_count(report)} (`--show-suppressed` lists them with their reasons).")
     if report.skipped:
         lines.extend(["", "### Skipped checks", ""])
         lines.extend(f"- `{s.check}`: {_md_inline(s.reason)}" for s in report.skipped)
@@ -151,7 +213,7 @@ def _finding_text(finding: Finding) -> str:
     return text
 
 
-def format_junit(report: Report, *, fail_on: Severity = Severity.ERROR) -> str:
+def format_junit(report: Report, *, fail_on: Severity = Severity.ERROR, show_suppressed: bool = False) -> str:
     """JUnit XML: a testcase per check; findings at or above ``fail_on`` fail it, the rest are its output."""
     level = Severity.parse(fail_on, "fail_on")
     skipped = {s.check: s.reason for s in report.skipped}
@@ -171,9 +233,13 @@ def format_junit(report: Report, *, fail_on: Severity = Severity.ERROR) -> str:
             failures += 1
             failure = ET.SubElement(case, "failure", message=failing[0].message, type=failing[0].severity.value)
             failure.text = "\n".join(_finding_text(f) for f in failing)
-        rest = [f for f in found if f.severity.rank < level.rank]
+        rest = [_finding_text(f) for f in found if f.severity.rank < level.rank]
+        rest += [f"in the baseline, {_finding_text(f)}" for f in report.baselined if f.check == check]
+        rest += [
+            f"suppressed ({s.reason}), {_finding_text(s.finding)}" for s in report.suppressed if s.finding.check == check
+        ]
         if rest:
-            ET.SubElement(case, "system-out").text = "\n".join(_finding_text(f) for f in rest)
+            ET.SubElement(case, "system-out").text = "\n".join(rest)
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
@@ -183,11 +249,18 @@ def format_junit(report: Report, *, fail_on: Severity = Severity.ERROR) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode")
 
 
+def _format_sarif(report: Report, *, fail_on: Severity = Severity.ERROR, show_suppressed: bool = False) -> str:
+    from tlaudit.sarif import format_sarif  # reads the check catalogue: imported only for this format
+
+    return format_sarif(report, fail_on=fail_on)
+
+
 _FORMATTERS: dict[str, Formatter] = {
     "table": format_table,
     "json": format_json,
     "markdown": format_markdown,
     "junit": format_junit,
+    "sarif": _format_sarif,
 }
 
 
@@ -198,11 +271,12 @@ class Format(str, enum.Enum):
     JSON = "json"
     MARKDOWN = "markdown"
     JUNIT = "junit"
+    SARIF = "sarif"
 
     @property
     def formatter(self) -> Formatter:
         return _FORMATTERS[self.value]
 
-    def render(self, report: Report, *, fail_on: Severity | str = Severity.ERROR) -> str:
+    def render(self, report: Report, *, fail_on: Severity | str = Severity.ERROR, show_suppressed: bool = False) -> str:
         """``report`` in this format."""
-        return self.formatter(report, fail_on=Severity.parse(fail_on, "fail_on"))
+        return self.formatter(report, fail_on=Severity.parse(fail_on, "fail_on"), show_suppressed=show_suppressed)

@@ -3,12 +3,22 @@
 JSON keys of :meth:`Report.to_dict` (stable; new keys may be added, none removed or renamed):
 
 * ``version``: the schema version (1); ``tlaudit``: the package version; ``model``: the model's class name
-* ``ok``: no error findings
-* ``summary``: ``{"errors", "warnings", "infos", "checks_run", "checks_skipped"}`` counts
-* ``findings``: a list of ``{"check", "severity", "message", "subject", "hint"}``; ``check`` is the
-  check's ID, ``severity`` one of ``"error"``, ``"warning"``, ``"info"``
+* ``ok``: no error findings (suppressed and baselined findings do not count)
+* ``summary``: ``{"errors", "warnings", "infos", "checks_run", "checks_skipped", "suppressed",
+  "baselined", "stale"}`` counts; ``errors``, ``warnings`` and ``infos`` count the active findings
+* ``findings``: the active findings, a list of ``{"check", "severity", "message", "subject", "hint",
+  "fingerprint", "location"}``; ``check`` is the check's ID, ``severity`` one of ``"error"``,
+  ``"warning"``, ``"info"``; ``fingerprint`` the stable identity baselines match on
+  (:func:`tlaudit.findings.fingerprint`); ``location`` None or ``{"path", "line", "anchor"}``,
+  where the finding points in the setup file (see :mod:`tlaudit.locations`)
 * ``checks_run``: the IDs that ran; ``skipped``: a list of ``{"check", "reason"}``
 * ``notes``: what the audit assumed (a synthesized sample, say)
+* ``suppressed``: findings suppressed by ``TransferSetup.ignore`` or a pytest marker, each a finding
+  as above plus ``"reason"``; never counted toward ``fail_on``
+* ``baseline``: None, or ``{"path", "known", "stale"}`` when the report was compared with a baseline
+  (``tlaudit audit --baseline``): ``known`` are the findings the baseline accepts (findings as above;
+  they are not in ``findings`` and do not fail), ``stale`` the baseline entries no finding matched
+  anymore, each ``{"check", "subject", "fingerprint", "severity", "message"}``
 """
 from __future__ import annotations
 
@@ -17,10 +27,20 @@ from typing import Any
 
 from tlaudit._text import count
 from tlaudit._version import __version__
-from tlaudit.findings import Finding, Severity, Skipped
+from tlaudit.findings import Finding, Location, Severity, Skipped, Suppressed
 from tlaudit.formatters import format_table
 
-__all__ = ["Severity", "Finding", "Skipped", "Report", "AuditFailed", "SCHEMA_VERSION"]
+__all__ = [
+    "Severity",
+    "Finding",
+    "Skipped",
+    "Location",
+    "Suppressed",
+    "BaselineEntry",
+    "Report",
+    "AuditFailed",
+    "SCHEMA_VERSION",
+]
 
 SCHEMA_VERSION = 1
 
@@ -37,6 +57,31 @@ AuditFailed.__module__ = "tlaudit"  # tracebacks name the public path
 
 
 @dataclass(frozen=True)
+class BaselineEntry:
+    """One accepted finding in a baseline file: what it is matched on (``check``, ``subject``,
+    ``fingerprint``) and, for people reading the file, its severity and message when written."""
+
+    check: str
+    subject: str
+    fingerprint: str
+    severity: str = ""
+    message: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.check, self.subject, self.fingerprint)
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "check": self.check,
+            "subject": self.subject,
+            "fingerprint": self.fingerprint,
+            "severity": self.severity,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
 class Report:
     """What :func:`tlaudit.audit` returns. ``str(report)`` is the readable rendering."""
 
@@ -48,6 +93,14 @@ class Report:
     seconds: float = field(default=0.0, compare=False)
     order: tuple[str, ...] = field(default=(), compare=False)
     """Every selected check ID, run or skipped, in registry order (empty: ``checks_run`` then ``skipped``)."""
+    suppressed: tuple[Suppressed, ...] = ()
+    """Findings suppressed by ``TransferSetup.ignore`` (or a pytest marker), with their reasons."""
+    baselined: tuple[Finding, ...] = ()
+    """Findings a baseline accepts (:func:`tlaudit.baseline.apply_baseline`); not in ``findings``."""
+    stale: tuple[BaselineEntry, ...] = ()
+    """Baseline entries that no finding matched anymore."""
+    baseline: str | None = None
+    """The baseline file the report was compared with, or None."""
 
     def __post_init__(self) -> None:
         skipped = tuple(s if isinstance(s, Skipped) else Skipped(*s) for s in self.skipped)
@@ -93,6 +146,13 @@ class Report:
         if infos:
             parts.append(count(infos, "info"))
         parts.append(f"{len(self.skipped)} skipped")
+        if self.suppressed:
+            parts.append(f"{len(self.suppressed)} suppressed")
+        if self.baseline is not None:
+            parts.append(f"{len(self.baselined)} in the baseline")
+            stale = len(self.stale)
+            if stale:
+                parts.append(f"{stale} stale baseline {'entry' if stale == 1 else 'entries'}")
         subject = f"{self.model}: " if self.model else ""
         mostly_skipped = len(self.skipped) > len(self.checks_run)
         tail = " (most checks could not run: see why under skipped)" if mostly_skipped else ""
@@ -110,16 +170,29 @@ class Report:
                 "infos": len(self.findings) - len(self.errors) - len(self.warnings),
                 "checks_run": len(self.checks_run),
                 "checks_skipped": len(self.skipped),
+                "suppressed": len(self.suppressed),
+                "baselined": len(self.baselined),
+                "stale": len(self.stale),
             },
             "findings": [f.to_dict() for f in self.findings],
             "checks_run": list(self.checks_run),
             "skipped": [s.to_dict() for s in self.skipped],
             "notes": list(self.notes),
+            "suppressed": [s.to_dict() for s in self.suppressed],
+            "baseline": None
+            if self.baseline is None
+            else {
+                "path": self.baseline,
+                "known": [f.to_dict() for f in self.baselined],
+                "stale": [e.to_dict() for e in self.stale],
+            },
         }
 
-    def to_text(self, *, summary: bool = True) -> str:
-        """The readable rendering (the table format): findings, hints, skipped checks, notes, the summary sentence."""
-        return format_table(self, summary=summary)
+    def to_text(self, *, summary: bool = True, show_suppressed: bool = False) -> str:
+        """The readable rendering (the table format): findings, hints, skipped checks, notes, the summary sentence.
+
+        Suppressed findings are counted; ``show_suppressed`` lists each with its reason."""
+        return format_table(self, summary=summary, show_suppressed=show_suppressed)
 
     def __str__(self) -> str:
         return self.to_text()

@@ -5,7 +5,7 @@ import enum
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tlaudit.errors import SetupError
-from tlaudit.options import is_positive_number
+from tlaudit.options import declared_check_ids, is_positive_number, unknown_check_message
 
 __all__ = ["Strategy", "TransferSetup", "SetupError", "load_setup", "load_object", "split_spec"]
 
@@ -48,6 +48,10 @@ class TransferSetup:
             ``zero_grad``, cross-entropy over every output (auxiliary ones weighted 0.4), backward, ``step``.
         predict: ``predict(model, sample)``, the user's inference function.
         load_result: what ``load_state_dict(...)`` returned when the pretrained weights were loaded.
+        ignore: checks whose findings are suppressed, each with the reason, e.g.
+            ``{"frozen-bn-train": "AdaBN: BatchNorm statistics adapt to the target domain on purpose"}``.
+            The checks still run; their findings are reported as suppressed with the reason and do
+            not fail the audit. Aliases are stored under the check's ID.
     """
 
     model: nn.Module
@@ -65,6 +69,7 @@ class TransferSetup:
     train_step: Callable[..., Any] | None = None
     predict: Callable[..., Any] | None = None
     load_result: Any = None
+    ignore: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         def bad(field: str, problem: str) -> SetupError:
@@ -126,6 +131,22 @@ class TransferSetup:
                 raise bad("weights", str(err)) from err
         if self.transform is not None and not _is_pipeline(self.transform):
             raise bad("transform", f"expected a callable input pipeline (or a list of transforms), got {type(self.transform).__name__}")
+        if self.ignore is not None:
+            if not isinstance(self.ignore, Mapping):
+                raise bad("ignore", f"expected a dict of check ID to reason, got {type(self.ignore).__name__}")
+            known = declared_check_ids()
+            ignore: dict[str, str] = {}
+            for check_id, reason in self.ignore.items():
+                if not isinstance(check_id, str) or check_id not in known:
+                    raise bad("ignore", unknown_check_message(str(check_id), known, "ignore"))
+                if not isinstance(reason, str) or not reason.strip():
+                    raise bad(
+                        "ignore",
+                        f"a suppression needs a reason: {check_id!r}: {reason!r} (ignore); "
+                        f'write {{"{check_id}": "why this finding is expected"}}',
+                    )
+                ignore[known[check_id]] = reason.strip()
+            self.ignore = ignore
         self._resolve_names()
 
     def _resolve_names(self) -> None:

@@ -28,9 +28,11 @@ Fixtures
     warmup_rounds=2, iterations=1) -> Throughput`` on pytest-benchmark's ``benchmark`` fixture;
     ``images_per_second``, ``batch_size``, ``device`` and ``dtype`` go to ``benchmark.extra_info``.
 
-Marker
+Markers
     ``@pytest.mark.tlaudit(lr_max=..., select=[...], ignore=[...], fail_on="error"|"warning")`` on a
     test, class or module (``pytestmark``); the closest marker wins per keyword.
+    ``@pytest.mark.tlaudit_suppress("check-id", reason="...")``, one per check: the check's findings
+    in the test's audits are reported as suppressed with the reason (``TransferSetup.ignore``).
 
 Options (command line / ini; the same help text for both)
     ``--tlaudit-lr-max`` / ``tlaudit_lr_max``, ``--tlaudit-fail-on`` / ``tlaudit_fail_on``,
@@ -76,6 +78,7 @@ from pytest_tlaudit._options import (
     MARKER_LINE,
     REPORT_HELP,
     SETUP_MARKER_LINE,
+    SUPPRESS_MARKER_LINE,
     AuditOptions,
     MarkerError,
     add_options,
@@ -105,6 +108,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_LINE)
     config.addinivalue_line("markers", SETUP_MARKER_LINE)
+    config.addinivalue_line("markers", SUPPRESS_MARKER_LINE)
     config.stash[STATE] = State(read_settings(config))
 
 
@@ -119,11 +123,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
     A marker naming check IDs imports the check registry (and so torch) to look them up.
     """
-    if item.get_closest_marker("tlaudit") is None or isinstance(item, SetupCheckItem):
+    if isinstance(item, SetupCheckItem) or (
+        item.get_closest_marker("tlaudit") is None and item.get_closest_marker("tlaudit_suppress") is None
+    ):
         return  # setup items were validated at collection
     problem = None
     try:
-        marker_options(state(item.config).settings, item.iter_markers("tlaudit"), item.nodeid)
+        marker_options(
+            state(item.config).settings, item.iter_markers("tlaudit"), item.nodeid, item.iter_markers("tlaudit_suppress")
+        )
     except MarkerError as err:
         problem = str(err)
     if problem is not None:

@@ -39,7 +39,9 @@ class TlauditFixture:
         self._state = state
         problem = None
         try:
-            self.options: AuditOptions = marker_options(state.settings, node.iter_markers("tlaudit"), node.nodeid)
+            self.options: AuditOptions = marker_options(
+                state.settings, node.iter_markers("tlaudit"), node.nodeid, node.iter_markers("tlaudit_suppress")
+            )
         except MarkerError as err:
             problem = str(err)
         if problem is not None:
@@ -99,8 +101,7 @@ class TlauditFixture:
                 level = parse_fail_on(fail_on, level_source)
             except ValueError as err:
                 raise ValueError(f"tlaudit: {err}") from None
-        if options.lr_max is not None:
-            setup = setup.replace(lr_max=options.lr_max)
+        setup = options.apply(setup)  # lr_max and @pytest.mark.tlaudit_suppress
         chosen_select = options.select if select is None else select
         chosen_ignore = options.ignore if ignore is None else ignore
         report = run_audit(setup, chosen_select, chosen_ignore)

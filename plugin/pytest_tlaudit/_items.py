@@ -55,8 +55,7 @@ class _SetupRunner:
         if not isinstance(setup, TransferSetup):
             return False, f"tlaudit: setup factory {name}() returned {type(setup).__name__}, not a tlaudit.TransferSetup"
         try:
-            if self.options.lr_max is not None:
-                setup = setup.replace(lr_max=self.options.lr_max)
+            setup = self.options.apply(setup)  # lr_max and @pytest.mark.tlaudit_suppress
             report = audit(setup, self.options.select, self.options.ignore)
         except SetupError as err:
             return False, f"tlaudit: the setup from {name}() cannot be audited: {err}"
@@ -117,8 +116,9 @@ def setup_items(collector: pytest.Collector, name: str, obj: Callable[..., Any],
         )
     session = state(collector.config)
     tlaudit_marks = [m for m in marks if m.name == "tlaudit"] + list(collector.iter_markers("tlaudit"))
+    suppress_marks = [m for m in marks if m.name == "tlaudit_suppress"] + list(collector.iter_markers("tlaudit_suppress"))
     try:
-        options = marker_options(session.settings, tlaudit_marks, where)
+        options = marker_options(session.settings, tlaudit_marks, where, suppress_marks)
     except MarkerError as err:
         raise collector.CollectError(str(err)) from None
     from tlaudit.checks import select_checks

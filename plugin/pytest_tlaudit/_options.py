@@ -11,7 +11,14 @@ import pytest
 
 from tlaudit.options import FAIL_ON_HELP as _FAIL_ON
 from tlaudit.options import LR_MAX_HELP as _LR_MAX
-from tlaudit.options import parse_check_ids, parse_fail_on, parse_lr_max, validate_check_ids
+from tlaudit.options import (
+    declared_check_ids,
+    parse_check_ids,
+    parse_fail_on,
+    parse_lr_max,
+    unknown_check_message,
+    validate_check_ids,
+)
 
 __all__ = [
     "AuditOptions",
@@ -23,9 +30,11 @@ __all__ = [
     "MARKER_KEYWORDS",
     "MARKER_LINE",
     "SETUP_MARKER_LINE",
+    "SUPPRESS_MARKER_LINE",
     "add_options",
     "read_settings",
     "marker_options",
+    "marker_suppressions",
 ]
 
 MARKER_KEYWORDS = ("lr_max", "select", "ignore", "fail_on")
@@ -39,6 +48,10 @@ REPORT_HELP = (
 MARKER_LINE = (
     "tlaudit(lr_max=None, select=None, ignore=None, fail_on=None): options for the tlaudit fixture's audits "
     "in this test; precedence: marker > --tlaudit-* options > tlaudit_* ini keys > defaults."
+)
+SUPPRESS_MARKER_LINE = (
+    "tlaudit_suppress(check_id, reason): in this test's audits, report the check's findings as suppressed "
+    "with the reason instead of failing on them (like TransferSetup(ignore=...)); one marker per check."
 )
 SETUP_MARKER_LINE = (
     "tlaudit_setup: collect this module-level function (no arguments, returns a tlaudit.TransferSetup) "
@@ -113,6 +126,17 @@ class AuditOptions:
     select: tuple[str, ...] | None = None
     ignore: tuple[str, ...] | None = None
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    suppress: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Check ID -> reason from ``@pytest.mark.tlaudit_suppress``; added to the setup's ``ignore``."""
+
+    def apply(self, setup: Any) -> Any:
+        """``setup`` (a TransferSetup) with this test's ``lr_max`` and suppressions (the marker's reason wins)."""
+        changes: dict[str, Any] = {}
+        if self.lr_max is not None:
+            changes["lr_max"] = self.lr_max
+        if self.suppress:
+            changes["ignore"] = {**(setup.ignore or {}), **self.suppress}
+        return setup.replace(**changes) if changes else setup
 
 
 class MarkerError(ValueError):
@@ -162,12 +186,51 @@ def _marker_kwargs(marks: Iterable[pytest.Mark], where: str) -> dict[str, Any]:
     return out
 
 
-def marker_options(settings: Settings, marks: Iterable[pytest.Mark], where: str) -> AuditOptions:
-    """The options for one test or setup: its ``tlaudit`` marks over the settings over the defaults.
+def marker_suppressions(marks: Iterable[pytest.Mark], where: str) -> dict[str, str]:
+    """Check ID -> reason from ``@pytest.mark.tlaudit_suppress(check_id, reason)`` marks, closest first.
+
+    Needs no torch: check IDs are looked up with :func:`tlaudit.options.declared_check_ids`.
+
+    Raises:
+        MarkerError: not exactly a check ID and a non-empty reason, or an unknown check ID.
+    """
+    known: dict[str, str] | None = None
+    found: dict[str, str] = {}
+    usage = '@pytest.mark.tlaudit_suppress("frozen-bn-train", reason="AdaBN on purpose")'
+    for mark in marks:
+        args = list(mark.args)
+        kwargs = dict(mark.kwargs)
+        if len(args) == 2 and "reason" not in kwargs:
+            kwargs["reason"] = args.pop()
+        reason = kwargs.pop("reason", None)
+        if len(args) != 1 or not isinstance(args[0], str) or kwargs:
+            raise MarkerError(
+                f"@pytest.mark.tlaudit_suppress takes a check ID and a reason: {mark.args!r}, {mark.kwargs!r} ({where}); "
+                f"e.g. {usage}"
+            )
+        if not isinstance(reason, str) or not reason.strip():
+            raise MarkerError(
+                f"@pytest.mark.tlaudit_suppress: a suppression needs a reason: {args[0]!r} ({where}); e.g. {usage}"
+            )
+        known = known if known is not None else declared_check_ids()
+        if args[0] not in known:
+            raise MarkerError(
+                f"@pytest.mark.tlaudit_suppress on {where}: {unknown_check_message(args[0], known, 'suppress')}"
+            )
+        found.setdefault(known[args[0]], reason.strip())
+    return found
+
+
+def marker_options(
+    settings: Settings, marks: Iterable[pytest.Mark], where: str, suppress_marks: Iterable[pytest.Mark] = ()
+) -> AuditOptions:
+    """The options for one test or setup: its ``tlaudit`` marks over the settings over the defaults,
+    and the suppressions of its ``tlaudit_suppress`` marks.
 
     Raises:
         MarkerError: a mark with an unknown keyword, a bad value or an unknown check ID.
     """
+    suppress = marker_suppressions(suppress_marks, where)
     marker = _marker_kwargs(marks, where)
     sources: dict[str, str] = {}
     resolved: dict[str, Any] = {}
@@ -184,4 +247,6 @@ def marker_options(settings: Settings, marks: Iterable[pytest.Mark], where: str)
             resolved[key], sources[key] = marker[key], marker_source
         else:
             sources[key] = "default"
-    return AuditOptions(**resolved, sources=sources)
+    if suppress:
+        sources["suppress"] = f"@pytest.mark.tlaudit_suppress on {where}"
+    return AuditOptions(**resolved, sources=sources, suppress=suppress)

@@ -39,6 +39,11 @@ def user_code_error(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Real label bugs show up as a crash ("Target 5 is out of bounds", a device-side assert on GPU),
     not as a wrong number; the traceback names a line of the loss, not the labels that caused it.
 
+    Why it is silent:
+    It is not silent, it is misleading: the exception names a line of the loss function, and on
+    GPU a label out of range is an asynchronous "device-side assert triggered" reported at some
+    later, unrelated call.
+
     Example:
     ``ImageFolder`` labels 1..N with ``num_classes=N``: ``F.cross_entropy`` raises
     ``IndexError: Target N is out of bounds``.
@@ -46,6 +51,10 @@ def user_code_error(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Fix:
     Fix the cause the other findings name (labels, head size); else run the step alone with the
     same batch and read the traceback (``tlaudit audit --debug`` shows the audit's own).
+
+    References:
+    - ``torch.nn.CrossEntropyLoss`` (target values in ``[0, C)``, ``ignore_index``), https://pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html
+    - PyTorch "CUDA semantics", asynchronous execution (errors reported at a later call), https://pytorch.org/docs/stable/notes/cuda.html#asynchronous-execution
     """
     if ctx.setup.train_step is None and ctx.setup.predict is None:
         raise Skip("no `train_step` or `predict` given: the audit's own default step is not user code")

@@ -21,6 +21,12 @@ def frozen_grad(check: Check, ctx: Evidence) -> Iterator[Finding]:
     freeze loop, or freezing before ``replace_head`` of a model that is rebuilt, leaves pretrained
     layers trainable and the pretrained features are overwritten.
 
+    Why it is silent:
+    A parameter that should be frozen but still has ``requires_grad=True`` simply trains: nothing
+    raises, the loss goes down, and the pretrained features are slowly overwritten. The usual cause is
+    ``p.requires_grad == False`` (a comparison whose result is thrown away) or a name filter that
+    matches nothing.
+
     Example:
     ``for p in model.parameters(): p.requires_grad = False`` followed by ``model.load_state_dict(...)``
     is fine, but ``for name, p in model.named_parameters(): if "fc" not in name: p.requires_grad == False``
@@ -29,6 +35,11 @@ def frozen_grad(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Fix:
     ``tlaudit.freeze_backbone(model)`` or ``tlaudit.freeze(model, "<module>")``, and check the result
     with ``tlaudit.trainable_report(model)``.
+
+    References:
+    - PyTorch tutorial "Finetuning Torchvision Models", https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html
+    - PyTorch notes "Autograd mechanics: Locally disabling gradient computation", https://pytorch.org/docs/stable/notes/autograd.html#locally-disabling-gradient-computation
+    - Yosinski et al., "How transferable are features in deep neural networks?", NeurIPS 2014, https://arxiv.org/abs/1411.1792
     """
     trace = ctx.train_trace()
     names = [
@@ -55,6 +66,11 @@ def frozen_changed(check: Check, ctx: Evidence) -> Iterator[Finding]:
     freeze is still stepped by momentum, and decoupled weight decay (AdamW) shrinks every parameter
     the optimizer holds that has a gradient tensor, zero or not.
 
+    Why it is silent:
+    The frozen parameters receive no new gradient, so everything looks frozen in
+    ``trainable_report``; the optimizer still applies momentum from an old ``.grad`` and decoupled
+    weight decay every step, so the values drift without any error or warning.
+
     Example:
     Freezing ``layer1`` after a few steps, keeping it in an AdamW optimizer with ``weight_decay=0.05``
     and zeroing gradients with ``zero_grad(set_to_none=False)``: ``layer1`` decays every step.
@@ -62,6 +78,11 @@ def frozen_changed(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Fix:
     Build the optimizer from trainable parameters only (``tlaudit.param_groups(model, lr)``), and
     clear stale gradients (``p.grad = None``) of the parameters you freeze.
+
+    References:
+    - ``torch.optim.AdamW`` (decoupled weight decay), https://pytorch.org/docs/stable/generated/torch.optim.AdamW.html
+    - ``torch.optim.Optimizer.zero_grad`` (``set_to_none``), https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html
+    - Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, https://arxiv.org/abs/1711.05101
     """
     trace = ctx.train_trace().require_complete()
     names = [
@@ -91,6 +112,12 @@ def frozen_bn_train(check: Check, ctx: Evidence) -> Iterator[Finding]:
     ``model.train()`` a "frozen" BatchNorm normalizes with the statistics of each small batch and
     overwrites the pretrained running mean and variance, so the frozen features drift.
 
+    Why it is silent:
+    ``model.train()`` is the right call for the trainable part, and BatchNorm in training mode raises
+    nothing: it quietly normalizes with each batch's statistics and overwrites the pretrained running
+    mean and variance. Small batches make it worse, and the model evaluated later uses drifted
+    statistics. (On purpose this is AdaBN: suppress the check with a reason.)
+
     Example:
     ``tlaudit.freeze_backbone(model)`` then ``model.train()`` in the training loop: every backbone
     BatchNorm layer updates its running stats.
@@ -99,6 +126,12 @@ def frozen_bn_train(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Convert them once with ``tlaudit.freeze(model, ..., batchnorm="frozen")`` /
     ``tlaudit.freeze_batchnorm(model, ...)``, or call ``tlaudit.eval_frozen_batchnorm(model)`` after
     every ``model.train()``.
+
+    References:
+    - ``torch.nn.BatchNorm2d`` (running statistics, ``momentum``, ``track_running_stats``), https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html
+    - PyTorch tutorial "Finetuning Torchvision Models", https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html
+    - Li et al., "Revisiting Batch Normalization For Practical Domain Adaptation" (AdaBN), 2016, https://arxiv.org/abs/1603.04779
+    - Ioffe & Szegedy, "Batch Normalization", ICML 2015, https://arxiv.org/abs/1502.03167
     """
     trace = ctx.train_trace()
     if trace.error is not None and not any(trace.bn_calls.values()):

@@ -20,11 +20,19 @@ def trainable_no_grad(check: Check, ctx: Evidence) -> Iterator[Finding]:
     called, a branch detached by ``.detach()`` or ``torch.no_grad()`` inside ``forward``, or an
     auxiliary head whose output the loss ignores. With DDP they also break ``find_unused_parameters=False``.
 
+    Why it is silent:
+    Parameters that receive no gradient keep ``.grad`` None and the optimizer skips them; nothing
+    raises (outside DDP), and the layer the user meant to train keeps its random initialization.
+
     Example:
     ``self.new_head = nn.Linear(...)`` added as an attribute while ``forward`` still calls ``self.fc``.
 
     Fix:
     Use the parameters in the loss, or freeze them if they are not meant to train.
+
+    References:
+    - ``torch.nn.parallel.DistributedDataParallel`` (``find_unused_parameters``), https://pytorch.org/docs/stable/generated/torch.nn.parallel.DistributedDataParallel.html
+    - PyTorch notes "Autograd mechanics: Locally disabling gradient computation", https://pytorch.org/docs/stable/notes/autograd.html#locally-disabling-gradient-computation
     """
     trace = ctx.train_trace().require_complete()
     names = [

@@ -20,11 +20,19 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Freezing the whole model and forgetting to unfreeze the new head trains nothing; the loss
     stays flat and it looks like a data problem.
 
+    Why it is silent:
+    A frozen head gets no gradient and the optimizer skips it; if anything else trains the loss moves
+    a little, otherwise it stays flat. No error: a model with nothing to train is valid PyTorch.
+
     Example:
     ``tlaudit.freeze(model)`` after ``replace_head`` instead of before it.
 
     Fix:
     ``tlaudit.unfreeze(model, "<head>")``, or replace the head after freezing (new layers are trainable).
+
+    References:
+    - PyTorch tutorial "Finetuning Torchvision Models", https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html
+    - PyTorch tutorial "Transfer Learning for Computer Vision", https://pytorch.org/tutorials/beginner/transfer_learning_tutorial.html
     """
     for head in ctx.heads:
         params = [(n, p) for n, p in ctx.params if n == head or n.startswith(head + ".")]
@@ -69,11 +77,22 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     auxiliary head left unreplaced (Inception's ``AuxLogits.fc``, GoogLeNet's ``aux1``/``aux2``)
     only shows up once training mode adds its loss.
 
+    Why it is silent:
+    ``CrossEntropyLoss`` accepts any label below the number of output columns, so a 1000-class head
+    trains on 10 classes without complaint (990 columns are never the target); an unreplaced auxiliary
+    head is only called in training mode, and its loss term quietly pulls the shared features toward
+    the wrong task.
+
     Example:
     ``model.fc = nn.Linear(2048, 10)`` on ``inception_v3`` leaves ``AuxLogits.fc`` at 1000 outputs.
 
     Fix:
     ``tlaudit.replace_head(model, num_classes)`` replaces the main and auxiliary heads.
+
+    References:
+    - PyTorch tutorial "Finetuning Torchvision Models", https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html
+    - ``torch.nn.CrossEntropyLoss`` (targets in [0, C)), https://pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html
+    - Szegedy et al., "Rethinking the Inception Architecture for Computer Vision" (auxiliary classifier), CVPR 2016, https://arxiv.org/abs/1512.00567
     """
     n = ctx.setup.num_classes
     if n is None:

@@ -28,11 +28,21 @@ def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
     statistics (and updates the running ones): predictions are noisy, depend on the batch, and
     the model changes while it predicts.
 
+    Why it is silent:
+    Predictions come out with the right shape and plausible values; they are just noisier and depend on
+    which other images share the batch, and BatchNorm's running statistics change with every call.
+    Accuracy drops a few points and varies from run to run.
+
     Example:
     ``def predict(model, x): with torch.no_grad(): return model(x)`` without ``model.eval()``.
 
     Fix:
     ``with tlaudit.inference(model): model(x)``, or ``model.eval()`` before predicting.
+
+    References:
+    - ``torch.nn.Module.eval``, https://pytorch.org/docs/stable/generated/torch.nn.Module.html#torch.nn.Module.eval
+    - PyTorch tutorial "Saving and Loading Models" (call ``model.eval()`` before inference), https://pytorch.org/tutorials/beginner/saving_loading_models.html
+    - ``torch.nn.Dropout`` (zeroes elements during training only), https://pytorch.org/docs/stable/generated/torch.nn.Dropout.html
     """
     trace = ctx.predict_trace().require_complete()
     if not trace.training_modules:
@@ -92,12 +102,20 @@ def eval_nondeterministic(check: Check, ctx: Evidence) -> Iterator[Finding]:
     off (``F.dropout(x, p, training=True)``, random augmentation inside ``forward``, sampling)
     makes every prediction and every metric noisy.
 
+    Why it is silent:
+    Each prediction is plausible on its own; only repeating it shows the difference, and metrics
+    computed once look merely a little worse than they should.
+
     Example:
     ``x = F.dropout(x, 0.5)`` in a custom ``forward``: ``training`` defaults to True for the
     functional form.
 
     Fix:
     Pass ``training=self.training`` to functional dropout, and move augmentation out of ``forward``.
+
+    References:
+    - ``torch.nn.functional.dropout`` (``training=True`` by default), https://pytorch.org/docs/stable/generated/torch.nn.functional.dropout.html
+    - PyTorch notes "Reproducibility", https://pytorch.org/docs/stable/notes/randomness.html
     """
     trace = ctx.predict_trace().require_complete()
     if not _outputs_equal(*trace.outputs):
@@ -118,11 +136,20 @@ def grad_inference(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Autograd keeps every activation alive for a backward pass that never comes: inference uses
     several times the memory and runs slower.
 
+    Why it is silent:
+    The outputs are identical with or without autograd; only memory use and speed differ, and the
+    first sign is an out-of-memory error at a larger batch size.
+
     Example:
     ``def predict(model, x): model.eval(); return model(x)``.
 
     Fix:
     ``with tlaudit.inference(model): ...`` or ``with torch.inference_mode(): ...``.
+
+    References:
+    - ``torch.no_grad``, https://pytorch.org/docs/stable/generated/torch.no_grad.html
+    - ``torch.inference_mode``, https://pytorch.org/docs/stable/generated/torch.autograd.grad_mode.inference_mode.html
+    - PyTorch notes "Autograd mechanics: Locally disabling gradient computation", https://pytorch.org/docs/stable/notes/autograd.html#locally-disabling-gradient-computation
     """
     if ctx.predict_trace().require_complete().grad_enabled:
         yield check.finding(

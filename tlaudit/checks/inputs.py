@@ -24,6 +24,11 @@ def normalization(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Pretrained features assume the input statistics they were trained on. The wrong mean/std (or
     none) shifts every activation; the model still trains, only worse, and nobody notices.
 
+    Why it is silent:
+    Any mean and std produce tensors of the right shape and a model that trains; the pretrained
+    features just see inputs shifted from what they were trained on, and accuracy is lower with no
+    error or warning anywhere.
+
     Example:
     ``Normalize([0.5] * 3, [0.5] * 3)`` with ``ResNet50_Weights.IMAGENET1K_V2``, which expects
     ``[0.485, 0.456, 0.406]`` / ``[0.229, 0.224, 0.225]``.
@@ -31,6 +36,11 @@ def normalization(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Fix:
     Use the weights' own preset (``weights.transforms()``) or ``Normalize(mean=..., std=...)`` with
     ``tlaudit.expected_normalization(weights)``.
+
+    References:
+    - torchvision "Models and pre-trained weights" (``weights.transforms()``), https://pytorch.org/vision/stable/models.html
+    - timm ``resolve_model_data_config`` / ``create_transform`` (the model's ``pretrained_cfg`` mean and std), https://huggingface.co/docs/timm/main/en/reference/data
+    - ``torchvision.transforms.v2.Normalize``, https://pytorch.org/vision/stable/generated/torchvision.transforms.v2.Normalize.html
     """
     expected = ctx.expected
     mismatch = compare_normalization(ctx.found_normalizations, expected)
@@ -61,11 +71,19 @@ def input_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     The transform the audit sees is not always the one that ran: a second ``Normalize`` in the
     dataset, a ``ToTensor`` missing or doubled. The batch itself tells.
 
+    Why it is silent:
+    Convolutions accept any float values: a batch of 0..255 pixels or a doubly normalized one runs
+    and trains, only with activations far from those the pretrained layers expect.
+
     Example:
     A batch from ``ToTensor()`` alone: every value in [0, 1], channel means near 0.45.
 
     Fix:
     Normalize once with the weights' mean/std: ``weights.transforms()``.
+
+    References:
+    - torchvision "Models and pre-trained weights" (``weights.transforms()``), https://pytorch.org/vision/stable/models.html
+    - ``torchvision.transforms.v2.ToDtype`` (``scale=True``), https://pytorch.org/vision/stable/generated/torchvision.transforms.v2.ToDtype.html
     """
     x = ctx.sample
     if x.is_floating_point():
@@ -111,11 +129,20 @@ def label_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Labels from 1..N instead of 0..N-1 crash on CPU but can fail with an opaque device-side assert
     on GPU, and with a 1000-class head left in place they train silently against the wrong classes.
 
+    Why it is silent:
+    On GPU an out-of-range label fails later with a device-side assert that names no label; with a
+    head larger than ``num_classes`` it does not fail at all and trains toward a class that does not
+    exist.
+
     Example:
     ``ImageFolder`` classes remapped to start at 1; ``num_classes=10`` with a label 10.
 
     Fix:
     Map labels to ``0 .. num_classes - 1``, or set ``num_classes`` to the real count.
+
+    References:
+    - ``torch.nn.CrossEntropyLoss`` (class indices in [0, C), ``ignore_index``), https://pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html
+    - torchvision ``datasets.ImageFolder`` (``class_to_idx`` starts at 0), https://pytorch.org/vision/stable/generated/torchvision.datasets.ImageFolder.html
     """
     problem = label_problem(ctx.targets, ctx.setup.num_classes)
     if problem is not None:

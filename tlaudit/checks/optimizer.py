@@ -21,11 +21,20 @@ def optimizer_missing(check: Check, ctx: Evidence) -> Iterator[Finding]:
     An optimizer built before the head swap holds the old head's parameters: the new head gets
     gradients that are never applied, and the old head, no longer in the model, is stepped instead.
 
+    Why it is silent:
+    The optimizer holds references to parameter objects, not to the model: after a head swap the new
+    layer's gradients are computed and never applied, while the optimizer steps the detached old head.
+    The model runs, the loss barely moves, and no error mentions the optimizer.
+
     Example:
     ``opt = torch.optim.SGD(model.parameters(), lr=0.01)`` followed by ``model.fc = nn.Linear(512, 10)``.
 
     Fix:
     Build the optimizer after all surgery and freezing: ``torch.optim.AdamW(tlaudit.param_groups(model, lr))``.
+
+    References:
+    - ``torch.optim`` ("Constructing it", per-parameter options), https://pytorch.org/docs/stable/optim.html
+    - PyTorch tutorial "Finetuning Torchvision Models", https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html
     """
     names = [name for name, p in ctx.params if ctx.requires_grad[id(p)] and id(p) not in ctx.optimizer_ids]
     model_ids = {id(p) for _, p in ctx.params}
@@ -47,12 +56,21 @@ def optimizer_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Harmless only while their ``.grad`` stays None: a stale gradient plus momentum or weight decay
     moves them (see ``frozen-changed``), and they cost optimizer memory once unfrozen by mistake.
 
+    Why it is silent:
+    Parameters with ``requires_grad=False`` and ``.grad`` None are skipped by every built-in
+    optimizer, so nothing seems wrong until a stale gradient or weight decay moves them (see
+    ``frozen-changed``) or optimizer state is allocated for them.
+
     Example:
     ``torch.optim.AdamW(model.parameters())`` after ``tlaudit.freeze_backbone(model)``.
 
     Fix:
     Pass only trainable parameters: ``tlaudit.param_groups(model, lr)``; stages unfrozen later are
     added with ``tlaudit.StagedUnfreezer``.
+
+    References:
+    - ``torch.optim`` ("Constructing it", per-parameter options), https://pytorch.org/docs/stable/optim.html
+    - PyTorch tutorial "Transfer Learning for Computer Vision", https://pytorch.org/tutorials/beginner/transfer_learning_tutorial.html
     """
     names = [
         name
@@ -76,12 +94,22 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Fine-tuning with a from-scratch learning rate wrecks pretrained features in the first few
     hundred steps ("catastrophic forgetting"); the damage is done before validation shows it.
 
+    Why it is silent:
+    A high learning rate is not an error to PyTorch: the loss still falls on the new task while
+    the pretrained features are destroyed in the first steps, and the model ends up no better than one
+    trained from scratch.
+
     Example:
     ``torch.optim.Adam(model.parameters(), lr=1e-2)``, or ``OneCycleLR(opt, max_lr=0.1)`` over a
     backbone.
 
     Fix:
     A lower LR for pretrained layers than for the head: ``tlaudit.param_groups(model, 1e-4, head_lr=1e-3)``.
+
+    References:
+    - Howard & Ruder, "Universal Language Model Fine-tuning for Text Classification", ACL 2018 (discriminative LRs, gradual unfreezing), https://arxiv.org/abs/1801.06146
+    - Kornblith, Shlens & Le, "Do Better ImageNet Models Transfer Better?", CVPR 2019, https://arxiv.org/abs/1805.08974
+    - Kumar et al., "Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution", ICLR 2022, https://arxiv.org/abs/2202.10054
     """
     names = {id(p): n for n, p in ctx.params}
     lr_max = ctx.lr_max

@@ -51,12 +51,22 @@ def pretrained_not_loaded(check: Check, ctx: Evidence) -> Iterator[Finding]:
     carry a ``module.`` prefix, or a checkpoint for another architecture: training "works" from
     random features, only with far lower accuracy.
 
+    Why it is silent:
+    ``load_state_dict(..., strict=False)`` returns the missing and unexpected keys instead of raising,
+    and a model built without ``weights=`` is a valid model: training runs from random features and only
+    the final accuracy shows it.
+
     Example:
     ``model.load_state_dict(torch.load("ddp.pt"), strict=False)`` where every key starts with ``module.``.
 
     Fix:
     Build with ``weights=...``; strip wrapper prefixes from checkpoint keys; load with
     ``strict=True`` after replacing the head, or check the returned missing/unexpected keys.
+
+    References:
+    - ``torch.nn.Module.load_state_dict`` (``strict``, returned keys), https://pytorch.org/docs/stable/generated/torch.nn.Module.html#torch.nn.Module.load_state_dict
+    - torchvision "Models and pre-trained weights" (``weights.transforms()``), https://pytorch.org/vision/stable/models.html
+    - Yosinski et al., "How transferable are features in deep neural networks?", NeurIPS 2014, https://arxiv.org/abs/1411.1792
     """
     if ctx.setup.load_result is not None:
         missing, unexpected = _missing_unexpected(ctx.setup.load_result)

@@ -15,6 +15,7 @@ from tlaudit.engine.snapshot import Snapshot
 from tlaudit.evidence import Skip
 from tlaudit.report import Finding, Report, Severity, Skipped
 from tlaudit.setup import SetupError, TransferSetup
+from tlaudit.suppressions import apply_suppressions
 
 __all__ = ["audit"]
 
@@ -44,6 +45,9 @@ def audit(
 
     Everything the user owns is restored before this returns or raises: parameters, buffers,
     ``requires_grad``, ``.grad``, training flags, optimizer and scheduler state, and RNG states.
+
+    Findings of the checks in ``setup.ignore`` are not dropped: the report lists them under
+    ``suppressed`` with the reason, and they do not count toward ``ok`` or ``fail_on``.
 
     Raises:
         SetupError: the setup cannot be run (a bad field, a model that cannot take the sample,
@@ -95,8 +99,10 @@ def audit(
             findings.extend(found)
     finally:
         snapshot.restore()
+    active, suppressed = apply_suppressions(findings, setup.ignore)
     return Report(
-        findings=tuple(findings),
+        findings=active,
+        suppressed=suppressed,
         checks_run=tuple(run),
         skipped=tuple(skipped),
         notes=tuple(ctx.notes),
