@@ -14,6 +14,7 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, ViT_B_16_Weights
 from torchvision.transforms import InterpolationMode, v2
 
+from tlaudit.assertions import assert_normalization
 from tlaudit.normalization import (
     Normalization,
     UnreadableNormalization,
@@ -610,3 +611,33 @@ def test_expects_transform_input_follows_torchvision_builders():
     assert expects_transform_input("GoogLeNet_Weights.DEFAULT") is True
     assert expects_transform_input({"mean": [0.5] * 3, "std": [0.5] * 3}) is None
     assert expects_transform_input("not a weights name") is None
+
+
+# --- assert_normalization applies the same rule --------------------------------------------------------
+
+
+def test_assert_normalization_measures_a_lambda():
+    right = v1.Compose(
+        [v1.Resize(256), v1.CenterCrop(224), v1.ToTensor(), v1.Lambda(_standardize(IMAGENET_MEAN, IMAGENET_STD))]
+    )
+    assert_normalization(right, ResNet50_Weights.IMAGENET1K_V2)
+    wrong = v1.Compose([v1.ToTensor(), v1.Lambda(_standardize([0.5] * 3, [0.5] * 3))])
+    with pytest.raises(
+        AssertionError,
+        match=re.escape(
+            "tlaudit.assert_normalization: the transform normalizes with mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5] "
+            "(measured on constant images, a PIL image); the weights (ResNet50_Weights.IMAGENET1K_V2) expect mean "
+        ),
+    ):
+        assert_normalization(wrong, ResNet50_Weights.IMAGENET1K_V2)
+    with pytest.raises(AssertionError, match=r"applies no normalization \(measured on constant images, a PIL image\)"):
+        assert_normalization(v1.Compose([v1.ToTensor(), v1.Lambda(lambda x: x)]), ResNet50_Weights.IMAGENET1K_V2)
+
+
+def test_assert_normalization_cannot_verify_what_it_can_neither_read_nor_measure():
+    with pytest.raises(
+        AssertionError,
+        match=r"^tlaudit\.assert_normalization: cannot verify the normalization: the transform could not be read "
+        r"\(`Lambda`\) or measured: on a PIL image, it returns Image, not a float tensor\nhint: normalize with",
+    ):
+        assert_normalization(v1.Lambda(lambda image: image), {"mean": [0.5] * 3, "std": [0.5] * 3})
