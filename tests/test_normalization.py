@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +14,19 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, ViT_B_16_Weights
 from torchvision.transforms import InterpolationMode, v2
 
-from tlaudit.normalization import Normalization, expected_normalization, find_normalization, find_normalizations
+from tlaudit.assertions import assert_normalization
+from tlaudit.normalization import (
+    Normalization,
+    UnreadableNormalization,
+    compare_normalization,
+    expected_normalization,
+    expects_transform_input,
+    find_normalization,
+    find_normalizations,
+    measure_normalization,
+    opaque_steps,
+    read_normalizations,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -289,3 +303,341 @@ def test_normalization_is_frozen():
     n = Normalization((0.5,), (0.5,))
     with pytest.raises(AttributeError):
         n.mean = (0.1,)
+
+
+# --- pipelines the reader cannot parse: opaque_steps, measure_normalization, read_normalizations --------
+
+
+def _standardize(mean, std):
+    mean, std = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+    return lambda x: (x - mean) / std
+
+
+class Standardize:
+    """A hand-written transform that takes uint8 CHW tensors only."""
+
+    def __init__(self, mean, std):
+        self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+
+    def __call__(self, image):
+        if not isinstance(image, torch.Tensor) or image.dtype != torch.uint8:
+            raise TypeError(f"expected a uint8 tensor, got {type(image).__name__}")
+        return (image.float() / 255 - self.mean) / self.std
+
+
+def _stats(n: Normalization) -> tuple:
+    return tuple(round(v, 4) for v in n.mean), tuple(round(v, 4) for v in n.std)
+
+
+def test_opaque_steps_names_what_cannot_be_read():
+    def to_float(x):
+        return x / 255
+
+    pipeline = v2.Compose(
+        [
+            v2.Resize(64),
+            v2.RandomApply([v2.Lambda(to_float)]),
+            nn.Sequential(v2.CenterCrop(56)),
+            Standardize([0.5] * 3, [0.5] * 3),
+        ]
+    )
+    assert opaque_steps(pipeline) == ["Lambda", "Standardize"]
+    assert opaque_steps(to_float) == ["test_opaque_steps_names_what_cannot_be_read.<locals>.to_float"]
+    assert opaque_steps(v1.Compose([v1.Lambda(to_float)])) == ["Lambda"]
+
+
+@pytest.mark.parametrize(
+    "pipeline",
+    [
+        None,
+        ResNet50_Weights.IMAGENET1K_V2.transforms(),
+        v1.Compose([v1.RandomResizedCrop(64), v1.ColorJitter(0.4), v1.ToTensor(), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD)]),
+        v2.Compose(
+            [v2.ToImage(), v2.RandomChoice([v2.RandomHorizontalFlip(), v2.RandAugment()]), v2.ToDtype(torch.float32, scale=True)]
+        ),
+        [v2.Resize(64), nn.Sequential(v2.CenterCrop(32))],
+    ],
+    ids=["None", "preset", "v1", "v2-random-choice", "list"],
+)
+def test_opaque_steps_none_in_torchvision_pipelines(pipeline):
+    assert opaque_steps(pipeline) == []
+
+
+@pytest.mark.parametrize(
+    "pipeline",
+    [
+        v1.Compose(
+            [v1.Resize(300), v1.CenterCrop(224), v1.ToTensor(), v1.Lambda(_standardize(IMAGENET_MEAN, IMAGENET_STD))]
+        ),
+        v1.Compose(
+            [
+                v1.RandomResizedCrop(224),
+                v1.RandomHorizontalFlip(),
+                v1.RandomVerticalFlip(),
+                v1.ToTensor(),
+                v1.Lambda(_standardize(IMAGENET_MEAN, IMAGENET_STD)),
+            ]
+        ),
+        v2.Compose(
+            [
+                v2.ToImage(),
+                v2.RandomCrop(224, padding=16),  # zero padding at the border: the median ignores it
+                v2.RandomRotation(10),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Lambda(_standardize(IMAGENET_MEAN, IMAGENET_STD)),
+                v2.RandomErasing(p=1.0, value=0),
+            ]
+        ),
+    ],
+    ids=["resize-crop", "random-crop-flips", "pad-rotate-erase"],
+)
+def test_measure_through_resizes_crops_and_flips(pipeline):
+    n = measure_normalization(pipeline)
+    assert _stats(n) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert n.measured and n.source == "measured on constant images, a PIL image"
+
+
+def test_measure_tries_the_input_kinds_in_turn():
+    n = measure_normalization(Standardize([0.5, 0.4, 0.3], [0.2, 0.25, 0.5]), size=32)
+    assert _stats(n) == ((0.5, 0.4, 0.3), (0.2, 0.25, 0.5))
+    assert n.source == "measured on constant images, a uint8 CHW tensor"
+    standardize = _standardize([0.1] * 3, [0.3] * 3)
+
+    def floats_only(x):
+        if not x.is_floating_point():
+            raise TypeError(f"expected a float tensor, got {x.dtype}")
+        return standardize(x)
+
+    floats = measure_normalization(floats_only, size=32)  # a PIL image and a uint8 tensor raise
+    assert floats.source == "measured on constant images, a float 0..1 CHW tensor"
+    assert _stats(floats) == ((0.1,) * 3, (0.3,) * 3)
+
+
+def test_measure_one_channel():
+    pipeline = v1.Compose([v1.ToTensor(), v1.Lambda(_standardize([0.25], [0.5]))])
+    assert _stats(measure_normalization(pipeline, size=32, channels=1)) == ((0.25,), (0.5,))
+    with pytest.raises(ValueError, match=re.escape("channels must be 1 or 3: 4 (channels)")):
+        measure_normalization(pipeline, channels=4)
+
+
+def test_measure_a_pipeline_without_normalization_is_the_identity():
+    n = measure_normalization(v1.Compose([v1.Resize(64), v1.Lambda(v1.functional.to_tensor)]), size=64)
+    assert n.is_identity and _stats(n) == ((0.0,) * 3, (1.0,) * 3)
+    assert compare_normalization([n], expected_normalization(ResNet50_Weights.IMAGENET1K_V2)).kind == "missing"
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "reason"),
+    [
+        (
+            v1.Compose(
+                [v1.ColorJitter(brightness=0.4, saturation=0.4), v1.ToTensor(), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+            ),
+            r"^on a PIL image, its output (is not affine in the input level|changes with the random seed)",
+        ),
+        (
+            v1.Compose([v1.ToTensor(), v1.Lambda(lambda x: x * (0.5 + torch.rand(1)))]),
+            r"^on a PIL image, its output changes with the random seed \(a random photometric step\?\)$",
+        ),
+        (
+            v1.Compose([v1.ToTensor(), v1.Lambda(lambda x: x**2.2)]),
+            r"^on a PIL image, its output is not affine in the input level \(a photometric step\?\)$",
+        ),
+        (
+            v1.Compose([v1.Grayscale(3), v1.ToTensor()]),
+            r"^on a PIL image, its output is not affine in the input level",
+        ),
+        (v1.Lambda(lambda image: image), r"^on a PIL image, it returns Image, not a float tensor$"),
+        (
+            v2.Compose([v2.ToImage(), v2.Lambda(lambda x: x)]),
+            r"^on a PIL image, it returns a torch\.uint8 tensor, not a float tensor$",
+        ),
+        (
+            v1.Compose([v1.ToTensor(), v1.Lambda(lambda x: x[:2])]),
+            r"^on a PIL image, it returns shape \(2, 32, 32\), not 3 channels first$",
+        ),
+        (
+            v1.Compose([v1.ToTensor(), v1.Lambda(lambda x: x.mean())]),
+            r"^on a PIL image, it returns shape \(\), not 3 channels first$",
+        ),
+        (
+            v1.Compose([v1.ToTensor(), v1.Lambda(lambda x: x * 0 + 1)]),
+            r"^on a PIL image, its output does not depend on the input level$",
+        ),
+        (v1.Compose([v1.ToTensor(), v1.Lambda(lambda x: x / 0)]), r"^on a PIL image, it returns non-finite values$"),
+        (
+            v1.Lambda(lambda x: 1 / 0),
+            r"^on a PIL image, it raises ZeroDivisionError: division by zero; on a uint8 CHW tensor, it raises "
+            r"ZeroDivisionError: division by zero; on a float 0\.\.1 CHW tensor, it raises "
+            r"ZeroDivisionError: division by zero; "
+            r"on a uint8 HWC array as image=, it raises TypeError: .*unexpected keyword argument 'image'$",
+        ),
+    ],
+    ids=[
+        "color-jitter", "random-gain", "gamma", "grayscale", "pil-out", "uint8-out", "two-channels", "scalar",
+        "constant", "non-finite", "raises",
+    ],
+)
+def test_measure_rejects_what_it_cannot_tell(pipeline, reason):
+    with pytest.raises(UnreadableNormalization, match=reason):
+        measure_normalization(pipeline, size=32)
+
+
+def test_measure_restores_the_random_states():
+    np = pytest.importorskip("numpy")
+    draws = []
+
+    def random_gain(x):
+        draws.append((torch.rand(1).item(), random.random(), np.random.rand()))
+        return x
+
+    pipeline = v1.Compose(
+        [v1.RandomHorizontalFlip(), v1.ToTensor(), v1.Lambda(random_gain), v1.Normalize([0.5] * 3, [0.5] * 3)]
+    )
+    torch.manual_seed(1234), random.seed(1234), np.random.seed(1234)
+    expected = (torch.rand(1).item(), random.random(), np.random.rand())
+    torch.manual_seed(1234), random.seed(1234), np.random.seed(1234)
+    assert _stats(measure_normalization(pipeline, size=32)) == ((0.5,) * 3, (0.5,) * 3)
+    assert len(draws) == 5  # three levels under one seed, two under another: each run reseeded
+    assert draws[0] == draws[1] == draws[2] and draws[3] == draws[4] != draws[0]
+    assert (torch.rand(1).item(), random.random(), np.random.rand()) == expected
+
+
+def test_measure_silences_the_pipeline_warnings():
+    def warns(x):
+        warnings.warn("deprecated", DeprecationWarning, stacklevel=1)
+        return (x - 0.5) / 0.5
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        n = measure_normalization(v1.Compose([v1.ToTensor(), v1.Lambda(warns)]), size=32)
+    assert _stats(n) == ((0.5,) * 3, (0.5,) * 3)
+
+
+def test_measure_a_timm_pipeline():
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("resnet18", pretrained=False)
+    eval_pipeline = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
+    assert opaque_steps(eval_pipeline) == ["MaybeToTensor"]
+    assert _stats(measure_normalization(eval_pipeline)) == (IMAGENET_MEAN, IMAGENET_STD)
+    train = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model), is_training=True)
+    with pytest.raises(UnreadableNormalization, match=r"^on a PIL image, its output"):  # timm's ColorJitter
+        measure_normalization(train)
+    [read] = read_normalizations(train)  # the Normalize read from the steps stands
+    assert not read.measured and read.matches(Normalization(IMAGENET_MEAN, IMAGENET_STD))
+
+
+def test_measure_an_albumentations_pipeline():
+    A = pytest.importorskip("albumentations")
+    pytest.importorskip("albumentations.pytorch")
+    from albumentations.pytorch import ToTensorV2
+
+    pipeline = A.Compose(
+        [A.Resize(64, 64), A.HorizontalFlip(), A.Normalize(mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2)), ToTensorV2()]
+    )
+    assert opaque_steps(pipeline) == ["Compose"]
+    n = measure_normalization(pipeline, size=64)
+    assert _stats(n) == ((0.5, 0.4, 0.3), (0.2,) * 3)
+    assert n.source == "measured on constant images, a uint8 HWC array as image="
+
+
+def test_read_normalizations_reads_known_steps_without_measuring():
+    pipeline = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3)])
+    [n] = read_normalizations(pipeline)
+    assert not n.measured and n.source.startswith("Normalize(")
+
+
+def test_read_normalizations_measures_a_readable_and_an_opaque_step_together():
+    pipeline = v1.Compose(
+        [v1.ToTensor(), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD), v1.Lambda(_standardize([0.0] * 3, [0.5] * 3))]
+    )
+    [n] = read_normalizations(pipeline, size=32)  # the Lambda doubles the scale: one measured normalization
+    assert n.measured and _stats(n) == (IMAGENET_MEAN, tuple(round(s * 0.5, 4) for s in IMAGENET_STD))
+    assert compare_normalization([n], expected_normalization(ResNet50_Weights.IMAGENET1K_V2)).kind == "different"
+    without = read_normalizations(v1.Compose([v1.ToTensor(), v1.Lambda(lambda x: x)]), size=32)
+    assert compare_normalization(without, expected_normalization(ResNet50_Weights.IMAGENET1K_V2)).kind == "missing"
+
+
+def test_read_normalizations_cannot_tell():
+    pipeline = v1.Compose([v1.Resize(64), v1.Lambda(lambda image: image.convert("L"))])
+    with pytest.raises(
+        UnreadableNormalization,
+        match=r"^the transform could not be read \(`Lambda`\) or measured: "
+        r"on a PIL image, it returns Image, not a float tensor$",
+    ):
+        read_normalizations(pipeline, size=32)
+
+
+# --- compare_normalization and the identity ----------------------------------------------------------
+
+
+def test_compare_treats_an_identity_as_no_normalization():
+    expected = Normalization(IMAGENET_MEAN, IMAGENET_STD)
+    identity = Normalization((0.0,) * 3, (1.0,) * 3, source="measured on constant images, a PIL image")
+    mismatch = compare_normalization([identity], expected)
+    assert mismatch.kind == "missing" and mismatch.found == (identity,)
+    assert compare_normalization([identity, Normalization(IMAGENET_MEAN, IMAGENET_STD)], expected) is None
+    assert compare_normalization([], Normalization((0.0,), (1.0,))) is None  # weights that take raw 0..1 pixels
+
+
+# --- transform_input: torchvision's builders -----------------------------------------------------------
+
+
+def _builders_turning_on_transform_input():
+    import inspect
+
+    import torchvision.models as tvm
+
+    names = set()
+    for module in (tvm, tvm.quantization):
+        for name in tvm.list_models(module=module):
+            builder = tvm.get_model_builder(name)
+            if re.search(r'"transform_input",\s*True', inspect.getsource(builder)):
+                names.add(tvm.get_model_weights(builder).__name__)
+    return names
+
+
+def test_expects_transform_input_follows_torchvision_builders():
+    turned_on = _builders_turning_on_transform_input()
+    assert turned_on == {
+        "Inception_V3_Weights", "GoogLeNet_Weights", "Inception_V3_QuantizedWeights", "GoogLeNet_QuantizedWeights"
+    }
+    import torchvision.models as tvm
+
+    for name in tvm.list_models(module=tvm):
+        weights = tvm.get_model_weights(name)
+        for member in weights:
+            assert expects_transform_input(member) is (weights.__name__ in turned_on), member
+    assert expects_transform_input("GoogLeNet_Weights.DEFAULT") is True
+    assert expects_transform_input({"mean": [0.5] * 3, "std": [0.5] * 3}) is None
+    assert expects_transform_input("not a weights name") is None
+
+
+# --- assert_normalization applies the same rule --------------------------------------------------------
+
+
+def test_assert_normalization_measures_a_lambda():
+    right = v1.Compose(
+        [v1.Resize(256), v1.CenterCrop(224), v1.ToTensor(), v1.Lambda(_standardize(IMAGENET_MEAN, IMAGENET_STD))]
+    )
+    assert_normalization(right, ResNet50_Weights.IMAGENET1K_V2)
+    wrong = v1.Compose([v1.ToTensor(), v1.Lambda(_standardize([0.5] * 3, [0.5] * 3))])
+    with pytest.raises(
+        AssertionError,
+        match=re.escape(
+            "tlaudit.assert_normalization: the transform normalizes with mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5] "
+            "(measured on constant images, a PIL image); the weights (ResNet50_Weights.IMAGENET1K_V2) expect mean "
+        ),
+    ):
+        assert_normalization(wrong, ResNet50_Weights.IMAGENET1K_V2)
+    with pytest.raises(AssertionError, match=r"applies no normalization \(measured on constant images, a PIL image\)"):
+        assert_normalization(v1.Compose([v1.ToTensor(), v1.Lambda(lambda x: x)]), ResNet50_Weights.IMAGENET1K_V2)
+
+
+def test_assert_normalization_cannot_verify_what_it_can_neither_read_nor_measure():
+    with pytest.raises(
+        AssertionError,
+        match=r"^tlaudit\.assert_normalization: cannot verify the normalization: the transform could not be read "
+        r"\(`Lambda`\) or measured: on a PIL image, it returns Image, not a float tensor\nhint: normalize with",
+    ):
+        assert_normalization(v1.Lambda(lambda image: image), {"mean": [0.5] * 3, "std": [0.5] * 3})

@@ -28,7 +28,12 @@ from tlaudit._text import fmt as _fmt
 from tlaudit.engine import audit
 from tlaudit.freezing import select_params
 from tlaudit.modes import inference
-from tlaudit.normalization import compare_normalization, expected_normalization, find_normalizations
+from tlaudit.normalization import (
+    UnreadableNormalization,
+    compare_normalization,
+    expected_normalization,
+    read_normalizations,
+)
 from tlaudit.options import is_positive_number
 from tlaudit.outputs import named_outputs, wrong_width
 from tlaudit.report import AuditFailed, Report
@@ -246,19 +251,33 @@ def assert_normalization(transform: Any, weights: Any) -> None:
     ``weights``: a torchvision weights enum member or name, a timm model or pretrained config, or
     ``{"mean": ..., "std": ...}`` (see :func:`~tlaudit.expected_normalization`).
 
+    A pipeline with a step that cannot be read (a ``Lambda``, a function, a custom class) is measured
+    on constant images, as the ``normalization`` check does (:func:`~tlaudit.normalization.read_normalizations`).
+
     Raises:
-        AssertionError: no normalization, two of them, or a different mean/std (all values named).
+        AssertionError: no normalization, two of them, or a different mean/std (all values named),
+            or a pipeline that can be neither read nor measured (with the reason).
         ValueError, TypeError: ``weights`` cannot be read.
     """
     __tracebackhide__ = True
     expected = expected_normalization(weights)
-    mismatch = compare_normalization(find_normalizations(transform), expected)
+    size = max(256, expected.resize_size or 0, expected.crop_size or 0)
+    try:
+        found = read_normalizations(transform, size=size)
+    except UnreadableNormalization as err:
+        raise AssertionError(
+            f"tlaudit.assert_normalization: cannot verify the normalization: {err}\n"
+            "hint: normalize with torchvision's Normalize, which is read step by step"
+        ) from err
+    mismatch = compare_normalization(found, expected)
     if mismatch is None:
         return
+    measured = [n for n in mismatch.found if n.measured]
+    how = f" ({measured[0].source})" if measured else ""
     want = f"the weights ({expected.source}) expect mean {_fmt(expected.mean)}, std {_fmt(expected.std)}"
     fix = f"hint: Normalize(mean={_fmt(expected.mean)}, std={_fmt(expected.std)}), or use weights.transforms()"
     if mismatch.kind == "missing":
-        raise AssertionError(f"tlaudit.assert_normalization: the transform applies no normalization; {want}\n{fix}")
+        raise AssertionError(f"tlaudit.assert_normalization: the transform applies no normalization{how}; {want}\n{fix}")
     if mismatch.kind == "double":
         steps = "; ".join(f"mean {_fmt(n.mean)}, std {_fmt(n.std)}" for n in mismatch.found)
         raise AssertionError(
@@ -268,7 +287,7 @@ def assert_normalization(transform: Any, weights: Any) -> None:
     actual = mismatch.found[0]
     raise AssertionError(
         f"tlaudit.assert_normalization: the transform normalizes with mean {_fmt(actual.mean)}, "
-        f"std {_fmt(actual.std)}; {want}\n{fix}"
+        f"std {_fmt(actual.std)}{how}; {want}\n{fix}"
     )
 
 

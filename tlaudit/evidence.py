@@ -107,7 +107,8 @@ class Evidence(Protocol):
     @property
     def expected(self) -> Normalization | None: ...
     @property
-    def found_normalizations(self) -> list[Normalization]: ...
+    def found_normalizations(self) -> list[Normalization]:
+        """Read from the transform's steps, or measured where a step is opaque; Skip where neither can tell."""
     @property
     def weights_classes(self) -> int | None:
         """How many classes the declared weights were trained on, where that can be told."""

@@ -6,8 +6,10 @@ For each check ID, the setups that must trigger it (``TRIGGERS``) next to the se
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -103,6 +105,83 @@ def nz_clean_vit_preset() -> tlaudit.TransferSetup:
     return make(model("vit_tiny"), size_of("vit_tiny"), weights=weights, transform=weights.transforms())
 
 
+# Pipelines the reader cannot parse step by step: measured on constant images.
+
+
+def _standardize(mean: Any, std: Any) -> Any:
+    mean, std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    return lambda x: (x - mean) / std
+
+
+def _lambda_pipeline(mean: Any, std: Any) -> Any:
+    return v1.Compose(
+        [v1.Resize(72), v1.RandomCrop(64), v1.RandomHorizontalFlip(), v1.ToTensor(), v1.Lambda(_standardize(mean, std))]
+    )
+
+
+class Standardize:
+    """A hand-written transform, as tutorials write them: uint8 CHW tensor in, normalized float out."""
+
+    def __init__(self, mean: Any, std: Any) -> None:
+        self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return (F.interpolate(image[None].float(), size=64)[0] / 255 - self.mean) / self.std
+
+
+def nz_lambda_wrong_stats() -> tlaudit.TransferSetup:
+    return _norm_setup(_lambda_pipeline([0.5] * 3, [0.5] * 3))
+
+
+def nz_custom_class_wrong_stats() -> tlaudit.TransferSetup:
+    return _norm_setup(Standardize([0.5, 0.4, 0.3], [0.2] * 3))
+
+
+def nz_lambda_right_stats() -> tlaudit.TransferSetup:
+    return _norm_setup(_lambda_pipeline(IMAGENET_MEAN, IMAGENET_STD))
+
+
+def nz_custom_class_right_stats() -> tlaudit.TransferSetup:
+    return _norm_setup(Standardize(IMAGENET_MEAN, IMAGENET_STD))
+
+
+def nz_timm_create_transform() -> tlaudit.TransferSetup:
+    timm = pytest.importorskip("timm")
+    config = timm.data.resolve_data_config({}, model=timm.create_model("resnet18", pretrained=False))
+    return _norm_setup(timm.data.create_transform(**config))  # holds timm's MaybeToTensor: measured
+
+
+# Inception v3 rebuilt by hand: torchvision's builder turns transform_input on with these weights.
+INCEPTION_WEIGHTS = torchvision.models.Inception_V3_Weights.IMAGENET1K_V1
+
+
+def _inception(transform_input: bool) -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = torchvision.models.inception_v3(
+        weights=None, aux_logits=False, init_weights=False, transform_input=transform_input
+    )
+    tlaudit.replace_head(m, NC)
+    return m
+
+
+def nz_inception_transform_input_off() -> tlaudit.TransferSetup:
+    return make(_inception(False), 80, weights=INCEPTION_WEIGHTS, transform=INCEPTION_WEIGHTS.transforms())
+
+
+def nz_inception_transform_input_off_no_transform() -> tlaudit.TransferSetup:
+    return make(_inception(False), 80, weights=INCEPTION_WEIGHTS)
+
+
+def nz_inception_transform_input_with_other_stats() -> tlaudit.TransferSetup:
+    half = {"mean": [0.5] * 3, "std": [0.5] * 3}
+    transform = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(**half)])
+    return make(_inception(True), 80, weights=half, transform=transform)
+
+
+def nz_inception_transform_input_on() -> tlaudit.TransferSetup:
+    return make(_inception(True), 80, weights=INCEPTION_WEIGHTS, transform=INCEPTION_WEIGHTS.transforms())
+
+
 TRIGGERS["normalization"] = [
     Case(
         "v1-wrong-mean-std",
@@ -132,13 +211,97 @@ TRIGGERS["normalization"] = [
         r"normalizes with mean \[0\.485, 0\.456, 0\.406\].*the weights \(mapping\) expect mean \[0\.5, 0\.5, 0\.5\]",
         count=1,
     ),
+    Case(
+        "lambda-wrong-stats",
+        nz_lambda_wrong_stats,
+        r"^the transform normalizes with mean \[0\.5, 0\.5, 0\.5\], std \[0\.5, 0\.5, 0\.5\] \(measured on constant "
+        r"images, a PIL image\); the weights \(ResNet18_Weights\.IMAGENET1K_V1\) expect mean \[0\.485",
+        count=1,
+    ),
+    Case(
+        "custom-class-wrong-stats",
+        nz_custom_class_wrong_stats,
+        r"normalizes with mean \[0\.5, 0\.4, 0\.3\], std \[0\.2, 0\.2, 0\.2\] "
+        r"\(measured on constant images, a uint8 CHW tensor\)",
+        count=1,
+    ),
+    Case(
+        "inception-transform-input-off",
+        nz_inception_transform_input_off,
+        r"^`Inception3` has `transform_input=False`, but torchvision builds it with `transform_input=True` for "
+        r"Inception_V3_Weights\.IMAGENET1K_V1: the weights see input normalized with ImageNet's mean/std",
+        count=1,
+    ),
+    Case(
+        "inception-transform-input-off-without-transform",
+        nz_inception_transform_input_off_no_transform,
+        r"^`Inception3` has `transform_input=False`",
+        count=1,
+    ),
+    Case(
+        "inception-transform-input-on-with-other-stats",
+        nz_inception_transform_input_with_other_stats,
+        r"^`Inception3` has `transform_input=True`, which re-normalizes input from ImageNet's mean/std, but the "
+        r"weights \(mapping\) expect mean \[0\.5, 0\.5, 0\.5\], std \[0\.5, 0\.5, 0\.5\]$",
+        count=1,
+    ),
 ]
 CLEAN["normalization"] = [
     Case("weights-transforms", nz_clean_preset),
     Case("v2-compose-right-normalize", nz_clean_v2),
     Case("v1-nested-compose", nz_clean_v1_nested),
     Case("vit-preset", nz_clean_vit_preset),
+    Case("lambda-right-stats", nz_lambda_right_stats),
+    Case("custom-class-right-stats", nz_custom_class_right_stats),
+    Case("timm-create-transform", nz_timm_create_transform),
+    Case("inception-transform-input-on", nz_inception_transform_input_on),
 ]
+
+
+def _returns_a_pil_image(image: Any) -> Any:
+    return image.resize((64, 64))
+
+
+def _raises_on_every_input(image: Any) -> Any:
+    raise RuntimeError("no such file: labels.csv")
+
+
+@pytest.mark.parametrize(
+    ("transform", "reason"),
+    [
+        (
+            v1.Compose([v1.Resize(72), v1.Lambda(_returns_a_pil_image)]),
+            r"^the transform could not be read \(`Lambda`\) or measured: "
+            r"on a PIL image, it returns Image, not a float tensor$",
+        ),
+        (
+            _raises_on_every_input,
+            r"^the transform could not be read \(`_raises_on_every_input`\) or measured: on a PIL image, it raises "
+            r"RuntimeError: no such file: labels\.csv; on a uint8 CHW tensor, it raises RuntimeError: .*; on a float "
+            r"0\.\.1 CHW tensor, it raises RuntimeError: .*; on a uint8 HWC array as image=, it raises RuntimeError: "
+            r"no such file: labels\.csv$",
+        ),
+    ],
+    ids=["returns-a-pil-image", "raises-on-every-input"],
+)
+def test_normalization_skips_a_transform_it_can_neither_read_nor_measure(transform: Any, reason: str) -> None:
+    """Where neither the steps nor the measurement tell, the check is skipped with the reason, not an error."""
+    report = tlaudit.audit(_norm_setup(transform), select=["normalization"])
+    assert report.checks_run == () and report.findings == ()
+    [skipped] = report.skipped
+    assert skipped.check == "normalization" and re.search(reason, skipped.reason), skipped
+
+
+def test_normalization_skips_without_transform_where_the_model_has_no_flag() -> None:
+    report = tlaudit.audit(make(model("resnet18"), weights=RESNET18_WEIGHTS), select=["normalization"])
+    assert [(s.check, s.reason) for s in report.skipped] == [("normalization", "no `transform` given")]
+
+
+def test_transform_input_finding_stands_when_the_transform_cannot_be_measured() -> None:
+    setup = make(_inception(False), 80, weights=INCEPTION_WEIGHTS, transform=_raises_on_every_input)
+    report = tlaudit.audit(setup, select=["normalization"])
+    assert report.checks_run == ("normalization",) and report.skipped == ()
+    assert [f.subject for f in report.findings] == ["transform_input"]
 
 
 # -- input-range -----------------------------------------------------------------------------------

@@ -240,6 +240,8 @@ def test_synthesized_sample_is_a_note_and_skips_input_range() -> None:
 def _sound(name: str, weights: Any, *, scheduler: bool = False) -> tlaudit.TransferSetup:
     """A sound feature-extraction setup of ``name``: every field given, nothing for any check to find."""
     m = model(name)
+    if hasattr(m, "transform_input"):
+        m.transform_input = True  # what googlenet(weights=...) builds with these weights
     tlaudit.freeze_backbone(m, batchnorm="frozen")
     weights = torchvision.models.get_weight(weights)
     if scheduler:

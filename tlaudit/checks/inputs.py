@@ -9,16 +9,24 @@ from tlaudit._text import count, fmt
 from tlaudit.checks._registry import Check, register
 from tlaudit.labels import label_problem
 from tlaudit.evidence import Evidence, Skip
-from tlaudit.normalization import compare_normalization
+from tlaudit.normalization import IMAGENET_NORMALIZATION, compare_normalization, expects_transform_input
 from tlaudit.report import Finding, Severity
 
 
-@register("normalization", "error", "the transform's mean/std differ from the weights' expected ones", needs=("weights", "transform"))
+@register("normalization", "error", "the transform's mean/std differ from the weights' expected ones", needs=("weights",))
 def normalization(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
-    Compares the normalization the ``transform`` applies (torchvision v1/v2 ``Normalize``, preset
-    transforms, nested ``Compose``) with the mean/std the ``weights`` were trained with; also a
-    transform with no normalization, or with two.
+    Compares the normalization the ``transform`` applies with the mean/std the ``weights`` were
+    trained with; also a transform with no normalization, or with two. torchvision v1/v2
+    ``Normalize``, preset transforms and nested ``Compose`` are read step by step; a pipeline with a
+    step that cannot be read (a ``Lambda``, a function, a custom class, timm's or albumentations'
+    transforms) is measured as a whole on constant images of known levels (the message says
+    "measured"), and where neither tells, the check is skipped with the reason. Without a
+    ``transform`` the check still reads the model's ``transform_input`` flag (torchvision Inception v3
+    and GoogLeNet), the input re-normalization inside the model: it is part of this check because it
+    decides which normalization the weights see. The weights' builder turns it on
+    (``Inception_V3_Weights``, ``GoogLeNet_Weights``) and it must stay on; on, it re-normalizes from
+    ImageNet's mean/std, so weights that expect any other normalization must not have it.
 
     Why:
     Pretrained features assume the input statistics they were trained on. The wrong mean/std (or
@@ -31,33 +39,80 @@ def normalization(check: Check, ctx: Evidence) -> Iterator[Finding]:
 
     Example:
     ``Normalize([0.5] * 3, [0.5] * 3)`` with ``ResNet50_Weights.IMAGENET1K_V2``, which expects
-    ``[0.485, 0.456, 0.406]`` / ``[0.229, 0.224, 0.225]``.
+    ``[0.485, 0.456, 0.406]`` / ``[0.229, 0.224, 0.225]``; ``inception_v3(transform_input=False)``
+    with ``Inception_V3_Weights.IMAGENET1K_V1`` loaded by hand.
 
     Fix:
     Use the weights' own preset (``weights.transforms()``) or ``Normalize(mean=..., std=...)`` with
-    ``tlaudit.expected_normalization(weights)``.
+    ``tlaudit.expected_normalization(weights)``; build Inception v3 and GoogLeNet with the weights'
+    builder (``inception_v3(weights=...)``) or ``transform_input=True``.
 
     References:
     - torchvision "Models and pre-trained weights" (``weights.transforms()``), https://pytorch.org/vision/stable/models.html
     - timm ``resolve_model_data_config`` / ``create_transform`` (the model's ``pretrained_cfg`` mean and std), https://huggingface.co/docs/timm/main/en/reference/data
     - ``torchvision.transforms.v2.Normalize``, https://pytorch.org/vision/stable/generated/torchvision.transforms.v2.Normalize.html
+    - torchvision ``inception_v3`` / ``googlenet`` builders (``transform_input`` set with weights), https://pytorch.org/vision/stable/models/generated/torchvision.models.inception_v3.html
     """
     expected = ctx.expected
-    mismatch = compare_normalization(ctx.found_normalizations, expected)
+    findings = list(_transform_input_findings(check, ctx))
+    if ctx.setup.transform is None:
+        if not findings:
+            raise Skip("no `transform` given")
+        yield from findings
+        return
+    try:
+        found = ctx.found_normalizations
+    except Skip:
+        if not findings:
+            raise
+        yield from findings
+        return
+    yield from findings
+    mismatch = compare_normalization(found, expected)
     if mismatch is None:
         return
+    measured = [n for n in mismatch.found if n.measured]
+    how = f" ({measured[0].source})" if measured else ""
     hint = f"Normalize(mean={fmt(expected.mean)}, std={fmt(expected.std)}), or use weights.transforms()"
     if mismatch.kind == "missing":
-        message = f"the transform applies no normalization; the weights expect mean {fmt(expected.mean)}, std {fmt(expected.std)}"
+        message = (
+            f"the transform applies no normalization{how}; the weights expect mean {fmt(expected.mean)}, "
+            f"std {fmt(expected.std)}"
+        )
     elif mismatch.kind == "double":
         message, hint = f"the transform normalizes {len(mismatch.found)} times (double normalization)", "keep a single Normalize step"
     else:
         actual = mismatch.found[0]
         message = (
-            f"the transform normalizes with mean {fmt(actual.mean)}, std {fmt(actual.std)}; "
+            f"the transform normalizes with mean {fmt(actual.mean)}, std {fmt(actual.std)}{how}; "
             f"the weights ({expected.source}) expect mean {fmt(expected.mean)}, std {fmt(expected.std)}"
         )
     yield check.finding(message, subject="transform", hint=hint)
+
+
+def _transform_input_findings(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """The model's ``transform_input`` flag against the weights (torchvision Inception v3, GoogLeNet)."""
+    flag = getattr(ctx.inner, "transform_input", None)
+    if not isinstance(flag, bool):
+        return
+    name = type(ctx.inner).__name__
+    weights = ctx.expected.source
+    if not flag and expects_transform_input(ctx.setup.weights):
+        yield check.finding(
+            f"`{name}` has `transform_input=False`, but torchvision builds it with `transform_input=True` for "
+            f"{weights}: the weights see input normalized with ImageNet's mean/std instead of the mean/std 0.5 "
+            "they were trained on",
+            subject="transform_input",
+            hint="build the model with transform_input=True (the weights' builder does), "
+            "or set model.transform_input = True",
+        )
+    elif flag and not ctx.expected.matches(IMAGENET_NORMALIZATION):
+        yield check.finding(
+            f"`{name}` has `transform_input=True`, which re-normalizes input from ImageNet's mean/std, but the "
+            f"weights ({weights}) expect mean {fmt(ctx.expected.mean)}, std {fmt(ctx.expected.std)}",
+            subject="transform_input",
+            hint="build the model with transform_input=False, or declare the weights it was trained with",
+        )
 
 
 @register("input-range", "warning", "the sample looks unnormalized or doubly normalized", needs=("sample",))

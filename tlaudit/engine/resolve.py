@@ -12,7 +12,7 @@ from tlaudit.engine.inputs import synthetic_sample, synthetic_targets
 from tlaudit.engine.snapshot import Snapshot
 from tlaudit.engine.tracing import trace_predict, trace_train_step
 from tlaudit.evidence import PredictTrace, Skip, TrainTrace
-from tlaudit.normalization import Normalization, expected_normalization, find_normalizations
+from tlaudit.normalization import Normalization, UnreadableNormalization, expected_normalization, read_normalizations
 from tlaudit.setup import SetupError, Strategy, TransferSetup
 from tlaudit.surgery import HeadNotFoundError, resolve_heads
 
@@ -140,7 +140,14 @@ class AuditContext:
 
     @cached_property
     def found_normalizations(self) -> list[Normalization]:
-        return find_normalizations(self.setup.transform)
+        """Read from the transform's steps, or measured on constant images as large as the weights'
+        resize (at least 256 pixels) where a step is opaque; Skip where neither can tell."""
+        expected = self.expected
+        size = max(256, expected.resize_size or 0, expected.crop_size or 0) if expected is not None else 256
+        try:
+            return read_normalizations(self.setup.transform, size=size)
+        except UnreadableNormalization as err:
+            raise Skip(str(err)) from err
 
     @cached_property
     def lr_max(self) -> float:
