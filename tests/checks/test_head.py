@@ -100,7 +100,31 @@ TRIGGERS["head-frozen"] = [
         count=2,
     ),
 ]
+def hf_clean_warmup_from_zero() -> tlaudit.TransferSetup:
+    """A linear warm-up (transformers' get_linear_schedule_with_warmup shape) starts every group at lr 0."""
+    m = model("resnet18")
+    opt = torch.optim.AdamW(tlaudit.param_groups(m, 1e-4))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, step / 500))
+    return make(m, optimizer=opt, scheduler=sched)
+
+
+def hf_zero_lr_never_raised() -> tlaudit.TransferSetup:
+    m = model("resnet18")
+    opt = torch.optim.SGD(tlaudit.param_groups(m, 1e-3, head_lr=0.0), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10)
+    return make(m, optimizer=opt, scheduler=sched)
+
+
+TRIGGERS["head-frozen"].append(
+    Case(
+        "resnet18-head-lr-zero-with-scheduler",
+        hf_zero_lr_never_raised,
+        r"^head `fc` sits in optimizer group\(s\) \[\d+(, \d+)*\] with lr 0, and the scheduler never raises it$",
+        count=1,
+    )
+)
 CLEAN["head-frozen"] = [
+    Case("resnet18-linear-warmup-from-zero", hf_clean_warmup_from_zero),
     Case("resnet18-freeze-backbone", hf_clean_resnet),
     Case("squeezenet-freeze-backbone", hf_clean_squeezenet),
     Case("vit-param-groups", hf_clean_vit_param_groups),

@@ -68,3 +68,29 @@ def test_fingerprint_sees_every_kind_of_change(mutation: str) -> None:
         assert fingerprint_diff(before, fingerprint(setup)) != []
     finally:
         torch.set_grad_enabled(grad_enabled)
+
+
+# -- where the copies live -------------------------------------------------------------------------
+
+
+def test_copies_go_to_the_host_when_asked_or_when_the_device_is_short_of_memory():
+    from tlaudit.engine.snapshot import copies_on_host
+
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert copies_on_host("auto", cuda, copy_bytes=10, free_bytes=100) is False
+    assert copies_on_host("auto", cuda, copy_bytes=60, free_bytes=100) is True  # would leave less than a copy free
+    assert copies_on_host("host", cuda, copy_bytes=1, free_bytes=None) is True
+    assert copies_on_host("device", cuda, copy_bytes=60, free_bytes=100) is False
+    assert copies_on_host("host", cpu, copy_bytes=1, free_bytes=None) is False  # on CPU the device is the host
+
+
+def test_a_host_snapshot_restores_everything_and_a_bad_choice_names_the_option():
+    m = model("resnet18")
+    setup = make(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9))
+    before = fingerprint(setup)
+    report = tlaudit.audit(setup, snapshot="host")
+    assert "frozen-changed" in report.checks_run  # the train step ran and was undone from host copies
+    assert fingerprint_diff(before, fingerprint(setup)) == []
+    with pytest.raises(tlaudit.SetupError, match=r"invalid snapshot: 'gpu' \(snapshot\); expected one of 'auto', 'device', 'host'") as info:
+        tlaudit.audit(setup, snapshot="gpu")
+    assert info.value.field == "snapshot"

@@ -8,13 +8,15 @@ from tlaudit.checks._registry import Check, register
 from tlaudit.evidence import Evidence, Skip
 from tlaudit.outputs import head_widths, is_single_logit, named_outputs, wrong_width
 from tlaudit.report import Finding, Severity
+from tlaudit.schedule import simulate_peak_lrs
 
 
 @register("head-frozen", "error", "the head cannot train")
 def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Head layers (from ``find_heads`` or ``TransferSetup.head``) with parameters that have
-    ``requires_grad=False``, that ``frozen`` patterns cover, or whose optimizer group has LR 0.
+    ``requires_grad=False``, that ``frozen`` patterns cover, or whose optimizer group has LR 0 and
+    no scheduler that raises it (a warm-up that starts at 0 is fine).
 
     Why:
     Freezing the whole model and forgetting to unfreeze the new head trains nothing; the loss
@@ -34,6 +36,7 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - PyTorch tutorial "Finetuning Torchvision Models", https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html
     - PyTorch tutorial "Transfer Learning for Computer Vision", https://pytorch.org/tutorials/beginner/transfer_learning_tutorial.html
     """
+    peaks: list[float] | None = None
     for head in ctx.heads:
         params = [(n, p) for n, p in ctx.params if n == head or n.startswith(head + ".")]
         if not params:
@@ -53,11 +56,13 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
                 hint="narrow the frozen patterns so they leave the head out",
             )
         elif ctx.setup.optimizer is not None:
-            groups = ctx.setup.optimizer.param_groups
-            zero = sorted({ctx.optimizer_ids[id(p)] for _, p in params if id(p) in ctx.optimizer_ids and groups[ctx.optimizer_ids[id(p)]]["lr"] == 0})
+            if peaks is None:  # a warm-up starts at lr 0: only a group the schedule never raises is stuck
+                peaks, _ = simulate_peak_lrs(ctx.setup.optimizer, ctx.setup.scheduler)
+            zero = sorted({ctx.optimizer_ids[id(p)] for _, p in params if id(p) in ctx.optimizer_ids and peaks[ctx.optimizer_ids[id(p)]] == 0})
             if zero:
                 yield check.finding(
-                    f"head `{head}` sits in optimizer group(s) {zero} with lr 0",
+                    f"head `{head}` sits in optimizer group(s) {zero} with lr 0"
+                    + (", and the scheduler never raises it" if ctx.setup.scheduler is not None else ""),
                     subject=head,
                     hint="give the head's group a positive LR",
                 )

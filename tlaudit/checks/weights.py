@@ -70,11 +70,7 @@ def pretrained_not_loaded(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """
     if ctx.setup.load_result is not None:
         missing, unexpected = _missing_unexpected(ctx.setup.load_result)
-        try:
-            heads = ctx.heads
-        except Skip:
-            heads = []
-        backbone_missing = [k for k in missing if not any(k == h or k.startswith(h + ".") for h in heads)]
+        backbone_missing = [k for k in missing if not ctx.is_new(k)]  # new layers are not in checkpoints
         if backbone_missing:
             yield check.finding(
                 f"load_state_dict left {count(len(backbone_missing), 'backbone key')} missing ({examples(backbone_missing)})",
@@ -94,7 +90,7 @@ def pretrained_not_loaded(check: Check, ctx: Evidence) -> Iterator[Finding]:
     verdicts = {}
     for name, module in ctx.inner.named_modules():
         try:
-            if name and ctx.is_head(name):
+            if name and ctx.is_new(name):
                 continue
         except Skip:
             pass

@@ -35,13 +35,16 @@ def audit(
     ignore: Iterable[str] | str | None = None,
     *,
     progress: Callable[[str], None] | None = None,
+    snapshot: str = "auto",
 ) -> Report:
     """Run the checks over ``setup`` and return a :class:`~tlaudit.report.Report`.
 
     ``select`` and ``ignore`` are check IDs (lists, or comma-separated strings). A check that lacks
     an input is reported as skipped with the reason; a check that crashes becomes an error finding
     of its own and the others still run. ``progress`` is called with the ID of every selected check
-    (skipped ones included) before it runs.
+    (skipped ones included) before it runs. ``snapshot`` says where the copies that restore the
+    model are kept: ``"auto"`` (on the model's device unless it is short of memory, then in host
+    memory), ``"device"`` or ``"host"``.
 
     Everything the user owns is restored before this returns or raises: parameters, buffers,
     ``requires_grad``, ``.grad``, training flags, optimizer and scheduler state, and RNG states.
@@ -66,8 +69,11 @@ def audit(
         raise SetupError(f"audit() needs a TransferSetup, got {type(setup).__name__} (setup)", field="setup")
     checks = select_checks(select, ignore)
     started = time.perf_counter()
-    snapshot = Snapshot(setup.model, setup.optimizer, setup.scheduler)
-    ctx = AuditContext(setup, snapshot)
+    try:
+        saved = Snapshot(setup.model, setup.optimizer, setup.scheduler, copies=snapshot)
+    except ValueError as err:
+        raise SetupError(str(err), field="snapshot") from err
+    ctx = AuditContext(setup, saved)
     ctx.validate()
     findings: list[Finding] = []
     run: list[str] = []
@@ -98,7 +104,7 @@ def audit(
             run.append(check.id)
             findings.extend(found)
     finally:
-        snapshot.restore()
+        saved.restore()
     active, suppressed = apply_suppressions(findings, setup.ignore)
     return Report(
         findings=active,

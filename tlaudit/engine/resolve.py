@@ -12,6 +12,7 @@ from tlaudit.engine.inputs import synthetic_sample, synthetic_targets
 from tlaudit.engine.snapshot import Snapshot
 from tlaudit.engine.tracing import trace_predict, trace_train_step
 from tlaudit.evidence import PredictTrace, Skip, TrainTrace
+from tlaudit.reference import new_modules
 from tlaudit.normalization import Normalization, UnreadableNormalization, expected_normalization, read_normalizations
 from tlaudit.setup import SetupError, Strategy, TransferSetup
 from tlaudit.surgery import HeadNotFoundError, resolve_heads
@@ -53,8 +54,23 @@ class AuditContext:
         return any(pattern_matches(h, name) for h in self.heads)
 
     @cached_property
+    def new_modules(self) -> list[str]:
+        """Modules that are not pretrained: the head(s), and what the weights' architecture lacks
+        (a multi-layer head, a bottleneck, adapters such as LoRA)."""
+        try:
+            heads = list(self.heads)
+        except Skip:
+            heads = []
+        found = new_modules(self.setup.model, self.setup.weights) or []
+        return list(dict.fromkeys([*heads, *found]))
+
+    def is_new(self, name: str) -> bool:
+        return any(pattern_matches(m, name) for m in self.new_modules)
+
+    @cached_property
     def head_ids(self) -> set[int]:
-        return {id(p) for name, p in self.params if self.is_head(name)}
+        """Parameters that are not pretrained: of the head(s) and of the other new modules."""
+        return {id(p) for name, p in self.params if self.is_new(name)}
 
     @cached_property
     def frozen_patterns(self) -> tuple[str, ...]:
@@ -78,7 +94,7 @@ class AuditContext:
 
     def module_meant_frozen(self, name: str) -> bool | None:
         """Whether the module is in the part meant frozen; None where only flags say so."""
-        if self.setup.strategy is Strategy.FEATURE_EXTRACTION and not self.is_head(name):
+        if self.setup.strategy is Strategy.FEATURE_EXTRACTION and not self.is_new(name):
             return True
         if self.frozen_patterns:
             return any(pattern_matches(p, name) for p in self.frozen_patterns)
@@ -92,7 +108,7 @@ class AuditContext:
         out: dict[int, str] = {}
         fe = self.setup.strategy is Strategy.FEATURE_EXTRACTION
         for name, p in self.params:
-            if fe and not self.is_head(name):
+            if fe and not self.is_new(name):
                 out[id(p)] = name
             elif self.frozen_patterns and any(pattern_matches(pat, name) for pat in self.frozen_patterns):
                 out[id(p)] = name

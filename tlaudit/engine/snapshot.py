@@ -41,19 +41,43 @@ class BufferState:
     value: torch.Tensor | None
 
 
-class Snapshot:
-    """Taken at construction; :meth:`restore` puts everything back (and can be called many times)."""
+COPIES = ("auto", "device", "host")
+"""Where the snapshot keeps its copies: ``"device"`` beside the tensors (fastest restore), ``"host"``
+in CPU memory (no device memory), ``"auto"`` on the device unless that would leave less than the
+copies' size free on it (then the host)."""
 
-    def __init__(self, model: nn.Module, optimizer: Any = None, scheduler: Any = None) -> None:
+
+def copies_on_host(choice: str, device: torch.device, copy_bytes: int, free_bytes: int | None) -> bool:
+    """Whether the copies go to host memory for ``choice`` (see :data:`COPIES`)."""
+    if choice not in COPIES:
+        raise ValueError(f"invalid snapshot: {choice!r} (snapshot); expected one of {', '.join(map(repr, COPIES))}")
+    if device.type == "cpu" or choice == "device":
+        return False
+    if choice == "host":
+        return True
+    return free_bytes is not None and free_bytes < 2 * copy_bytes
+
+
+class Snapshot:
+    """Taken at construction; :meth:`restore` puts everything back (and can be called many times).
+
+    ``copies`` says where the copies are kept (:data:`COPIES`); restoring copies them back in place.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: Any = None, scheduler: Any = None, *, copies: str = "auto") -> None:
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
+        tensors = [*model.parameters(), *model.buffers()]
+        device = tensors[0].device if tensors else torch.device("cpu")
+        size = sum(t.numel() * t.element_size() for t in tensors)
+        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" and copies == "auto" else None
+        self.on_host = copies_on_host(copies, device, size, free)
+        keep = _to_host if self.on_host else _clone
         with torch.no_grad():
-            self.params = [
-                ParamState(p, p.detach().clone(), p.requires_grad, p.grad, _clone(p.grad)) for p in model.parameters()
-            ]
+            self.params = [ParamState(p, keep(p), p.requires_grad, p.grad, keep(p.grad)) for p in model.parameters()]
             self.buffers = [
-                BufferState(module, name, buf, _clone(buf))
+                BufferState(module, name, buf, keep(buf))
                 for module in model.modules()
                 for name, buf in module._buffers.items()
             ]
@@ -70,7 +94,7 @@ class Snapshot:
                 if p.shape == s.value.shape:
                     p.copy_(s.value)
                 else:
-                    p.data = s.value.clone()
+                    p.data = s.value.to(p.device, copy=True)
                 if p.requires_grad != s.requires_grad:
                     p.requires_grad_(s.requires_grad)
                 if s.grad is not None and s.grad_value is not None:
@@ -92,6 +116,10 @@ class Snapshot:
 
 def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.detach().clone()
+
+
+def _to_host(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach().to("cpu", copy=True)
 
 
 def _rng_state() -> dict[str, Any]:

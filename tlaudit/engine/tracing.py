@@ -102,11 +102,11 @@ def trace_train_step(
     with torch.no_grad():
         for s in snapshot.params:
             p = s.param
-            if p.shape != s.value.shape or not torch.equal(p, s.value):
+            if p.shape != s.value.shape or not torch.equal(p, s.value.to(p.device)):
                 trace.changed.add(id(p))
             # a requires_grad=False leaf can only get a gradient if the step switched the flag on
             if not requires_grad.get(id(p), True) and p.requires_grad and p.grad is not None:
-                if s.grad is None or p.grad is not s.grad or not torch.equal(p.grad, s.grad_value):
+                if s.grad is None or p.grad is not s.grad or not torch.equal(p.grad, s.grad_value.to(p.grad.device)):
                     trace.grad_received.add(id(p))
     snapshot.restore()
     return trace

@@ -1,0 +1,92 @@
+"""Which layers are new: the model against the weights' own architecture (built on the meta device)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torchvision
+from torch import nn
+
+import tlaudit
+from tlaudit.reference import is_adapter_name, new_modules, reference_model
+
+R18 = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+
+
+class LoRALinear(nn.Module):
+    """A hand-written LoRA wrapper, shaped as peft's: the frozen ``base_layer`` plus ``lora_A``/``lora_B``."""
+
+    def __init__(self, base: nn.Linear, rank: int = 4) -> None:
+        super().__init__()
+        self.base_layer = base
+        self.lora_A = nn.Linear(base.in_features, rank, bias=False)
+        self.lora_B = nn.Linear(rank, base.out_features, bias=False)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)  # B = 0: the wrapped layer starts as the pretrained one
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base_layer(x) + self.lora_B(self.lora_A(x))
+
+
+def test_the_reference_is_the_weights_architecture_on_the_meta_device():
+    ref = reference_model(R18)
+    assert type(ref).__name__ == "ResNet" and next(ref.parameters()).device.type == "meta"
+    assert type(reference_model("ViT_B_16_Weights.IMAGENET1K_V1")).__name__ == "VisionTransformer"
+    assert reference_model({"mean": [0.5] * 3, "std": [0.5] * 3}) is None
+    assert reference_model("NoSuch_Weights.X") is None
+
+
+def test_a_multi_layer_head_and_a_changed_layer_are_new_and_the_rest_is_not():
+    m = torchvision.models.resnet18()
+    m.fc = nn.Sequential(nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, 5))
+    m.layer4[1].conv2 = nn.Conv2d(512, 512, 1, bias=False)  # a changed shape: no longer the pretrained layer
+    assert new_modules(m, R18) == ["layer4.1.conv2", "fc"]
+
+
+def test_frozen_batchnorm_and_parameterless_layers_are_not_new():
+    m = tlaudit.replace_head(torchvision.models.resnet18(), 5)
+    tlaudit.freeze_backbone(m, batchnorm="frozen")
+    m.relu = nn.GELU()
+    assert new_modules(m, R18) == ["fc"]
+
+
+def test_lora_adapters_are_new_with_and_without_weights():
+    assert is_adapter_name("encoder.layers.0.self_attention.lora_A") and not is_adapter_name("layer1.0.conv1")
+    with torch.device("meta"):
+        vit = torchvision.models.vit_b_16()
+    vit.heads.head = LoRALinear(vit.heads.head)
+    assert new_modules(vit, None) == ["heads.head.lora_A", "heads.head.lora_B"]
+    assert new_modules(vit, "ViT_B_16_Weights.IMAGENET1K_V1") == ["heads.head"]
+
+
+def test_new_layers_are_not_pretrained_for_the_lr_ceiling():
+    m = torchvision.models.resnet18()
+    m.fc = nn.Sequential(nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 3))
+    backbone = [p for n, p in m.named_parameters() if not n.startswith("fc.")]
+    opt = torch.optim.Adam([{"params": backbone, "lr": 1e-4}, {"params": m.fc.parameters(), "lr": 3e-3}])
+    setup = tlaudit.TransferSetup(model=m, num_classes=3, sample=torch.randn(2, 3, 32, 32), optimizer=opt, weights=R18)
+    assert tlaudit.audit(setup, select=["lr-threshold"]).findings == ()
+    [finding] = tlaudit.audit(setup.replace(weights=None), select=["lr-threshold"]).findings  # no reference: fc.0 looks pretrained
+    assert finding.message.startswith("group 1 holds 2 pretrained parameters with lr 0.003 > lr_max 0.001")
+    assert tlaudit.audit(setup.replace(weights=None, head=["fc"]), select=["lr-threshold"]).findings == ()
+
+
+def test_lora_on_a_frozen_backbone_audits_clean_for_feature_extraction():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+    for p in model.parameters():
+        p.requires_grad = False
+    model[2] = LoRALinear(model[2])
+    model[4].requires_grad_(True)  # the head
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    setup = tlaudit.TransferSetup(model=model, num_classes=4, sample=torch.randn(8, 16), targets=torch.arange(8) % 4,
+                                  optimizer=opt, strategy="feature_extraction")
+    report = tlaudit.audit(setup)
+    assert report.errors == [] and not report.by_check("trainable-no-grad"), str(report)
+    # the same adapters left frozen by mistake are named
+    model[2].lora_A.requires_grad_(False)
+    model[2].lora_B.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    report = tlaudit.audit(setup.replace(optimizer=opt), select=["frozen-grad", "head-frozen"])
+    assert report.findings == ()  # frozen adapters are not a freezing error...
+    assert tlaudit.audit(setup.replace(optimizer=opt, head=["2.lora_A", "2.lora_B", "4"]), select=["head-frozen"]).errors  # ...but a frozen declared head is

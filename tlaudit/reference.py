@@ -1,0 +1,107 @@
+"""Which layers are new: the user's model compared with the architecture the pretrained weights belong to.
+
+The reference is built on the meta device (no memory, no weights) from the weights' own builder:
+a torchvision weights enum member (or its name), or a timm ``pretrained_cfg`` (its
+``architecture``). A module of the user's model whose path, type or parameter shapes the
+reference lacks is new: a replaced or multi-layer head, a bottleneck, an adapter. Adapter
+parameters (LoRA's ``lora_A``/``lora_B``, peft's layers, recognised by name without importing peft)
+are new with or without a reference.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tlaudit._names import unwrap
+
+__all__ = ["new_modules", "reference_model", "is_adapter_name"]
+
+_ADAPTER_MARKERS = ("lora_", "lora.", "adapter", "prompt_encoder")
+
+
+def is_adapter_name(name: str) -> bool:
+    """A module or parameter path that belongs to an adapter (LoRA ``lora_A``/``lora_B``, peft's adapters)."""
+    return any(part.startswith(_ADAPTER_MARKERS) or part in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")
+               for part in name.split("."))
+
+
+def _torchvision_builder(weights: Any) -> str | None:
+    import torchvision
+    from torchvision.models import WeightsEnum, get_model_weights, get_weight, list_models
+
+    if isinstance(weights, str):
+        try:
+            weights = get_weight(weights)
+        except (ValueError, KeyError, AttributeError):
+            return None
+    if not isinstance(weights, WeightsEnum):
+        return None
+    for name in list_models(module=torchvision.models):
+        try:
+            if get_model_weights(name) is type(weights):
+                return name
+        except (ValueError, KeyError):  # pragma: no cover - a builder without weights
+            continue
+    return None
+
+
+def reference_model(weights: Any) -> nn.Module | None:
+    """The architecture ``weights`` were trained as, on the meta device; None where it cannot be told."""
+    builder = _torchvision_builder(weights)
+    if builder is not None:
+        import torchvision
+
+        with torch.device("meta"):
+            return torchvision.models.get_model(builder, weights=None)
+    architecture = weights.get("architecture") if isinstance(weights, dict) else getattr(weights, "architecture", None)
+    if isinstance(architecture, str):
+        try:
+            import timm
+        except ImportError:
+            return None
+        try:
+            with torch.device("meta"):
+                return timm.create_model(architecture, pretrained=False)
+        except Exception:  # an unknown or changed architecture name: cannot tell
+            return None
+    return None
+
+
+def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(p.shape) for name, p in module.named_parameters(recurse=False)}
+
+
+def new_modules(model: nn.Module, weights: Any) -> list[str] | None:
+    """Paths of the modules of ``model`` that the weights' architecture does not have (outermost only),
+    plus adapter modules; None where no reference can be built (adapters are still found by name).
+
+    Example:
+        >>> import torchvision
+        >>> from torch import nn
+        >>> m = torchvision.models.resnet18()
+        >>> m.fc = nn.Sequential(nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 5))
+        >>> new_modules(m, torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+        ['fc']
+    """
+    inner = unwrap(model)
+    reference = reference_model(weights) if weights is not None else None
+    ref_modules = dict(reference.named_modules()) if reference is not None else {}
+    found: list[str] = []
+    for name, module in inner.named_modules():
+        if not name or any(name.startswith(prefix + ".") for prefix in found):
+            continue
+        if is_adapter_name(name):
+            found.append(name)
+            continue
+        if reference is None:
+            continue
+        ref = ref_modules.get(name)
+        if ref is None or type(ref) is not type(module) or _shapes(ref) != _shapes(module):
+            if not _shapes(module) and not any(True for _ in module.parameters()):
+                continue  # a parameterless layer (ReLU, pooling) changes nothing pretrained
+            found.append(name)
+    if reference is None and not found:
+        return None
+    return found
