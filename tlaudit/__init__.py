@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tlaudit._names import PatternError
 from tlaudit.engine import audit
+from tlaudit.extract import ExtractConfig, FeatureExtractor, Features, load_features
 from tlaudit.checks import REGISTRY, Check, get_check
 from tlaudit.freezing import (
     BatchNormMode,
@@ -45,6 +46,10 @@ __all__ = [
     "TransferSetup",
     "audit",
     "expected_normalization",
+    "ExtractConfig",
+    "FeatureExtractor",
+    "Features",
+    "load_features",
     "find_normalization",
     "find_normalizations",
     "get_check",

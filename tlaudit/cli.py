@@ -27,6 +27,7 @@ from torch import nn
 
 from tlaudit import __version__
 from tlaudit._names import closest
+from tlaudit.bench import add_parser as _add_bench
 from tlaudit.checks import REGISTRY, get_check, select_checks
 from tlaudit.engine import audit
 from tlaudit.examples import EXAMPLES
@@ -314,7 +315,7 @@ def _add_checks(commands: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_cmd_checks)
 
 
-_COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (_add_audit, _add_inspect, _add_checks)
+_COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (_add_audit, _add_inspect, _add_checks, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
