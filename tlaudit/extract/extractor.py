@@ -300,11 +300,11 @@ class FeatureExtractor:
             for images, indices in prefetch(source, self.device):
                 features = self._forward(images).cpu()
                 count += len(indices)
+                idx.append(indices)
                 if writer is not None:
                     writer.add(features, indices)
                 else:
                     rows.append(features)
-                    idx.append(indices)
                 if bar is not None:
                     bar.update(len(indices))
         elapsed = time.perf_counter() - started

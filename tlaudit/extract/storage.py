@@ -29,9 +29,9 @@ class Features:
     """What :meth:`~tlaudit.FeatureExtractor.extract` returns.
 
     Attributes:
-        features: float32 features of the samples this process extracted, in ``indices`` order (empty
-            when they went to disk).
-        indices: int64 sample indices, one per row of ``features``.
+        features: float32 features of the samples this call extracted, one row per index (empty when
+            they went to disk: read them with :func:`load_features`).
+        indices: int64 indices of the samples this call extracted (a resumed run: only the new ones).
         images_per_second: this process's throughput (images over the wall time of the loop).
         aggregate_images_per_second: under ``torch.distributed``, every rank's images over the slowest
             rank's time; otherwise equal to ``images_per_second``.
