@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from typing import Any
@@ -45,6 +44,14 @@ def _modes(text: str) -> list[str]:
     if unknown or not values:
         raise argparse.ArgumentTypeError(f"unknown mode: {', '.join(unknown) or text!r}; expected a comma-separated list of {', '.join(MODES)}")
     return values
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -101,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from tlaudit.surgery import HeadNotFoundError, remove_head
 
     batch_sizes = list(dict.fromkeys(size for group in args.batch_size for size in group))
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
+    if args.plot and not _has_matplotlib():
         raise UsageError(f"--plot needs matplotlib: {args.plot} (--plot); pip install 'tlaudit[plot]'")
     device_type = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device_type == "cuda" and not torch.cuda.is_available():

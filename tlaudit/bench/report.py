@@ -11,6 +11,7 @@ from torch import nn
 
 from tlaudit.bench.environment import environment, flops_per_image, peak_flops, plausible
 from tlaudit.bench.modes import INPUTS, MODES, Measurement, measure_modes
+from tlaudit.extract.extractor import _modes_kept
 from tlaudit.normalization import Normalization, expected_normalization
 
 __all__ = ["BenchReport", "BenchResult", "run_bench"]
@@ -235,7 +236,9 @@ def run_bench(
                                   overrides=overrides, generator=generator)
     ref = next(iter(model.parameters()), None)
     probe = torch.zeros(1, 3, image_size, image_size, device=ref.device if ref is not None else "cpu")
-    flops = flops_per_image(model, probe)
+    with _modes_kept(model):
+        model.eval()
+        flops = flops_per_image(model, probe)
     ceilings = {d: ceiling if ceiling is not None else peak_flops(device, d, tf32=d == "float32" and device.type == "cuda")
                 for d in ("float32", "bfloat16")}
     aggregate = _aggregate([m.images_per_second for m in measured], device)

@@ -134,9 +134,9 @@ def normalize_uint8(
     ``(images / 255 - mean) / std``, computed as one multiply-add.
 
     Example:
-        >>> x = torch.full((1, 3, 1, 1), 255, dtype=torch.uint8)
-        >>> normalize_uint8(x, torch.tensor([0.5] * 3), torch.tensor([0.5] * 3)).flatten().tolist()
-        [1.0, 1.0, 1.0]
+        >>> x = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1)
+        >>> normalize_uint8(x, torch.tensor([0.5]), torch.tensor([0.5])).flatten().tolist()
+        [-1.0, 1.0000001192092896]
     """
     if images.dtype != torch.uint8:
         raise TypeError(f"expected uint8 images, got {images.dtype} (images)")
