@@ -243,7 +243,9 @@ class FeatureExtractor:
             if cfg.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             out = _first_tensor(run(x))
-        out = out[:count].float()
+        out = out[:count]
+        if out.dtype != torch.float32:
+            return out.float()  # a new tensor: safe from the next CUDA graph replay too
         return out.clone() if cfg.cuda_graphs else out  # a CUDA graph overwrites its output on the next replay
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
