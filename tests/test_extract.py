@@ -158,6 +158,31 @@ def test_bf16_autocast_keeps_the_features(resnet):
     assert min_cosine(out, reference(resnet, x)) >= 0.99
 
 
+class _Branchy(torch.nn.Module):
+    """Conv + BatchNorm with data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x))
+        return y if y.sum() > 0 else -y
+
+
+@pytest.mark.parametrize(
+    ("model", "reason"),
+    [(TinyCNN(), "eval-mode BatchNorm folded"), (torch.nn.Conv2d(3, 4, 3), "no BatchNorm layer to fold"),
+     (_Branchy(), "torch.fx cannot trace the model: TraceError")],
+)
+def test_the_config_says_whether_batchnorm_was_folded(model, reason):
+    fx = FeatureExtractor(model, dtype="float32")
+    assert fx.config.fold_batchnorm is (reason == "eval-mode BatchNorm folded")
+    assert dict(fx.config.reasons)["fold_batchnorm"].startswith(reason)
+    x = torch.randn(2, 3, 8, 8)
+    assert min_cosine(fx(x), reference(model, x)) > 0.9999
+
+
 def test_node_gives_that_nodes_output_and_keeps_training_flags():
     model = torchvision.models.resnet18().train()
     model.layer2.eval()

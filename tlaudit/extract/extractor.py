@@ -77,15 +77,16 @@ def _fingerprint(module: nn.Module) -> tuple[tuple[int, int, int], ...]:
     return tuple((id(t), t.data_ptr(), t._version) for t in tensors)
 
 
-def _fold_batchnorm(module: nn.Module) -> tuple[nn.Module, str]:
+def _fold_batchnorm(module: nn.Module) -> tuple[nn.Module, bool, str]:
+    """A copy of ``module`` with BatchNorm folded into convolutions, whether it was, and why (not)."""
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
-        return copy.deepcopy(module), "no BatchNorm layer to fold"
+        return copy.deepcopy(module), False, "no BatchNorm layer to fold"
     from torch.fx.experimental.optimization import fuse
 
     try:
-        return fuse(module), "eval-mode BatchNorm folded into the preceding convolution"
+        return fuse(module), True, "eval-mode BatchNorm folded into the preceding convolution"
     except Exception as err:  # fx cannot trace every model: fall back to an unfolded copy
-        return copy.deepcopy(module), f"skipped, torch.fx cannot trace the model: {type(err).__name__}"
+        return copy.deepcopy(module), False, f"torch.fx cannot trace the model: {type(err).__name__}"
 
 
 class FeatureExtractor:
@@ -182,9 +183,11 @@ class FeatureExtractor:
         with _modes_kept(self.backbone), torch.no_grad():
             self.backbone.eval()
             if self._config.fold_batchnorm:
-                own, why = _fold_batchnorm(self.backbone)
+                own, folded, why = _fold_batchnorm(self.backbone)
                 reasons = dict(self._config.reasons) | {"fold_batchnorm": why}
-                self._config = dataclasses.replace(self._config, reasons=tuple(sorted(reasons.items())))
+                self._config = dataclasses.replace(
+                    self._config, fold_batchnorm=folded, reasons=tuple(sorted(reasons.items()))
+                )
             else:
                 own = copy.deepcopy(self.backbone)
         own = own.eval().requires_grad_(False).to(self.device)
