@@ -162,7 +162,8 @@ def test_exit_codes_are_documented():
 
 
 @pytest.mark.parametrize("argv", [["audit", "--format", "xml"], ["audit", "--fail-on", "info"], ["audit", "--lr-max", "-1"],
-                                  ["audit", "--lr-max", "fast"], ["inspect", "resnet18", "--depth", "0"], ["bench"]])
+                                  ["audit", "--lr-max", "fast"], ["inspect", "resnet18", "--depth", "0"], ["no-such-command"],
+                                  ["bench", "resnet18", "--iters", "0"]])
 def test_bad_option_values_exit_2(capsys, argv):
     code, out, err = run(capsys, *argv)
     assert code == ExitCode.SETUP_ERROR and out == ""
