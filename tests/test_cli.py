@@ -163,7 +163,8 @@ def test_exit_codes_are_documented():
 
 
 @pytest.mark.parametrize("argv", [["audit", "--format", "xml"], ["audit", "--fail-on", "info"], ["audit", "--lr-max", "-1"],
-                                  ["audit", "--lr-max", "fast"], ["inspect", "resnet18", "--depth", "0"], ["bench"]])
+                                  ["audit", "--lr-max", "fast"], ["inspect", "resnet18", "--depth", "0"], ["no-such-command"],
+                                  ["bench", "resnet18", "--iters", "0"]])
 def test_bad_option_values_exit_2(capsys, argv):
     code, out, err = run(capsys, *argv)
     assert code == ExitCode.SETUP_ERROR and out == ""
@@ -600,3 +601,10 @@ def test_a_crash_in_tlaudit_exits_2_not_1(capsys, monkeypatch):
     assert err == "tlaudit inspect: internal error: KeyError: 'rows'\n(rerun with --debug for the traceback)\n"
     code, _, err = run(capsys, "inspect", "resnet18", "--debug")
     assert code == ExitCode.SETUP_ERROR and "Traceback (most recent call last)" in err
+
+
+def test_building_the_parser_imports_no_torch():
+    """``tlaudit --help`` (every subcommand's parser) stays cheap: torch is imported by the handlers only."""
+    code = "import sys; from tlaudit.cli import build_parser; build_parser(); print(sorted(m for m in ('torch', 'tlaudit.engine', 'tlaudit.checks') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getat
     from tlaudit.checks import REGISTRY, Check, get_check
     from tlaudit.engine import audit
     from tlaudit.errors import SetupError
+    from tlaudit.extract import ExtractConfig, FeatureExtractor, Features, load_features
     from tlaudit.freezing import BatchNormMode, freeze, freeze_backbone, unfreeze
     from tlaudit.groups import param_groups
     from tlaudit.inspection import Description, TrainableReport, describe, trainable_report
@@ -37,6 +38,10 @@ _EXPORTS: dict[str, str] = {
     "get_check": "tlaudit.checks",
     "audit": "tlaudit.engine",
     "SetupError": "tlaudit.errors",
+    "ExtractConfig": "tlaudit.extract",
+    "FeatureExtractor": "tlaudit.extract",
+    "Features": "tlaudit.extract",
+    "load_features": "tlaudit.extract",
     "BatchNormMode": "tlaudit.freezing",
     "freeze": "tlaudit.freezing",
     "freeze_backbone": "tlaudit.freezing",

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlaudit._version import __version__
+from tlaudit.bench.command import add_parser as _add_bench
 from tlaudit.errors import SetupError
 from tlaudit.examples import EXAMPLES
 from tlaudit.findings import Severity
@@ -353,7 +354,7 @@ def _add_checks(commands: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_cmd_checks)
 
 
-_COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (_add_audit, _add_inspect, _add_checks)
+_COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (_add_audit, _add_inspect, _add_checks, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
