@@ -9,6 +9,7 @@ are new with or without a reference.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -53,7 +54,8 @@ def reference_model(weights: Any) -> nn.Module | None:
     if builder is not None:
         import torchvision
 
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. GoogLeNet's init_weights FutureWarning: the reference is never run
             return torchvision.models.get_model(builder, weights=None)
     architecture = weights.get("architecture") if isinstance(weights, dict) else getattr(weights, "architecture", None)
     if isinstance(architecture, str):
@@ -62,7 +64,8 @@ def reference_model(weights: Any) -> nn.Module | None:
         except ImportError:
             return None
         try:
-            with torch.device("meta"):
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 return timm.create_model(architecture, pretrained=False)
         except Exception:  # an unknown or changed architecture name: cannot tell
             return None
@@ -76,6 +79,8 @@ def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
 def new_modules(model: nn.Module, weights: Any) -> list[str] | None:
     """Paths of the modules of ``model`` that the weights' architecture does not have (outermost only),
     plus adapter modules; None where no reference can be built (adapters are still found by name).
+    When more than half of the model's layers differ from the reference, the weights do not describe
+    this model and only adapters are reported.
 
     Example:
         >>> import torchvision
@@ -102,6 +107,11 @@ def new_modules(model: nn.Module, weights: Any) -> list[str] | None:
             if not _shapes(module) and not any(True for _ in module.parameters()):
                 continue  # a parameterless layer (ReLU, pooling) changes nothing pretrained
             found.append(name)
+    if reference is not None:
+        layers = [n for n, m in inner.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
+        changed = [n for n in layers if any(n == f or n.startswith(f + ".") for f in found)]
+        if len(changed) > len(layers) / 2:  # not these weights' architecture (or a narrowed copy): no reference
+            return [f for f in found if is_adapter_name(f)]
     if reference is None and not found:
         return None
     return found

@@ -94,7 +94,7 @@ class AuditContext:
 
     def module_meant_frozen(self, name: str) -> bool | None:
         """Whether the module is in the part meant frozen; None where only flags say so."""
-        if self.setup.strategy is Strategy.FEATURE_EXTRACTION and not self.is_new(name):
+        if self.setup.strategy is Strategy.FEATURE_EXTRACTION and not self.is_head(name) and not self.is_new(name):
             return True
         if self.frozen_patterns:
             return any(pattern_matches(p, name) for p in self.frozen_patterns)
@@ -107,6 +107,8 @@ class AuditContext:
         """``id(param) -> name`` of every parameter meant to be frozen."""
         out: dict[int, str] = {}
         fe = self.setup.strategy is Strategy.FEATURE_EXTRACTION
+        if fe:
+            _ = self.heads  # feature extraction freezes all but the head: without one, Skip says so
         for name, p in self.params:
             if fe and not self.is_new(name):
                 out[id(p)] = name
