@@ -120,13 +120,25 @@ def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
             key: (value, value.detach().clone()) if isinstance(value, torch.Tensor) else (value, copy.deepcopy(value))
             for key, value in entry.items()
         }
-    groups = [(group, {k: (list(v) if k == "params" else v) for k, v in group.items()}) for group in optimizer.param_groups]
+    groups = [
+        (group, {key: (value, _group_value_copy(key, value)) for key, value in group.items()})
+        for group in optimizer.param_groups
+    ]
     return {
         "state": state,
         "groups": groups,
         "n_groups": len(optimizer.param_groups),
         "opt_called": getattr(optimizer, "_opt_called", _MISSING),
     }
+
+
+def _group_value_copy(key: str, value: Any) -> Any:
+    """A param-group value as it is now: tensors by value, the ``params`` list by identity, others deep-copied."""
+    if key == "params":
+        return list(value)
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    return copy.deepcopy(value)
 
 
 def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
@@ -146,8 +158,16 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) 
             optimizer.state[param] = restored
     del optimizer.param_groups[saved["n_groups"] :]
     for group, values in saved["groups"]:
+        restored = {}
+        with torch.no_grad():
+            for key, (original, value) in values.items():
+                if isinstance(original, torch.Tensor) and original.shape == value.shape:
+                    original.copy_(value)  # an LR held in a tensor: schedulers fill it in place
+                    restored[key] = original
+                else:
+                    restored[key] = _group_value_copy(key, value)
         group.clear()
-        group.update(values)
+        group.update(restored)
     optimizer.param_groups[:] = [group for group, _ in saved["groups"]]
     if saved["opt_called"] is _MISSING:
         if "_opt_called" in vars(optimizer):
