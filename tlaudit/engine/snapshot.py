@@ -61,7 +61,7 @@ class Snapshot:
         self.grad_enabled = torch.is_grad_enabled()
         self.rng = _rng_state()
         self.optimizer_state = _optimizer_state(optimizer) if optimizer is not None else None
-        self.scheduler_state = copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None
+        self.scheduler_state = _scheduler_state(scheduler) if scheduler is not None else None
 
     def restore(self) -> None:
         with torch.no_grad():
@@ -87,7 +87,7 @@ class Snapshot:
         if self.optimizer_state is not None:
             _restore_optimizer(self.optimizer, self.optimizer_state)
         if self.scheduler_state is not None:
-            self.scheduler.load_state_dict(copy.deepcopy(self.scheduler_state))
+            _restore_scheduler(self.scheduler, self.scheduler_state)
 
 
 def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -174,3 +174,33 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) 
             del optimizer._opt_called
     else:
         optimizer._opt_called = saved["opt_called"]
+
+
+def _scheduler_state(scheduler: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scheduler's state: its values as they are (lists copied shallowly, keeping tensors) and a deep copy."""
+    state = scheduler.state_dict()
+    kept = {key: (type(value)(value) if isinstance(value, (list, tuple)) else value) for key, value in state.items()}
+    return kept, copy.deepcopy(state)
+
+
+def _restore_scheduler(scheduler: Any, saved: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """``load_state_dict`` of the saved copy, with the scheduler's own tensors (``base_lrs`` of a tensor LR) refilled in place."""
+    kept, values = saved
+    scheduler.load_state_dict({key: _refill(kept.get(key, _MISSING), value) for key, value in copy.deepcopy(values).items()})
+
+
+def _refill(original: Any, value: Any) -> Any:
+    if isinstance(original, torch.Tensor) and isinstance(value, torch.Tensor):
+        if original.shape == value.shape and original.dtype == value.dtype:
+            with torch.no_grad():
+                original.copy_(value)
+            return original
+        return value
+    if (
+        isinstance(original, (list, tuple))
+        and not hasattr(original, "_fields")  # a namedtuple is rebuilt from its fields, not an iterable
+        and type(original) is type(value)
+        and len(original) == len(value)
+    ):
+        return type(value)(_refill(o, v) for o, v in zip(original, value))
+    return value
