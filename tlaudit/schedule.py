@@ -23,9 +23,13 @@ is followed to its end. Where the length is not declared (``LambdaLR``, ``Multip
 ``CyclicLR`` with ``exp_range`` or a custom ``scale_fn``, timm's step schedulers, user classes),
 it is followed until the LR has not reached a new peak for a long stretch: past twice the step of
 the last new peak and at least ``_STALL_MIN`` steps. Either way at most ``_MAX_STEPS`` steps are
-computed (``SchedulePeaks.truncated`` says when that bound cut the run). Measured on a 2-core CPU:
-a ``LambdaLR`` 20k-step warm-up is found after 40k evaluated steps in about 0.03 s; a simulated
-``SequentialLR`` costs about 30 us a step.
+computed (``SchedulePeaks.truncated`` says when that bound cut the run).
+
+What it costs (a shared 2-core CPU, one thread): a ``LambdaLR`` 20k-step warm-up is found after 40k
+evaluated steps in 0.14 s (about 3.5 us a step); the same warm-up in a ``SequentialLR`` after 40k
+simulated steps in 0.47 s (about 12 us a step); a timm per-update cosine over 50k updates, 0.3 s;
+a schedule that rises forever stops at the 200k-step bound after 0.65 s evaluated, 2.0-2.4 s
+simulated. ``OneCycleLR`` and ``CyclicLR`` cost nothing measurable, whatever their length.
 """
 from __future__ import annotations
 

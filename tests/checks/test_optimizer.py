@@ -662,6 +662,7 @@ def test_other_param_group_values_are_restored_as_copies() -> None:
     opt = torch.optim.AdamW([{"params": list(m.parameters()), "tags": ["backbone"]}], lr=1e-4)
     sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.5, total_iters=10)
     setup = make(m, optimizer=opt, scheduler=sched, train_step=step_and_mutate)
-    tlaudit.audit(setup, select=["lr-threshold"])
+    report = tlaudit.audit(setup)  # a full audit runs the train step
+    assert "frozen-changed" in report.checks_run
     group = opt.param_groups[0]
     assert group["tags"] == ["backbone"] and group["betas"] == (0.9, 0.999) and group["lr"] == pytest.approx(5e-5)
