@@ -300,3 +300,12 @@ def test_groups_above_names_the_peak_step_and_its_unit() -> None:
     s = CosineLRScheduler(opt, t_initial=1_000, warmup_t=50, warmup_lr_init=1e-4, warmup_prefix=True, t_in_epochs=False)
     found = groups_above(opt, 0.01, scheduler=s)
     assert [(e.peak, e.peak_step, e.unit, e.now) for e in found] == [(pytest.approx(0.1), 50, "update", False)]
+
+
+def test_a_group_added_after_the_scheduler_was_built_is_read_at_its_current_lr() -> None:
+    """torch's OneCycleLR would raise KeyError on its next step: the reader falls back instead of crashing the check."""
+    opt = sgd(1e-3)
+    s = sched.OneCycleLR(opt, max_lr=0.1, total_steps=100)
+    opt.add_param_group({"params": [torch.zeros(1, requires_grad=True)], "lr": 0.5})
+    found = groups_above(opt, 0.01, scheduler=s)
+    assert [(e.index, e.lr, e.now) for e in found] == [(1, 0.5, True)]

@@ -106,11 +106,11 @@ def _horizon(scheduler: Any) -> tuple[int, bool]:
         return int(scheduler.total_steps) - 1, True
     if isinstance(scheduler, lrs.CosineAnnealingWarmRestarts):
         return int(scheduler.T_0), True  # later cycles restart at the same base LRs
-    for attr in ("total_iters", "T_max"):  # LinearLR, ConstantLR, PolynomialLR, CosineAnnealingLR
-        value = getattr(scheduler, attr, None)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value, True
-    return 0, False
+    if isinstance(scheduler, (lrs.LinearLR, lrs.ConstantLR, lrs.PolynomialLR)):
+        return int(scheduler.total_iters), True  # constant afterwards
+    if isinstance(scheduler, lrs.CosineAnnealingLR):
+        return int(scheduler.T_max), True  # the run length the user declared; it would rise again after
+    return 0, False  # LambdaLR, MultiplicativeLR, CyclicLR, classes of the user's own
 
 
 class _StandIn(torch.optim.Optimizer):
@@ -159,7 +159,7 @@ def _stepped(scheduler: Any, optimizer: torch.optim.Optimizer) -> Iterator[list[
     while True:
         try:
             sim.step()  # the stand-in is never stepped: the order warning is silenced by peak_lrs
-        except _CAUGHT:  # e.g. OneCycleLR past total_steps
+        except (KeyError, *_CAUGHT):  # e.g. OneCycleLR past total_steps, or a group added after it was built
             return
         yield [_lr(g["lr"]) for g in stand_in.param_groups]
 
@@ -253,12 +253,22 @@ def _peak_lrs(optimizer: torch.optim.Optimizer, scheduler: Any) -> SchedulePeaks
     current = [_lr(g["lr"]) for g in optimizer.param_groups]
     if scheduler is None or isinstance(scheduler, lrs.ReduceLROnPlateau):
         return SchedulePeaks(tuple(current), (0,) * len(current))
+    reader: Callable[[torch.optim.Optimizer, Any], SchedulePeaks] | None = None
     if _is_timm(scheduler):
-        return _timm_peaks(optimizer, scheduler)
-    if isinstance(scheduler, lrs.OneCycleLR):
-        return _one_cycle_peaks(optimizer, scheduler)
-    if isinstance(scheduler, lrs.CyclicLR) and scheduler._scale_fn_custom is None and scheduler.mode != "exp_range":
-        return _cyclic_peaks(optimizer, scheduler)
+        reader = _timm_peaks
+    elif isinstance(scheduler, lrs.OneCycleLR):
+        reader = _one_cycle_peaks
+    elif isinstance(scheduler, lrs.CyclicLR) and scheduler._scale_fn_custom is None and scheduler.mode != "exp_range":
+        reader = _cyclic_peaks
+    if reader is not None:
+        try:
+            read = reader(optimizer, scheduler)
+        except (KeyError, AttributeError, *_CAUGHT):  # groups added after the scheduler was built
+            read = None
+        if read is not None and len(read.lrs) == len(current):
+            return read
+        if _is_timm(scheduler):  # nothing to simulate without timm's own step count
+            return SchedulePeaks(tuple(current), (0,) * len(current))
     horizon, declared = _horizon(scheduler)
     start = max(int(getattr(scheduler, "last_epoch", 0)), 0)
     remaining = max(horizon - start, 0)
