@@ -368,6 +368,16 @@ def step_and_schedule(m: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: Any, 
     scheduler.step()
 
 
+def lr_clean_tensor_lr_stepped_sequential() -> tlaudit.TransferSetup:
+    """The same with a SequentialLR: its parts' tensors come back in place too."""
+    m = model("resnet18")
+    opt = torch.optim.AdamW(m.parameters(), lr=torch.tensor(5e-4), foreach=False)
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=10)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=90)
+    sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], milestones=[10])
+    return make(m, optimizer=opt, scheduler=sched, train_step=functools.partial(step_and_schedule, scheduler=sched))
+
+
 def lr_clean_tensor_lr_stepped_scheduler() -> tlaudit.TransferSetup:
     """A tensor LR (as compiled optimizers hold it) and a train step that steps the warm-up: fills the tensor in place."""
     m = model("resnet18")
@@ -482,6 +492,7 @@ CLEAN["lr-threshold"] = [
     Case("resnet18-cyclic-fine-tuning-lr", lr_clean_cyclic),
     Case("resnet50-159-frozen-and-head-in-one-sgd-0.1-group", lr_clean_frozen_resnet50_one_high_group),
     Case("resnet18-tensor-lr-stepped-by-train-step", lr_clean_tensor_lr_stepped_scheduler),
+    Case("resnet18-tensor-lr-sequential-stepped-by-train-step", lr_clean_tensor_lr_stepped_sequential),
 ]
 # The frozen backbone in the LR-0.1 group is optimizer-frozen's finding, one for all 159 parameters.
 TRIGGERS["optimizer-frozen"].append(

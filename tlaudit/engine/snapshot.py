@@ -179,7 +179,7 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) 
 def _scheduler_state(scheduler: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The scheduler's state: its values as they are (lists copied shallowly, keeping tensors) and a deep copy."""
     state = scheduler.state_dict()
-    kept = {key: (type(value)(value) if isinstance(value, (list, tuple)) else value) for key, value in state.items()}
+    kept = {key: (list(value) if isinstance(value, list) else value) for key, value in state.items()}
     return kept, copy.deepcopy(state)
 
 
@@ -190,6 +190,9 @@ def _restore_scheduler(scheduler: Any, saved: tuple[dict[str, Any], dict[str, An
 
 
 def _refill(original: Any, value: Any) -> Any:
+    """``value`` with each tensor that stands where ``original`` had one replaced by that tensor, refilled."""
+    if isinstance(original, dict) and isinstance(value, dict):  # SequentialLR and ChainedScheduler nest their parts
+        return {key: _refill(original.get(key, _MISSING), v) for key, v in value.items()}
     if isinstance(original, torch.Tensor) and isinstance(value, torch.Tensor):
         if original.shape == value.shape and original.dtype == value.dtype:
             with torch.no_grad():
