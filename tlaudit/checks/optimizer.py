@@ -85,10 +85,16 @@ def optimizer_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
 @register("lr-threshold", "error", "a group of pretrained parameters has an LR above lr_max", needs=("optimizer",))
 def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
-    Optimizer groups holding pretrained (non-head) parameters whose LR is above ``lr_max``, now
-    or at the peak the scheduler reaches (warm-up, one-cycle). ``lr_max`` defaults to 1e-3 for
-    adaptive optimizers (Adam family, RMSprop, Adagrad, ...) and 1e-2 for SGD. The schedule is
-    simulated on copies; the user's optimizer and scheduler are never stepped.
+    Optimizer groups holding pretrained (non-head) parameters that can move whose LR is above
+    ``lr_max``, now or at the peak the scheduler reaches over the whole run (warm-up, one-cycle,
+    cyclic, sequential and chained schedules, timm's schedulers); the finding says at which step
+    (epoch or update for timm) the peak falls. ``lr_max`` defaults to 1e-3 for adaptive optimizers
+    (Adam family, RMSprop, Adagrad, ...) and 1e-2 for SGD. The peak is read from the scheduler
+    where it declares it (``max_lr``, ``max_lrs``) and computed on copies where it does not; the
+    user's optimizer and scheduler are never stepped. A parameter can move when it was trainable
+    before the audit, or has a ``.grad``, or optimizer state (momentum, ``exp_avg``): frozen
+    parameters without them are never updated (torch's optimizers skip parameters whose ``.grad``
+    is None, weight decay included) and are ``optimizer-frozen``'s business. One finding per group.
 
     Why:
     Fine-tuning with a from-scratch learning rate wrecks pretrained features in the first few
@@ -113,11 +119,17 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """
     names = {id(p): n for n, p in ctx.params}
     lr_max = ctx.lr_max
+    optimizer = ctx.setup.optimizer
+
+    def can_move(p: object) -> bool:
+        """Trainable before the audit, or holding a gradient or optimizer state (momentum, exp_avg)."""
+        trainable = ctx.requires_grad.get(id(p), bool(getattr(p, "requires_grad", True)))
+        return trainable or getattr(p, "grad", None) is not None or bool(optimizer.state.get(p))
 
     def pretrained(p: object) -> bool:
-        return id(p) in names and id(p) not in ctx.head_ids
+        return id(p) in names and id(p) not in ctx.head_ids and can_move(p)
 
-    for excess in groups_above(ctx.setup.optimizer, lr_max, scheduler=ctx.setup.scheduler, counted=pretrained):
+    for excess in groups_above(optimizer, lr_max, scheduler=ctx.setup.scheduler, counted=pretrained):
         label = f"group {excess.index}" + (f" ({excess.name})" if excess.name else "")
         held = count(len(excess.params), "pretrained parameter")
         if excess.now:
@@ -125,7 +137,7 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
         else:
             message = (
                 f"{label} holds {held}; the scheduler raises its lr to {excess.peak:g} > lr_max {lr_max:g} "
-                f"at step {excess.peak_step}"
+                f"at {excess.unit} {excess.peak_step}"
             )
         yield check.finding(
             message,

@@ -85,7 +85,7 @@ class Snapshot:
         self.grad_enabled = torch.is_grad_enabled()
         self.rng = _rng_state()
         self.optimizer_state = _optimizer_state(optimizer) if optimizer is not None else None
-        self.scheduler_state = copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None
+        self.scheduler_state = _scheduler_state(scheduler) if scheduler is not None else None
 
     def restore(self) -> None:
         with torch.no_grad():
@@ -111,7 +111,7 @@ class Snapshot:
         if self.optimizer_state is not None:
             _restore_optimizer(self.optimizer, self.optimizer_state)
         if self.scheduler_state is not None:
-            self.scheduler.load_state_dict(copy.deepcopy(self.scheduler_state))
+            _restore_scheduler(self.scheduler, self.scheduler_state)
 
 
 def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -148,13 +148,25 @@ def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
             key: (value, value.detach().clone()) if isinstance(value, torch.Tensor) else (value, copy.deepcopy(value))
             for key, value in entry.items()
         }
-    groups = [(group, {k: (list(v) if k == "params" else v) for k, v in group.items()}) for group in optimizer.param_groups]
+    groups = [
+        (group, {key: (value, _group_value_copy(key, value)) for key, value in group.items()})
+        for group in optimizer.param_groups
+    ]
     return {
         "state": state,
         "groups": groups,
         "n_groups": len(optimizer.param_groups),
         "opt_called": getattr(optimizer, "_opt_called", _MISSING),
     }
+
+
+def _group_value_copy(key: str, value: Any) -> Any:
+    """A param-group value as it is now: tensors by value, the ``params`` list by identity, others deep-copied."""
+    if key == "params":
+        return list(value)
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    return copy.deepcopy(value)
 
 
 def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
@@ -174,11 +186,52 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) 
             optimizer.state[param] = restored
     del optimizer.param_groups[saved["n_groups"] :]
     for group, values in saved["groups"]:
+        restored = {}
+        with torch.no_grad():
+            for key, (original, value) in values.items():
+                if isinstance(original, torch.Tensor) and original.shape == value.shape:
+                    original.copy_(value)  # an LR held in a tensor: schedulers fill it in place
+                    restored[key] = original
+                else:
+                    restored[key] = _group_value_copy(key, value)
         group.clear()
-        group.update(values)
+        group.update(restored)
     optimizer.param_groups[:] = [group for group, _ in saved["groups"]]
     if saved["opt_called"] is _MISSING:
         if "_opt_called" in vars(optimizer):
             del optimizer._opt_called
     else:
         optimizer._opt_called = saved["opt_called"]
+
+
+def _scheduler_state(scheduler: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scheduler's state: its values as they are (lists copied shallowly, keeping tensors) and a deep copy."""
+    state = scheduler.state_dict()
+    kept = {key: (list(value) if isinstance(value, list) else value) for key, value in state.items()}
+    return kept, copy.deepcopy(state)
+
+
+def _restore_scheduler(scheduler: Any, saved: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """``load_state_dict`` of the saved copy, with the scheduler's own tensors (``base_lrs`` of a tensor LR) refilled in place."""
+    kept, values = saved
+    scheduler.load_state_dict({key: _refill(kept.get(key, _MISSING), value) for key, value in copy.deepcopy(values).items()})
+
+
+def _refill(original: Any, value: Any) -> Any:
+    """``value`` with each tensor that stands where ``original`` had one replaced by that tensor, refilled."""
+    if isinstance(original, dict) and isinstance(value, dict):  # SequentialLR and ChainedScheduler nest their parts
+        return {key: _refill(original.get(key, _MISSING), v) for key, v in value.items()}
+    if isinstance(original, torch.Tensor) and isinstance(value, torch.Tensor):
+        if original.shape == value.shape and original.dtype == value.dtype:
+            with torch.no_grad():
+                original.copy_(value)
+            return original
+        return value
+    if (
+        isinstance(original, (list, tuple))
+        and not hasattr(original, "_fields")  # a namedtuple is rebuilt from its fields, not an iterable
+        and type(original) is type(value)
+        and len(original) == len(value)
+    ):
+        return type(value)(_refill(o, v) for o, v in zip(original, value))
+    return value
