@@ -1,11 +1,12 @@
 """Does transfer learning pay off? Measured on scikit-learn's 8x8 digits, four ways, audited first.
 
 The source task is one half of the digits; the target task is the *other* half in a shifted
-domain: contrast inverted and with Gaussian noise (std 0.15 on 0..1 pixels). Same ten classes and
-the same stroke shapes, so what a CNN learns on the source (strokes, loops, their arrangement) is
-what the target needs, but its first layers see inputs they were not trained on and must adapt.
-(``--source disjoint`` pretrains on digits 0-4 and targets 5-9 instead: shapes the tiny CNN never
-saw, which transfers worse.)
+domain: with Gaussian noise (std 0.3 on 0..1 pixels). Same ten classes and the same stroke shapes,
+so what a CNN learns on the source (strokes, loops, their arrangement) is what the target needs,
+while the noise makes the target hard to learn from a few labels alone.
+``--shift rotated`` and ``--shift inverted`` change what the first layers see, and
+``--source disjoint`` pretrains on digits 0-4 and targets 5-9: shapes the tiny CNN never saw. Those
+transfer worse; the README shows by how much.
 
 A small CNN is pretrained on the source and saved; then the target is learned from ``k`` labels per
 class (1, 3, 10) four ways:
@@ -22,7 +23,7 @@ a short and a long budget, with the mean and spread over seeds. The hyperparamet
 before measuring (Adam, batch 16, LR 3e-3 for new layers, 3e-4 for pretrained ones) and are the
 same for every method.
 
-    python examples/digits_transfer.py                  # about a minute on a CPU
+    python examples/digits_transfer.py                  # one to two minutes on a CPU
     python examples/digits_transfer.py --plot curves.png  # needs matplotlib (pip install tlaudit[plot])
 """
 from __future__ import annotations
