@@ -2,7 +2,7 @@
 
 ResNet-18 at 64 px for speed (real code: ``resnet18(weights=WEIGHTS)`` and ``WEIGHTS.transforms()``).
 The setup trains two steps with every layer, then freezes the early stages (as a schedule that
-freezes after a warm start would), and keeps training with the same optimizer.
+freezes after a warm start would), and builds a new optimizer over what still trains.
 """
 # Symptom (of the mistake): the "frozen" layers keep changing: requires_grad=False stops new gradients, not momentum on zeroed ones.
 # Fix (applied here): rebuild the optimizer from the trainable parameters (tlaudit.param_groups) after freezing, or set p.grad = None.
