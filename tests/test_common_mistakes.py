@@ -5,6 +5,7 @@ the command line itself.
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -75,8 +76,10 @@ def test_the_fixed_twin_audits_clean(name):
     ("optimizer_before_head_swap_fixed", 0, r"\b0 errors, 0 warnings\b"),
 ])
 def test_the_command_line_audits_a_gallery_file(name, code, expected):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread, whatever else runs
     result = subprocess.run(
-        [sys.executable, "-m", "tlaudit", "audit", str(GALLERY / f"{name}.py")], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "tlaudit", "audit", str(GALLERY / f"{name}.py")],
+        capture_output=True, text=True, timeout=300, env=env,
     )
     assert result.returncode == code, result.stderr
     assert re.search(expected, result.stdout + result.stderr), result.stdout + result.stderr
