@@ -130,7 +130,7 @@ def test_timm_freeze_and_its_frozen_batchnorm_audit_clean(name, frozen):
     assert {"frozen-grad", "frozen-changed", "frozen-bn-train"} <= set(report.checks_run)
 
 
-def test_timm_freeze_of_a_statistics_free_backbone_is_caught():
+def test_a_timm_freeze_that_forgets_the_stem_is_caught():
     """The same freeze loop that forgets the stem: frozen-grad names it."""
     model = timm.create_model("resnet18", pretrained=False, num_classes=4)
     timm_freeze(model, ["layer1", "layer2"])
