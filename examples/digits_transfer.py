@@ -232,6 +232,7 @@ class Run:
 
 
 def pretrained(checkpoint: Path, source_classes: int) -> tuple[DigitsCNN, object]:
+    """The source model loaded from ``checkpoint``, and what ``load_state_dict`` returned (for the audit)."""
     model = DigitsCNN(source_classes)
     result = model.load_state_dict(torch.load(checkpoint, weights_only=True))  # strict: every key must fit
     return model, result
@@ -264,7 +265,7 @@ def build(method: str, checkpoint: Path, data: Data, sample: torch.Tensor, targe
         return Run(setup)
     if method == "fine-tuning":
         tlaudit.replace_head(model, n)
-        if broken:  # a from-scratch LR on pretrained layers
+        if broken:  # one high LR (3e-2) for every layer, pretrained ones included
             optimizer = torch.optim.Adam(model.parameters(), lr=10 * NEW_LR)
         else:
             optimizer = torch.optim.Adam(tlaudit.param_groups(model, PRETRAINED_LR, head_lr=NEW_LR))
