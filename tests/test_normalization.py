@@ -296,6 +296,9 @@ def test_normalization_to_dict_is_json():
         "resize_size": 232,
         "interpolation": "bilinear",
         "source": "ResNet50_Weights.IMAGENET1K_V2",
+        "crop_pct": None,
+        "crop_mode": None,
+        "on_device": False,
     }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import random
 import sys
 import warnings
@@ -18,6 +19,7 @@ __all__ = [
     "NormalizationMismatch",
     "UnreadableNormalization",
     "compare_normalization",
+    "deferred_normalization",
     "expected_normalization",
     "expects_transform_input",
     "find_normalization",
@@ -30,7 +32,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Normalization:
-    """Per-channel ``mean`` and ``std`` (on 0..1 pixels), plus crop size and interpolation when known."""
+    """Per-channel ``mean`` and ``std`` (on 0..1 pixels), plus crop size and interpolation when known.
+
+    ``crop_pct`` and ``crop_mode`` are timm's (``resize_size`` is ``crop_size / crop_pct`` there);
+    ``on_device`` is True for a normalization that a timm ``PrefetchLoader`` applies on the device
+    rather than the transform.
+    """
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -38,6 +45,9 @@ class Normalization:
     resize_size: int | None = None
     interpolation: str | None = None
     source: str = ""
+    crop_pct: float | None = None
+    crop_mode: str | None = None
+    on_device: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +57,9 @@ class Normalization:
             "resize_size": self.resize_size,
             "interpolation": self.interpolation,
             "source": self.source,
+            "crop_pct": self.crop_pct,
+            "crop_mode": self.crop_mode,
+            "on_device": self.on_device,
         }
 
     def matches(self, other: Normalization, *, tol: float = 1e-3) -> bool:
@@ -121,7 +134,8 @@ def _from_timm_cfg(cfg: Any, source: str) -> Normalization:
     input_size = get("input_size")
     crop = int(input_size[-1]) if input_size else None
     crop_pct = get("crop_pct")
-    resize = int(round(crop / crop_pct)) if crop and crop_pct else None
+    # timm's eval transform resizes to floor(crop / crop_pct) (transforms_imagenet_eval)
+    resize = int(math.floor(crop / crop_pct)) if crop and crop_pct else None
     return Normalization(
         mean=_floats(get("mean"), "mean"),
         std=_floats(get("std"), "std"),
@@ -129,15 +143,38 @@ def _from_timm_cfg(cfg: Any, source: str) -> Normalization:
         resize_size=resize,
         interpolation=_interp(get("interpolation")),
         source=source,
+        crop_pct=float(crop_pct) if crop_pct else None,
+        crop_mode=get("crop_mode"),
     )
+
+
+def _timm_data_config(model: nn.Module) -> dict[str, Any] | None:
+    """``timm.data.resolve_model_data_config(model)`` for a model of timm's own classes, else None.
+
+    It starts from the model's ``pretrained_cfg`` and applies what the model itself overrides
+    (a ``num_features``-independent input size, ``fixed_input_size``), as timm's own training and
+    validation scripts do.
+    """
+    if not type(model).__module__.startswith("timm."):
+        return None
+    try:
+        from timm.data import resolve_model_data_config
+    except ImportError:
+        return None
+    try:
+        return dict(resolve_model_data_config(model))
+    except Exception:  # not a timm model after all: fall back to its pretrained_cfg
+        return None
 
 
 def expected_normalization(weights: Any) -> Normalization:
     """The normalization that pretrained ``weights`` expect.
 
     ``weights`` is a torchvision weights enum member or its name (``"ResNet50_Weights.IMAGENET1K_V2"``),
-    a timm model (its ``pretrained_cfg``) or pretrained config, or a mapping with ``mean`` and ``std``
-    (and optionally ``crop_size``, ``resize_size``, ``interpolation``).
+    a timm model (read with ``timm.data.resolve_model_data_config``: mean, std, input size,
+    interpolation, ``crop_pct`` and ``crop_mode``, as timm's own scripts resolve them) or its
+    ``pretrained_cfg``, or a mapping with ``mean`` and ``std`` (and optionally ``crop_size``,
+    ``resize_size``, ``interpolation``).
 
     Example:
         >>> expected_normalization("ResNet50_Weights.IMAGENET1K_V2").mean
@@ -158,6 +195,10 @@ def expected_normalization(weights: Any) -> Normalization:
         return _from_preset(weights.transforms(), str(weights))
     if isinstance(weights, nn.Module):
         cfg = getattr(weights, "pretrained_cfg", None) or getattr(weights, "default_cfg", None)
+        if cfg is not None:
+            resolved = _timm_data_config(weights)
+            if resolved is not None:
+                return _from_timm_cfg(resolved, f"timm.data.resolve_model_data_config({type(weights).__name__})")
         if cfg is None:
             raise ValueError(
                 f"model has no pretrained_cfg: {type(weights).__name__} (weights); pass the weights enum or "
@@ -211,10 +252,67 @@ def _is_preset(transform: Any) -> bool:
     return isinstance(transform, ImageClassification)
 
 
+def _prefetch_loader(transform: Any) -> Normalization | None:
+    """timm's ``PrefetchLoader`` normalizes uint8 batches on the device with ``mean * 255`` / ``std * 255``."""
+    timm_loader = sys.modules.get("timm.data.loader")
+    cls = getattr(timm_loader, "PrefetchLoader", None)
+    if cls is None or not isinstance(transform, cls):
+        return None
+    mean = tuple(round(v / 255.0, 6) for v in _floats(transform.mean.float().flatten(), "mean"))
+    std = tuple(round(v / 255.0, 6) for v in _floats(transform.std.float().flatten(), "std"))
+    return Normalization(mean, std, source="PrefetchLoader (on the device)", on_device=True)
+
+
+_PREFETCHER_STEPS = ("MaybePILToTensor", "ToNumpy")
+
+
+def deferred_normalization(transform: Any) -> str | None:
+    """Why a pipeline without normalization is still right: who normalizes instead, or None.
+
+    ``timm.data.create_transform(..., use_prefetcher=True)`` leaves normalization out on purpose:
+    the pipeline ends in uint8 pixels (timm's ``MaybePILToTensor`` or ``ToNumpy``) and timm's
+    ``PrefetchLoader`` normalizes each batch on the device. For such a pipeline
+    :func:`find_normalization` returns None (no normalization *in the transform*) and this returns
+    ``"timm PrefetchLoader"``; pass the ``PrefetchLoader`` itself to :func:`find_normalization` to
+    read the mean/std it applies. Any other pipeline without a normalization returns None.
+
+    Example:
+        >>> from torchvision.transforms import v2
+        >>> deferred_normalization(v2.Compose([v2.Resize(256), v2.CenterCrop(224)])) is None
+        True
+    """
+    if find_normalizations(transform):
+        return None
+    if _prefetch_loader(transform) is not None:
+        return None
+    steps = _flatten(transform)
+    for step in steps:
+        cls = type(step)
+        if cls.__module__.startswith("timm.") and cls.__name__ in _PREFETCHER_STEPS:
+            return "timm PrefetchLoader"
+    return None
+
+
+def _flatten(transform: Any) -> list[Any]:
+    children = _children(transform)
+    if children is None:
+        return [transform]
+    out: list[Any] = []
+    for child in children:
+        out.extend(_flatten(child))
+    return out
+
+
 def find_normalizations(transform: Any) -> list[Normalization]:
-    """Every normalization a pipeline applies, in order (two of them is double normalization)."""
+    """Every normalization a pipeline applies, in order (two of them is double normalization).
+
+    A timm ``PrefetchLoader`` counts as one, applied on the device (``on_device=True``).
+    """
     if transform is None:
         return []
+    prefetched = _prefetch_loader(transform)
+    if prefetched is not None:
+        return [prefetched]
     if _is_normalize(transform):
         return [Normalization(_floats(transform.mean, "mean"), _floats(transform.std, "std"), source=repr(transform))]
     if _is_preset(transform):
@@ -232,8 +330,11 @@ def find_normalization(transform: Any) -> Normalization | None:
     """The mean/std an input pipeline applies, or None where it has no normalization.
 
     Reads torchvision transforms v1 and v2 (nested ``Compose``, ``RandomApply`` and ``nn.Sequential``
-    included) and the weights' own preset transforms. With more than one normalization in the
-    pipeline the first is returned; :func:`find_normalizations` lists them all.
+    included), the weights' own preset transforms, timm's ``create_transform`` pipelines and timm's
+    ``PrefetchLoader`` (which normalizes on the device). With more than one normalization in the
+    pipeline the first is returned; :func:`find_normalizations` lists them all. None means the
+    transform does not normalize: :func:`deferred_normalization` tells whether something else
+    (timm's prefetcher) does it instead.
 
     Example:
         >>> import torch

@@ -187,7 +187,9 @@ def replace_head(
     """Replace the head (and, with ``aux=True``, auxiliary heads) with fresh layers, in place.
 
     The new layers have the same kind (Linear or 1x1 Conv2d), input size, bias, dtype and device
-    as the old ones, ``num_classes`` outputs, and are trainable. Returns ``model``.
+    as the old ones, ``num_classes`` outputs, and are trainable. A timm model (one whose
+    ``get_classifier()`` names its head) is reset with its own ``reset_classifier(num_classes)``,
+    which keeps its ``num_classes`` and head structure consistent. Returns ``model``.
 
     Example:
         >>> import torchvision
@@ -200,6 +202,8 @@ def replace_head(
     names = resolve_heads(model, head)
     if head is None and not aux:
         names = names[:1]
+    if head is None and _reset_classifier(inner, num_classes):
+        names = [n for n in names if n not in _from_get_classifier(inner)]  # aux heads timm does not know of
     for name in names:
         _set_submodule(inner, name, _new_head(inner.get_submodule(name), num_classes, name))
     if isinstance(getattr(inner, "num_classes", None), int) and not isinstance(inner.num_classes, bool):
@@ -207,10 +211,31 @@ def replace_head(
     return model
 
 
+def _reset_classifier(inner: nn.Module, num_classes: int) -> bool:
+    """timm's ``reset_classifier(num_classes)`` where the model has one and ``get_classifier()`` names a head.
+
+    timm rebuilds its head(s) itself (both of a distilled DeiT, the ``fc`` of a ``NormMlpClassifierHead``)
+    and keeps ``num_classes`` and the pooling consistent; ``num_classes=0`` makes them ``nn.Identity``.
+    The new layers get the device and dtype of the old ones. Returns False where this does not apply.
+    """
+    reset = getattr(inner, "reset_classifier", None)
+    before = _from_get_classifier(inner)
+    if not callable(reset) or not before:
+        return False
+    ref = next(iter(inner.get_submodule(before[0]).parameters()), None)
+    reset(num_classes)
+    if ref is not None:
+        for name in _from_get_classifier(inner):
+            inner.get_submodule(name).to(device=ref.device, dtype=ref.dtype)
+    return True
+
+
 def remove_head(model: nn.Module, *, head: str | None = None) -> int:
     """Replace the main head with ``nn.Identity``, in place, and return the feature dimension.
 
-    Auxiliary heads are left as they are (they only run in training mode).
+    Auxiliary heads are left as they are (they only run in training mode). A timm model's head(s)
+    are removed with its own ``reset_classifier(0)``: a distilled DeiT loses both, so its output is
+    the features again.
 
     Example:
         >>> import torchvision
@@ -229,6 +254,8 @@ def remove_head(model: nn.Module, *, head: str | None = None) -> int:
             f"head is neither Linear nor Conv2d: `{name}` is {type(old).__name__} (head); "
             "pass head= naming the last Linear or 1x1 Conv2d layer"
         )
+    if head is None and _reset_classifier(inner, 0):
+        return features
     _set_submodule(inner, name, nn.Identity())
     return features
 

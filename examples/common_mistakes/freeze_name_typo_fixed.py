@@ -1,0 +1,44 @@
+"""Fixed twin of ``freeze_name_typo.py``: the stages are frozen by module name with ``tlaudit.freeze``.
+
+ResNet-18 at 64 px for speed (real code: ``resnet18(weights=WEIGHTS)`` and ``WEIGHTS.transforms()``).
+``TransferSetup.frozen`` states the intent, so the audit can compare it with what the flags say.
+"""
+# Symptom (of the mistake): no error; one stage meant frozen trains, so results vary with the LR and the pretrained features drift.
+# Fix (applied here): freeze by module name with tlaudit.freeze(model, "layer1", "layer2"): an unknown name raises with the closest ones.
+from __future__ import annotations
+
+import torch
+import torchvision
+from torchvision.transforms import v2
+
+import tlaudit
+from tlaudit.examples._common import pixels, pretend_pretrained
+
+WEIGHTS = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+NUM_CLASSES = 5
+FROZEN = ["conv1", "bn1", "layer1", "layer2"]
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with tlaudit.inference(model):
+        return model(images)
+
+
+def setup() -> tlaudit.TransferSetup:
+    model = pretend_pretrained(torchvision.models.resnet18())
+    tlaudit.replace_head(model, NUM_CLASSES)
+    tlaudit.freeze(model, *FROZEN, batchnorm="frozen")
+    optimizer = torch.optim.AdamW(tlaudit.param_groups(model, 1e-4, head_lr=1e-3))
+    transform = v2.Compose([v2.Resize(64), v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+    sample = transform(pixels(4, 128))
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=NUM_CLASSES,
+        sample=sample,
+        targets=torch.arange(4) % NUM_CLASSES,
+        optimizer=optimizer,
+        weights=WEIGHTS,
+        transform=transform,
+        frozen=FROZEN,
+        predict=predict,
+    )

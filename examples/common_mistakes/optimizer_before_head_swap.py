@@ -1,0 +1,42 @@
+"""Mistake: the optimizer is built before the head swap, so it holds the old head's parameters.
+
+ResNet-18 at 64 px for speed (real code: ``resnet18(weights=WEIGHTS)`` and ``WEIGHTS.transforms()``).
+Audit: ``tlaudit audit examples/common_mistakes/optimizer_before_head_swap.py``.
+"""
+# Symptom: the loss barely moves; the new head gets gradients that no optimizer applies.
+# Fix: build the optimizer after replace_head and freezing, from tlaudit.param_groups(model, lr).
+from __future__ import annotations
+
+import torch
+import torchvision
+from torchvision.transforms import v2
+
+import tlaudit
+from tlaudit.examples._common import pixels, pretend_pretrained
+
+WEIGHTS = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+NUM_CLASSES = 5
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with tlaudit.inference(model):
+        return model(images)
+
+
+def setup() -> tlaudit.TransferSetup:
+    model = pretend_pretrained(torchvision.models.resnet18())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)  # the mistake: before the head swap
+    model.fc = torch.nn.Linear(512, NUM_CLASSES)
+    transform = v2.Compose([v2.Resize(64), v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+    sample = transform(pixels(4, 128))
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=NUM_CLASSES,
+        sample=sample,
+        targets=torch.arange(4) % NUM_CLASSES,
+        optimizer=optimizer,
+        weights=WEIGHTS,
+        transform=transform,
+        strategy="fine_tuning",
+        predict=predict,
+    )

@@ -1,0 +1,47 @@
+"""Fixed twin of ``pixels_not_scaled.py``: uint8 pixels are scaled to 0..1 before Normalize.
+
+ResNet-18 at 64 px for speed (real code: ``resnet18(weights=WEIGHTS)`` and ``WEIGHTS.transforms()``).
+"""
+# Symptom (of the mistake): no error; inputs around +-1000 saturate the first layers, the loss is huge or NaN, accuracy near chance.
+# Fix (applied here): v2.ToDtype(torch.float32, scale=True) (or ToTensor) before Normalize, as the weights' preset does.
+from __future__ import annotations
+
+import torch
+import torchvision
+from torchvision.transforms import v2
+
+import tlaudit
+from tlaudit.examples._common import pixels, pretend_pretrained
+
+WEIGHTS = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+NUM_CLASSES = 5
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with tlaudit.inference(model):
+        return model(images)
+
+
+def setup() -> tlaudit.TransferSetup:
+    model = pretend_pretrained(torchvision.models.resnet18())
+    tlaudit.replace_head(model, NUM_CLASSES)
+    optimizer = torch.optim.AdamW(tlaudit.param_groups(model, 1e-4, head_lr=1e-3))
+    transform = v2.Compose(
+        [
+            v2.Resize(64),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
+    sample = transform((pixels(4, 128) * 255).round().to(torch.uint8))
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=NUM_CLASSES,
+        sample=sample,
+        targets=torch.arange(4) % NUM_CLASSES,
+        optimizer=optimizer,
+        weights=WEIGHTS,
+        transform=transform,
+        strategy="fine_tuning",
+        predict=predict,
+    )
