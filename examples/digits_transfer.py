@@ -299,7 +299,7 @@ class Result:
     broken: bool
     curve: list[float] = field(default_factory=list)
     seconds: float = 0.0
-    audit_errors: tuple[str, ...] = ()
+    audit_flags: tuple[str, ...] = ()
 
 
 def accuracy(run: Run, test_x: torch.Tensor, test_y: torch.Tensor, batch: int = 64) -> float:
@@ -318,7 +318,7 @@ def train(method: str, k: int, seed: int, epochs: int, data: Data, checkpoint: P
     torch.manual_seed(seed)
     run = build(method, checkpoint, data, x[:BATCH], y[:BATCH], broken=broken)
     report = tlaudit.audit(run.setup)
-    result = Result(method, k, seed, broken, audit_errors=tuple(sorted({f.check for f in report.errors})))
+    result = Result(method, k, seed, broken, audit_flags=tuple(sorted({f.check for f in report.at_or_above("warning")})))
     model, optimizer, step = run.setup.model, run.setup.optimizer, run.setup.train_step
     started = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
@@ -386,7 +386,7 @@ def table(results: Sequence[Result], *, short: int, long: int, target: float) ->
         else:
             epochs = f"never (0/{len(group)})"
         name = f"{method}, broken: {MISTAKES[method][0]}" if broken else method
-        caught = sorted({c for r in group for c in r.audit_errors})
+        caught = sorted({c for r in group for c in r.audit_flags})
         rows.append(
             [
                 name,
@@ -398,7 +398,7 @@ def table(results: Sequence[Result], *, short: int, long: int, target: float) ->
                 ", ".join(caught) or "clean",
             ]
         )
-    headers = ["method", "labels/class", f"acc @{short} ep", f"acc @{long} ep", f"epochs to {target:.2f}", "train s", "audit errors"]
+    headers = ["method", "labels/class", f"acc @{short} ep", f"acc @{long} ep", f"epochs to {target:.2f}", "train s", "audit findings"]
     return tabulate(rows, headers=headers, colalign=("left", "right", "right", "right", "right", "right", "left"))
 
 
@@ -453,8 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"source -> target: {domain}; pretrained CNN, held-out source accuracy {source_accuracy:.2f}")
     print(f"target: held-out accuracy, mean ± std over {args.seeds} seeds; batch {BATCH}, Adam, LR {NEW_LR:g} new / {PRETRAINED_LR:g} pretrained layers")
     print(table(results, short=args.short, long=args.long, target=args.target))
-    missed = [(r.method, MISTAKES[r.method][1]) for r in results if r.broken and MISTAKES[r.method][1] not in r.audit_errors]
-    flagged = [(r.method, r.audit_errors) for r in results if not r.broken and r.audit_errors]
+    missed = [(r.method, MISTAKES[r.method][1]) for r in results if r.broken and MISTAKES[r.method][1] not in r.audit_flags]
+    flagged = [(r.method, r.audit_flags) for r in results if not r.broken and r.audit_flags]
     print(f"audit: every broken twin caught by its check: {not missed}; correct setups clean: {not flagged}")
     if args.plot:
         plot(results, args.plot, long=args.long)

@@ -39,7 +39,7 @@ EXPECTED = {
         r"^plot: .*digits\.png$",
     ]),
     "timm_fine_tuning.py": (["--epochs", "1"], [
-        r"^tlaudit: ConvNeXt: 15 checks run, 0 errors, 0 warnings, 0 skipped\.$",
+        r"^tlaudit: ConvNeXt: 16 checks run, 0 errors, 0 warnings, 0 skipped\.$",
         r"^expected input: mean \[0\.485, 0\.456, 0\.406\], std \[0\.229, 0\.224, 0\.225\], bicubic, crop_pct 0\.875$",
         r"^param groups: 14, LRs 1\.8e-05\.\.0\.001$",
         r"^epoch 0: loss \d+\.\d+, train accuracy 0\.\d\d$",

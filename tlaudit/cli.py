@@ -183,6 +183,8 @@ def _timm_has(name: str) -> bool:
 
 def _timm_model(name: str, spec: str) -> nn.Module:
     """``timm.create_model(name, pretrained=False)``, or a UsageError naming the closest timm models."""
+    from tlaudit._names import closest
+
     try:
         import timm
     except ImportError as err:

@@ -175,9 +175,14 @@ class TransferSetup:
 
 
 def _is_pipeline(transform: Any) -> bool:
+    """Callable, a list of transforms, or a loader that normalizes on the device (timm's PrefetchLoader)."""
     if isinstance(transform, (list, tuple)):
         return all(_is_pipeline(t) for t in transform)
-    return callable(transform)
+    if callable(transform):
+        return True
+    from tlaudit.normalization import find_normalizations
+
+    return bool(find_normalizations(transform))
 
 
 def _check_sample(sample: torch.Tensor, bad: Callable[[str, str], SetupError]) -> None:

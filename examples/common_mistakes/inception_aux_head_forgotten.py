@@ -24,7 +24,7 @@ def predict(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def setup() -> tlaudit.TransferSetup:
-    model = pretend_pretrained(torchvision.models.inception_v3(init_weights=False, aux_logits=True))
+    model = pretend_pretrained(torchvision.models.inception_v3(init_weights=False, aux_logits=True, transform_input=True))  # as the weights build it
     model.fc = torch.nn.Linear(model.fc.in_features, NUM_CLASSES)  # the mistake: AuxLogits.fc keeps 1000 outputs
     optimizer = torch.optim.AdamW(tlaudit.param_groups(model, 1e-4, head_lr=1e-3))
     transform = v2.Compose([v2.Resize(299), v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])

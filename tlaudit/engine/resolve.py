@@ -13,7 +13,7 @@ from tlaudit.engine.snapshot import Snapshot
 from tlaudit.engine.tracing import trace_predict, trace_train_step
 from tlaudit.evidence import PredictTrace, Skip, TrainTrace
 from tlaudit.reference import new_modules
-from tlaudit.normalization import Normalization, UnreadableNormalization, expected_normalization, read_normalizations
+from tlaudit.normalization import deferred_normalization, Normalization, UnreadableNormalization, expected_normalization, read_normalizations
 from tlaudit.setup import SetupError, Strategy, TransferSetup
 from tlaudit.surgery import HeadNotFoundError, resolve_heads
 
@@ -161,6 +161,12 @@ class AuditContext:
         """Read from the transform's steps, or measured on constant images as large as the weights'
         resize (at least 256 pixels) where a step is opaque; Skip where neither can tell."""
         expected = self.expected
+        deferred = deferred_normalization(self.setup.transform)
+        if deferred is not None:
+            raise Skip(
+                f"the transform leaves normalization to {deferred} on the device; pass that loader as "
+                "transform= to compare its mean/std"
+            )
         size = max(256, expected.resize_size or 0, expected.crop_size or 0) if expected is not None else 256
         try:
             return read_normalizations(self.setup.transform, size=size)
