@@ -122,7 +122,9 @@ class Watch:
         observer.paused = True
         try:
             if "train" not in self.reports:
-                trained = [c for c in pending if c.backward and _holds(optimizer, c)]
+                trained = [c for c in pending if c.backward]
+                # the model this optimizer steps; else the one trained (an optimizer built before a head swap holds none)
+                trained = [c for c in trained if _holds(optimizer, c)] or trained
                 if trained:
                     validation = [c for c in pending[: pending.index(trained[-1])] if not c.backward]
                     self._audit_train(trained[-1], optimizer)

@@ -120,7 +120,7 @@ class AuditSession:
         values.update(self.intent)
         setup = _build_setup(values, self.intent)
         report = audit(setup, ids)
-        extra = [*notes, *_provenance(values, observed, self.intent)]
+        extra = [*notes, *_provenance(values, observed, self.intent, stage)]
         if stage == "train" and self.checks("inference"):
             extra.append("eval-mode, eval-nondeterministic and grad-inference run after the first validation pass")
         report = dataclasses.replace(report, notes=(*report.notes, *extra))
@@ -162,8 +162,8 @@ def _build_setup(values: dict[str, Any], intent: dict[str, Any]) -> TransferSetu
             values.pop(err.field)
 
 
-def _provenance(values: dict[str, Any], observed: dict[str, str], intent: dict[str, Any]) -> list[str]:
-    """Notes saying which fields were observed (and where), given, or not there to observe."""
+def _provenance(values: dict[str, Any], observed: dict[str, str], intent: dict[str, Any], stage: Stage) -> list[str]:
+    """Notes saying which fields were observed (and where), given, or (train audit) not there to observe."""
     seen = [f"{name} ({where})" for name, where in observed.items() if name in values and name not in intent]
     notes = []
     if seen:
@@ -171,7 +171,7 @@ def _provenance(values: dict[str, Any], observed: dict[str, str], intent: dict[s
     if intent:
         notes.append("given as intent: " + ", ".join(sorted(intent)))
     missing = [n for n in ("optimizer", "scheduler", "transform", "num_classes", "weights", "targets") if n not in values]
-    if missing:
+    if missing and stage == "train":
         notes.append("not observed: " + ", ".join(missing))
     return notes
 
