@@ -8,7 +8,6 @@ the structure of PyTorch's transfer-learning tutorial, and a small CNN trained w
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -144,7 +143,7 @@ def test_loops_written_other_ways_audit_clean(capsys, style):
 def test_compiled_model_audits_clean(capsys):
     if not hasattr(torch, "compile") or sys.version_info >= (3, 14):
         pytest.skip("torch.compile is not available on this Python")
-    code, out, err = run(capsys, str(SCRIPTS / "tensors_train.py"), "--style", "compiled")
+    code, out, err = run(capsys, str(SCRIPTS / "tensors_train.py"), "--style", "compiled", "--epochs", "1")
     assert code == 0, err
     assert "OptimizedModule, the outermost module called" in err
     assert err.count("0 errors, 0 warnings") == 2
@@ -156,7 +155,7 @@ def test_max_steps_and_stop_after_audit_end_the_run(capsys):
     assert "finished" not in out and "epoch 0" not in out
     code, out, err = run(capsys, "--stop-after-audit", str(SCRIPTS / "tensors_train.py"))
     assert code == 0
-    assert out == "epoch 0 steps 2 accuracy 0.50\n" or (out.startswith("epoch 0 steps 2") and "epoch 1" not in out)
+    assert out.startswith("epoch 0 steps 2 accuracy") and "epoch 1" not in out  # stopped at the second epoch's first step
     assert "inference audit" in err
 
 
@@ -184,14 +183,3 @@ def test_an_intent_that_does_not_fit_the_model_exits_2(capsys):
     code, out, err = run(capsys, "--frozen", "backbone", str(SCRIPTS / "tensors_train.py"))
     assert code == 2
     assert "TransferSetup.frozen" in err and "'backbone'" in err
-
-
-def test_python_dash_m_tlaudit_run(tmp_path):
-    """A real process: ``python -m tlaudit run`` passes the script's arguments and exit code through."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "tlaudit", "run", "--select", "optimizer-missing", str(SCRIPTS / "tensors_train.py"), "--epochs", "1", "--exit-code", "5"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 5, proc.stderr
-    assert "finished after 2 steps" in proc.stdout
-    assert "tlaudit: Sequential: 1 check run, 0 errors" in proc.stderr

@@ -27,7 +27,7 @@ optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 if args.style == "per-batch-scheduler":
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=args.epochs * len(loader))
 criterion = nn.CrossEntropyLoss()
-net = torch.compile(model, backend="aot_eager") if args.style == "compiled" else model
+net = torch.compile(model, backend="eager") if args.style == "compiled" else model
 
 steps = 0
 for epoch in range(args.epochs):

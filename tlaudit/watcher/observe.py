@@ -125,6 +125,8 @@ class Observer:
         for handle in self._handles:
             if handle not in keep:
                 handle.remove()
+                # RemovableHandle.remove() leaves the with_kwargs flag of a global forward hook behind
+                getattr(module_hooks, "_global_forward_hooks_with_kwargs", {}).pop(handle.id, None)
         self._handles = keep
 
     # -- model calls ---------------------------------------------------------------------------
