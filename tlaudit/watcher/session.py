@@ -40,11 +40,14 @@ INTENT_FIELDS = ("strategy", "frozen", "num_classes", "weights", "head", "lr_max
 """The ``TransferSetup`` fields a watched run takes as keywords: what the user means, which no hook sees."""
 
 Stage = str
-"""``"train"`` (the first optimizer step) or ``"inference"`` (the first validation pass)."""
+"""``"train"`` (the first optimizer step), ``"inference"`` (the first validation pass), or a label
+of the callbacks' other audits (``"static"``, a re-audit after an unfreeze); all but ``"inference"``
+run the train checks."""
 
 _HEADINGS = {
     "train": "train audit at the first optimizer step",
     "inference": "inference audit after the first validation pass",
+    "static": "static audit at the start of the fit",
 }
 
 
@@ -103,17 +106,27 @@ class AuditSession:
 
         return [c.id for c in select_checks(self.select, self.ignore) if ("predict" in c.needs) == (stage == "inference")]
 
-    def audit(self, stage: Stage, fields: dict[str, Any], observed: dict[str, str], notes: Iterable[str] = ()) -> Report | None:
+    def audit(
+        self,
+        stage: Stage,
+        fields: dict[str, Any],
+        observed: dict[str, str],
+        notes: Iterable[str] = (),
+        *,
+        only: Iterable[str] | None = None,
+        explain: Callable[[Report], Iterable[str]] | None = None,
+    ) -> Report | None:
         """Audit the setup made of ``fields`` (observed or inferred) and the intent; write the report out.
 
-        ``observed`` maps each field that came from the run to where it came from. Returns None when
-        no selected check belongs to ``stage``.
+        ``observed`` maps each field that came from the run to where it came from. ``only`` narrows
+        the stage's checks; ``explain(report)`` adds notes that depend on the findings. Returns None
+        when no selected check belongs to ``stage``.
 
         Raises:
             AuditFailed: a finding is at or above ``fail_on`` (the report is written first).
             SetupError: the intent does not fit the model (a ``frozen`` or ``head`` name it lacks).
         """
-        ids = self.checks(stage)
+        ids = [c for c in self.checks(stage) if only is None or c in set(only)]
         if not ids:
             return None
         values = {k: v for k, v in fields.items() if v is not None}
@@ -121,14 +134,16 @@ class AuditSession:
         setup = _build_setup(values, self.intent)
         report = audit(setup, ids)
         extra = [*notes, *_provenance(values, observed, self.intent, stage)]
-        if stage == "train" and self.checks("inference"):
+        if stage != "inference" and self.checks("inference"):
             extra.append("eval-mode, eval-nondeterministic and grad-inference run after the first validation pass")
+        if explain is not None:
+            extra.extend(explain(report))
         report = dataclasses.replace(report, notes=(*report.notes, *extra))
         self.reports[stage] = report
         self.emit(stage, report)
         if self.fail_on is not None and report.at_or_above(self.fail_on):
             self.failed = True
-            raise AuditFailed(report, f"{_HEADINGS[stage]}:\n{report.to_text()}")
+            raise AuditFailed(report, f"{_heading(stage)}:\n{report.to_text()}")
         return report
 
     # -- output --------------------------------------------------------------------------------
@@ -139,7 +154,7 @@ class AuditSession:
         if self.format is Format.JSON:
             text = json.dumps({"stage": stage, **report.to_dict()})
         else:
-            text = f"tlaudit watch: {_HEADINGS[stage]}\n{self.format.render(report, fail_on=fail_on)}"
+            text = f"tlaudit watch: {_heading(stage)}\n{self.format.render(report, fail_on=fail_on)}"
         if self.output is not None:
             with self.output.open("a", encoding="utf-8") as handle:
                 handle.write(text + "\n")
@@ -149,6 +164,10 @@ class AuditSession:
         if self.format is not Format.JSON or self.output is not None:
             stream.write(report.summary() + "\n")
         stream.flush()
+
+
+def _heading(stage: Stage) -> str:
+    return _HEADINGS.get(stage, f"{stage} audit")
 
 
 def _build_setup(values: dict[str, Any], intent: dict[str, Any]) -> TransferSetup:
@@ -171,7 +190,7 @@ def _provenance(values: dict[str, Any], observed: dict[str, str], intent: dict[s
     if intent:
         notes.append("given as intent: " + ", ".join(sorted(intent)))
     missing = [n for n in ("optimizer", "scheduler", "transform", "num_classes", "weights", "targets") if n not in values]
-    if missing and stage == "train":
+    if missing and stage != "inference":
         notes.append("not observed: " + ", ".join(missing))
     return notes
 
@@ -183,5 +202,3 @@ def describe_model(model: nn.Module) -> str:
     inner = unwrap(model)
     return type(model).__name__ if inner is model else f"{type(model).__name__}({type(inner).__name__})"
 
-
-Replay = Callable[..., Any]
