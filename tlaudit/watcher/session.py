@@ -143,6 +143,9 @@ class AuditSession:
         self.emit(stage, report)
         if self.fail_on is not None and report.at_or_above(self.fail_on):
             self.failed = True
+            stream = self.stream or sys.stderr
+            stream.write(f"tlaudit watch: the run is stopped here: a finding at or above fail_on={self.fail_on}\n")
+            stream.flush()
             raise AuditFailed(report, f"{_heading(stage)}:\n{report.to_text()}")
         return report
 
