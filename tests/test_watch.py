@@ -256,3 +256,34 @@ def test_an_intent_that_names_no_module_raises_at_the_first_step():
         with quiet(frozen="encoder"):
             train(model, optimizer, loader())
     assert no_hooks_left()
+
+
+class OwnLoss(nn.Module):
+    """A model called with keywords that computes its own loss, as Hugging Face models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = tiny()
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        logits = self.net(pixel_values)
+        out = {"logits": logits}
+        if labels is not None:
+            out["loss"] = F.cross_entropy(logits, labels)
+        return out
+
+
+def test_a_model_called_with_keywords_that_computes_its_own_loss():
+    model = OwnLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.005)
+    with quiet() as watched:
+        for x, y in loader():
+            optimizer.zero_grad()
+            model(pixel_values=x, labels=y)["loss"].backward()
+            optimizer.step()
+    report = watched.reports["train"]
+    assert not report.findings, report.to_text()
+    notes = "\n".join(report.notes)
+    assert "targets (the model's labels= argument)" in notes
+    assert "the model computed its own loss" in notes
+    assert "the replayed step uses cross-entropy" not in notes

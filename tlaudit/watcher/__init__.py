@@ -25,7 +25,7 @@ from typing import Any, TextIO, TypeVar
 import torch
 
 from tlaudit.report import Report
-from tlaudit.watcher.build import dataset_fields, find_datasets, inference_fields, train_fields
+from tlaudit.watcher.build import dataset_fields, find_datasets, inference_fields, sample_slot, train_fields
 from tlaudit.watcher.observe import ModelCall, Observer
 from tlaudit.watcher.session import AuditSession
 
@@ -172,7 +172,7 @@ class Watch:
             self.session.reports.setdefault("train", Report(findings=(), checks_run=()))
 
     def _audit_inference(self, call: ModelCall) -> None:
-        if not isinstance(call.args[0] if call.args else None, torch.Tensor):
+        if sample_slot(call) is None:
             return
         fields, observed = inference_fields(call)
         self.session.audit("inference", fields, observed)

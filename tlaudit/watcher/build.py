@@ -28,7 +28,7 @@ from tlaudit._names import unwrap
 from tlaudit.outputs import named_outputs
 from tlaudit.watcher.observe import ModelCall
 
-__all__ = ["find_schedulers", "find_datasets", "dataset_fields", "train_fields", "inference_fields"]
+__all__ = ["find_schedulers", "find_datasets", "dataset_fields", "sample_slot", "train_fields", "inference_fields"]
 
 
 def _callable_model(model: nn.Module) -> nn.Module:
@@ -85,37 +85,60 @@ def _batch(sample: Any) -> int | None:
     return sample.shape[0] if isinstance(sample, torch.Tensor) and sample.ndim else None
 
 
+def sample_slot(call: ModelCall) -> int | str | None:
+    """Where the model's input batch is: ``0`` (the first argument), a keyword (``pixel_values``), or None."""
+    if call.args:
+        return 0 if isinstance(call.args[0], torch.Tensor) else None
+    return next((k for k, v in call.kwargs.items() if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+
+
+def _call(module: nn.Module, call: ModelCall, slot: int | str, sample: torch.Tensor, targets: torch.Tensor | None = None) -> Any:
+    """Call ``module`` as the run did, with ``sample`` (and ``targets`` for a ``labels`` keyword) in place."""
+    if slot == 0:
+        return module(sample, *call.args[1:], **call.kwargs)
+    kwargs = {**call.kwargs, str(slot): sample}
+    if targets is not None and isinstance(kwargs.get("labels"), torch.Tensor):
+        kwargs["labels"] = targets
+    return module(*call.args, **kwargs)
+
+
 def train_fields(call: ModelCall, optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """``model``, ``sample``, ``targets``, ``optimizer``, ``scheduler`` and the replayed ``train_step``."""
     notes: list[str] = []
     fields: dict[str, Any] = {"model": call.module, "optimizer": optimizer}
     observed = {"model": f"{type(call.module).__name__}, the outermost module called", "optimizer": type(optimizer).__name__}
-    sample = call.args[0] if call.args else None
-    if not isinstance(sample, torch.Tensor):
-        notes.append("the model's first input is not a tensor: the audit used a synthesized sample and its default train step")
-        return fields, observed, notes
-    fields["sample"] = sample
-    observed["sample"] = f"the batch of the first step, shape {tuple(sample.shape)}"
-    loss = call.loss
-    targets = loss.targets if loss is not None else None
-    if isinstance(targets, torch.Tensor) and targets.ndim and _batch(targets) == _batch(sample):
-        fields["targets"] = targets
-        observed["targets"] = f"the targets given to {loss.function.__name__}"  # type: ignore[union-attr]
     schedulers = find_schedulers(optimizer)
     if schedulers:
         fields["scheduler"] = schedulers[0]
         observed["scheduler"] = type(schedulers[0]).__name__
         if len(schedulers) > 1:
             notes.append(f"{len(schedulers)} schedulers step the optimizer; the audit read {type(schedulers[0]).__name__}")
-    if loss is None:
+    slot = sample_slot(call)
+    if slot is None:
+        notes.append("the model's input is not a tensor: the audit used a synthesized sample and its default train step")
+        return fields, observed, notes
+    sample = call.args[0] if slot == 0 else call.kwargs[slot]
+    fields["sample"] = sample
+    observed["sample"] = f"the batch of the first step, shape {tuple(sample.shape)}"
+    loss = call.loss
+    targets, source = (loss.targets, f"the targets given to {loss.function.__name__}") if loss is not None else (None, "")
+    if targets is None and slot != 0:
+        targets, source = call.kwargs.get("labels"), "the model's labels= argument"
+    if isinstance(targets, torch.Tensor) and targets.ndim and _batch(targets) == _batch(sample):
+        fields["targets"] = targets
+        observed["targets"] = source
+    own_loss = loss is None and call.own_loss is not None
+    if own_loss:
+        notes.append("the model computed its own loss (its output's `loss`): the replayed step uses it")
+    elif loss is None:
         notes.append("no torch.nn.functional loss seen after the model call: the replayed step uses cross-entropy")
     elif loss.output_index is None:
         notes.append(f"{loss.function.__name__} took a tensor derived from the model's output: the replayed step uses cross-entropy")
-    fields["train_step"] = _replay_step(call)
+    fields["train_step"] = _replay_step(call, slot, own_loss)
     return fields, observed, notes
 
 
-def _replay_step(call: ModelCall) -> Any:
+def _replay_step(call: ModelCall, slot: int | str, own_loss: bool) -> Any:
     """``train_step(model, sample, targets, optimizer)`` that repeats the observed step on the audit's copies."""
     module = _callable_model(call.module)
     loss = call.loss if call.loss is not None and call.loss.output_index is not None else None
@@ -124,8 +147,11 @@ def _replay_step(call: ModelCall) -> Any:
         call.set_modes()
         if optimizer is not None:
             optimizer.zero_grad()
-        outputs = [t for _, t in named_outputs(module(sample, *call.args[1:], **call.kwargs))]
-        if loss is not None:
+        result = _call(module, call, slot, sample, targets)
+        outputs = [t for _, t in named_outputs(result)]
+        if own_loss:
+            value = result["loss"] if isinstance(result, dict) else result.loss
+        elif loss is not None:
             value = loss.function(outputs[loss.output_index], targets, *loss.rest, **loss.kwargs)  # type: ignore[index]
         else:
             value = F.cross_entropy(outputs[0], targets)
@@ -143,15 +169,18 @@ def inference_fields(call: ModelCall) -> tuple[dict[str, Any], dict[str, str]]:
     the same training flags, grad mode and inference mode."""
     module = _callable_model(call.module)
 
+    slot = sample_slot(call)
+    assert slot is not None  # the watcher audits only calls with a tensor input
+
     def replayed_predict(model: nn.Module, sample: torch.Tensor) -> Any:
         call.set_modes()
         if call.inference_mode:
             with torch.inference_mode():
-                return module(sample, *call.args[1:], **call.kwargs)
+                return _call(module, call, slot, sample)
         with torch.set_grad_enabled(call.grad_enabled):
-            return module(sample, *call.args[1:], **call.kwargs)
+            return _call(module, call, slot, sample)
 
-    sample = call.args[0]
+    sample = call.args[0] if slot == 0 else call.kwargs[slot]
     fields = {"model": call.module, "sample": sample, "predict": replayed_predict}
     modes = "inference mode" if call.inference_mode else ("grad enabled" if call.grad_enabled else "no_grad")
     training = sum(call.training)

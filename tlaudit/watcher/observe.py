@@ -69,6 +69,8 @@ class ModelCall:
     backward: bool = False
     """A backward pass reached one of its outputs."""
     loss: LossCall | None = None
+    own_loss: torch.Tensor | None = None
+    """The ``loss`` the model returned itself (a Hugging Face ``ModelOutput``, a dict with ``"loss"``)."""
 
     def set_modes(self) -> None:
         """Put every submodule's training flag back to what it was during this call."""
@@ -135,17 +137,17 @@ class Observer:
         if self.closing:
             self.close()
             return
-        if self.paused or torch.compiler.is_compiling():
+        if self.paused or torch.compiler.is_compiling() or isinstance(module, nn.modules.loss._Loss):
             return
         self._depth += 1
 
     def _post_forward(self, module: nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
         # (module, args, kwargs, output); torch calls it with (module, args, output) when forward raised
         kwargs, output = rest if len(rest) == 2 else ({}, None)
-        if self.closing or self.paused or torch.compiler.is_compiling():
+        if self.closing or self.paused or torch.compiler.is_compiling() or isinstance(module, nn.modules.loss._Loss):
             return
         self._depth = max(self._depth - 1, 0)
-        if self._depth or output is None or isinstance(module, nn.modules.loss._Loss):
+        if self._depth or output is None:
             return
         if next(iter(module.parameters()), None) is None:  # a transform or a metric, not a model
             return
@@ -158,6 +160,8 @@ class Observer:
             inference_mode=torch.is_inference_mode_enabled(),
             outputs=[t for _, t in named_outputs(output)],
         )
+        own = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+        call.own_loss = own if isinstance(own, torch.Tensor) else None
         for tensor in call.outputs:
             if tensor.requires_grad:
                 tensor.register_hook(lambda grad, call=call: self._mark_backward(call))
@@ -185,7 +189,7 @@ class Observer:
 
     def record_loss(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         call = self.calls[-1] if self.calls else None
-        if call is None or call.loss is not None or not args:
+        if call is None or call.loss is not None or not args or self._depth:  # a loss inside a model is not the run's
             return
         kwargs = dict(kwargs)
         targets = args[1] if len(args) > 1 else kwargs.pop("target", None)
