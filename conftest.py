@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 
-_INTEGRATIONS = {"tlaudit/integrations/lightning.py": "lightning"}
+_INTEGRATIONS = {"tlaudit/integrations/lightning.py": "lightning", "tlaudit/integrations/huggingface.py": "transformers"}
 
 collect_ignore = [path for path, framework in _INTEGRATIONS.items() if importlib.util.find_spec(framework) is None]

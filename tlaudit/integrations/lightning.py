@@ -30,12 +30,10 @@ from torch.utils.data import DataLoader
 
 from tlaudit.report import Report
 from tlaudit.watcher.build import dataset_fields
-from tlaudit.watcher.session import AuditSession
+from tlaudit.watcher.session import STATIC_CHECKS, AuditSession
 
 __all__ = ["TransferAudit", "STATIC_CHECKS"]
 
-STATIC_CHECKS = ("head-frozen", "optimizer-missing", "optimizer-frozen", "lr-threshold", "normalization", "pretrained-not-loaded")
-"""The checks of the ``on_fit_start`` audit: those that read the setup without running a step."""
 
 _BN_NOTE = (
     "BaseFinetuning.freeze(..., train_bn=False) sets requires_grad=False and track_running_stats=False on "

@@ -34,10 +34,13 @@ from tlaudit.options import parse_check_ids, parse_fail_on, validate_check_ids
 from tlaudit.report import AuditFailed, Report
 from tlaudit.setup import Strategy, TransferSetup
 
-__all__ = ["INTENT_FIELDS", "AuditSession", "Stage"]
+__all__ = ["INTENT_FIELDS", "STATIC_CHECKS", "AuditSession", "Stage"]
 
 INTENT_FIELDS = ("strategy", "frozen", "num_classes", "weights", "head", "lr_max")
 """The ``TransferSetup`` fields a watched run takes as keywords: what the user means, which no hook sees."""
+
+STATIC_CHECKS = ("head-frozen", "optimizer-missing", "optimizer-frozen", "lr-threshold", "normalization", "pretrained-not-loaded")
+"""The checks of a callback's audit at the start of training: those that read the setup without running a step."""
 
 Stage = str
 """``"train"`` (the first optimizer step), ``"inference"`` (the first validation pass), or a label
