@@ -206,13 +206,18 @@ def test_intent_wins_over_what_is_observed():
             train(model, optimizer, loader())
 
 
-def test_max_steps_ends_the_run_and_the_with_block_goes_on():
+@pytest.mark.parametrize("max_steps", [2, 5])
+def test_max_steps_ends_the_run_and_the_with_block_goes_on(max_steps):
+    """2: stopped at the step after the validation pass (its audit still ran); 5: after both audits,
+    only the step hook stays, to count."""
     model = tiny()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.005)
     seen: list[int] = []
-    with quiet(max_steps=2) as watched:
-        train(model, optimizer, loader(), before_step=lambda: seen.append(1))
-    assert watched.stopped and len(seen) == 3  # the third step was stopped before it ran
+    with quiet(max_steps=max_steps) as watched:
+        train(model, optimizer, loader(), epochs=3, before_step=lambda: seen.append(1))
+        pytest.fail("the run was not stopped")  # pragma: no cover
+    assert watched.stopped and len(seen) == max_steps + 1  # the next step was stopped before it ran
+    assert set(watched.reports) == {"train", "inference"}
     assert no_hooks_left()
 
 
@@ -287,3 +292,22 @@ def test_a_model_called_with_keywords_that_computes_its_own_loss():
     assert "targets (the model's labels= argument)" in notes
     assert "the model computed its own loss" in notes
     assert "the replayed step uses cross-entropy" not in notes
+
+
+def test_a_long_validation_pass_holds_at_most_four_batches():
+    model = tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.005)
+    x, y = next(iter(loader()))
+    with quiet() as watched:
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            for _ in range(10):
+                model(x)
+        kept = len(watched._observer.calls)
+        model.train()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    assert kept == 4
+    assert not watched.reports["inference"].findings

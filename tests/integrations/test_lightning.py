@@ -89,7 +89,8 @@ def test_backbone_finetuning_is_audited_again_after_the_unfreeze():
 
     audit = TransferAudit(fail_on=None, stream=io.StringIO())
     fit(Classifier(), BackboneFinetuning(unfreeze_backbone_at_epoch=1, train_bn=True), audit)
-    assert list(audit.reports) == ["static", "inference", "train", "train after epoch 1 changes"]
+    assert list(audit.reports) == ["static", "inference", "train", "train (epoch 1)"]
+    assert "train audit after the param groups or trainable parameters changed (epoch 1)" in audit.session.stream.getvalue()
     for stage, report in audit.reports.items():
         assert not report.findings, f"{stage}: {report.to_text()}"
 

@@ -113,7 +113,7 @@ class TransferAudit(Callback):
         state = self._state(trainer, pl_module)
         if state == self._audited:
             return
-        stage = "train" if self._audited is None else f"train after epoch {trainer.current_epoch} changes"
+        stage = "train" if self._audited is None else f"train (epoch {trainer.current_epoch})"
         self._audited = state
         fields, observed, notes = self._fields(trainer, pl_module)
         sample, targets, rebuild = _split(batch)

@@ -62,6 +62,8 @@ class Watch:
         self.stopped = False
         self._observer: Observer | None = None
         self._pending_notes: list[str] = []
+        self._done: set[str] = set()
+        """The audits done (or with no selected check): ``"train"``, ``"inference"``."""
 
     @property
     def reports(self) -> dict[str, Report]:
@@ -85,9 +87,9 @@ class Watch:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> bool:
         observer = self._observer
         try:
-            if observer is not None and not observer.closing and kind is None and "inference" not in self.reports:
+            if observer is not None and kind is None and "inference" not in self._done:
                 validation = [c for c in observer.calls if not c.backward]
-                if validation and "train" in self.reports:
+                if validation and "train" in self._done:
                     self._audit_inference(validation[0])
         finally:
             self._close()
@@ -119,23 +121,28 @@ class Watch:
         assert observer is not None  # the hook only exists while observing
         pending, observer.calls = observer.calls, []
         self.steps += 1
+        over = self.max_steps is not None and self.steps > self.max_steps
+        if observer.counting:
+            if over:
+                self._stop()
+            return
         observer.paused = True
         try:
-            if "train" not in self.reports:
+            if "train" not in self._done:
                 trained = [c for c in pending if c.backward]
                 # the model this optimizer steps; else the one trained (an optimizer built before a head swap holds none)
                 trained = [c for c in trained if _holds(optimizer, c)] or trained
                 if trained:
                     validation = [c for c in pending[: pending.index(trained[-1])] if not c.backward]
                     self._audit_train(trained[-1], optimizer)
-                    if validation and "inference" not in self.reports:
+                    if validation and "inference" not in self._done:
                         self._audit_inference(validation[0])
                 else:
                     self._pending_notes.append(
                         f"no model call before optimizer step {self.steps} reached backward (a closure-based step?); "
                         "the audit waited for the next step"
                     )
-            elif "inference" not in self.reports:
+            elif "inference" not in self._done:
                 validation = [c for c in pending if not c.backward]
                 if validation:
                     self._audit_inference(validation[0])
@@ -144,17 +151,15 @@ class Watch:
             raise
         finally:
             observer.paused = False
-        if self.max_steps is not None and self.steps > self.max_steps:
+        if over:
             self._stop()
-        if {"train", "inference"} <= set(self.reports) or not self._still_needed():
+        if {"train", "inference"} <= self._done:
             if self.stop_after_audit:
                 self._stop()
-            self._close(in_step=True)  # nothing left to observe: the rest of the run costs nothing
-
-    def _still_needed(self) -> bool:
-        if "train" not in self.reports and self.session.checks("train"):
-            return True
-        return "inference" not in self.reports and bool(self.session.checks("inference"))
+            if self.max_steps is not None:
+                observer.count_only()  # only the step hook stays, to end the run at max_steps
+            else:
+                self._close(in_step=True)  # nothing left to observe: the rest of the run costs nothing
 
     def _stop(self) -> None:
         self.stopped = True
@@ -168,14 +173,16 @@ class Watch:
         observed.update(seen)
         notes = [*self._pending_notes, *notes, *more_notes]
         self.session.audit("train", fields, observed, notes)
-        if not self.session.checks("train"):
-            self.session.reports.setdefault("train", Report(findings=(), checks_run=()))
+        self._done.add("train")
+        if not self.session.checks("inference"):
+            self._done.add("inference")
 
     def _audit_inference(self, call: ModelCall) -> None:
         if sample_slot(call) is None:
             return
         fields, observed = inference_fields(call)
         self.session.audit("inference", fields, observed)
+        self._done.add("inference")
 
 
 def _holds(optimizer: torch.optim.Optimizer, call: ModelCall) -> bool:

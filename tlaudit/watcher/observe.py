@@ -78,6 +78,11 @@ class ModelCall:
             module.training = flag
 
 
+_KEPT_CALLS = 4
+"""Calls kept between two steps: the first two (a validation pass starts there) and the last two (the
+training call is the last before the step), so a long validation pass holds no more than four batches."""
+
+
 class _LossMode(TorchFunctionMode):
     """Records the first loss function called on the last model call's output."""
 
@@ -92,6 +97,12 @@ class _LossMode(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def _remove(handle: Any) -> None:
+    handle.remove()
+    # RemovableHandle.remove() leaves the with_kwargs flag of a global forward hook behind
+    getattr(module_hooks, "_global_forward_hooks_with_kwargs", {}).pop(handle.id, None)
+
+
 class Observer:
     """Installs the hooks; ``on_step(optimizer)`` is called before every optimizer step of the run."""
 
@@ -103,13 +114,12 @@ class Observer:
         self._handles: list[Any] = []
         self._mode: _LossMode | None = None
         self.closing = False
+        self.counting = False
 
     def open(self) -> None:
-        self._handles = [
-            module_hooks.register_module_forward_pre_hook(self._pre_forward),
-            module_hooks.register_module_forward_hook(self._post_forward, with_kwargs=True, always_call=True),
-            register_optimizer_step_pre_hook(self._pre_step),
-        ]
+        self._post_handle = module_hooks.register_module_forward_hook(self._post_forward, with_kwargs=True, always_call=True)
+        self._step_handle = register_optimizer_step_pre_hook(self._pre_step)
+        self._handles = [module_hooks.register_module_forward_pre_hook(self._pre_forward), self._post_handle, self._step_handle]
         self.closing = False
 
     def close(self, *, in_step: bool = False) -> None:
@@ -123,13 +133,22 @@ class Observer:
         self.leave_loss_mode()
         self.calls = []
         self.closing = True
-        keep = self._handles[0::2] if in_step else []
+        # keep the forward pre-hook (it removes what is left at the next module call) and the step hook
+        keep = [h for h in self._handles if h is not self._post_handle] if in_step else []
         for handle in self._handles:
             if handle not in keep:
-                handle.remove()
-                # RemovableHandle.remove() leaves the with_kwargs flag of a global forward hook behind
-                getattr(module_hooks, "_global_forward_hooks_with_kwargs", {}).pop(handle.id, None)
+                _remove(handle)
         self._handles = keep
+
+    def count_only(self) -> None:
+        """Stop observing model calls and losses; the step hook stays and only hands on the steps."""
+        self.leave_loss_mode()
+        self.calls = []
+        self.counting = True
+        for handle in self._handles:
+            if handle is not self._step_handle:
+                _remove(handle)
+        self._handles = [h for h in self._handles if h is self._step_handle]
 
     # -- model calls ---------------------------------------------------------------------------
 
@@ -167,6 +186,8 @@ class Observer:
                 tensor.register_hook(lambda grad, call=call: self._mark_backward(call))
                 break
         self.calls.append(call)
+        if len(self.calls) > _KEPT_CALLS:  # a long validation pass: keep its first calls and the latest ones
+            del self.calls[_KEPT_CALLS // 2]
         self.enter_loss_mode()
 
     @staticmethod

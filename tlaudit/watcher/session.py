@@ -134,9 +134,10 @@ class AuditSession:
             return None
         values = {k: v for k, v in fields.items() if v is not None}
         values.update(self.intent)
-        setup = _build_setup(values, self.intent)
+        dropped: list[str] = []
+        setup = _build_setup(values, self.intent, dropped)
         report = audit(setup, ids)
-        extra = [*notes, *_provenance(values, observed, self.intent, stage)]
+        extra = [*notes, *dropped, *_provenance(values, observed, self.intent, stage)]
         if stage != "inference" and self.checks("inference"):
             extra.append("eval-mode, eval-nondeterministic and grad-inference run after the first validation pass")
         if explain is not None:
@@ -173,11 +174,14 @@ class AuditSession:
 
 
 def _heading(stage: Stage) -> str:
+    if stage.startswith("train ("):  # a callback's re-audit: "train (epoch 3)"
+        return f"train audit after the param groups or trainable parameters changed {stage[6:]}"
     return _HEADINGS.get(stage, f"{stage} audit")
 
 
-def _build_setup(values: dict[str, Any], intent: dict[str, Any]) -> TransferSetup:
-    """A TransferSetup of ``values``; an observed field it rejects is dropped, an intent field it rejects raises."""
+def _build_setup(values: dict[str, Any], intent: dict[str, Any], notes: list[str]) -> TransferSetup:
+    """A TransferSetup of ``values``; an observed field it rejects is dropped (with a note), an intent
+    field it rejects raises."""
     while True:
         try:
             return TransferSetup(**values)
@@ -185,6 +189,7 @@ def _build_setup(values: dict[str, Any], intent: dict[str, Any]) -> TransferSetu
             if err.field in intent or err.field not in values or err.field == "model":
                 raise
             values.pop(err.field)
+            notes.append(f"the observed `{err.field}` was left out: {err}")
 
 
 def _provenance(values: dict[str, Any], observed: dict[str, str], intent: dict[str, Any], stage: Stage) -> list[str]:
