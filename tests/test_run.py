@@ -108,6 +108,22 @@ def test_wrong_normalization_is_caught_against_the_declared_weights(capsys, imag
     assert checks["pretrained-not-loaded"] == "warning"
 
 
+def test_the_weights_the_run_loads_are_observed(capsys, image_folder, monkeypatch):
+    """``resnet18(weights=...)`` as the script has it; the download is replaced by a fresh model's state
+    dict (nothing can be downloaded here), so the backbone is still untrained: a warning."""
+    import torchvision
+    from torchvision.models._api import WeightsEnum
+
+    original = WeightsEnum.__dict__["get_state_dict"]
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", lambda url, **kw: torchvision.models.resnet18().state_dict())
+    script = SCRIPTS / "imagefolder_train.py"
+    code, out, err = run(capsys, str(script), str(image_folder / "train"), "--pretrained", "--bug", "wrong-normalization")
+    assert code == 1
+    assert "weights (ResNet18_Weights.IMAGENET1K_V1, loaded by the run)" in err
+    assert "error       normalization" in err and "warning     pretrained-not-loaded" in err
+    assert WeightsEnum.__dict__["get_state_dict"] is original  # torchvision's own function is back
+
+
 def test_tutorial_finetuning_audits_clean_with_the_validation_pass(capsys, image_folder):
     code, out, err = run(capsys, str(SCRIPTS / "tutorial.py"), str(image_folder))
     assert code == 0, err

@@ -70,6 +70,11 @@ def train(
 
 
 def no_hooks_left() -> bool:
+    """No global hook, function mode or wrapped torchvision method of the watcher's is left."""
+    from torchvision.models._api import WeightsEnum
+
+    if WeightsEnum.__dict__["get_state_dict"].__qualname__ != "WeightsEnum.get_state_dict":
+        return False
     return not (
         module_hooks._global_forward_hooks
         or module_hooks._global_forward_pre_hooks
@@ -95,6 +100,7 @@ def test_a_clean_run_audits_clean_twice_and_leaves_nothing_behind():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)
     with quiet() as watched:
         train(model, optimizer, loader())
+        assert no_hooks_left()  # gone during the run, right after the audits: the rest costs nothing
     assert set(watched.reports) == {"train", "inference"}
     assert all(not r.findings for r in watched.reports.values()), [r.to_text() for r in watched.reports.values()]
     assert {"frozen-grad", "optimizer-missing", "lr-threshold"} <= set(watched.reports["train"].checks_run)

@@ -1,6 +1,6 @@
 """Feature extraction on an ImageFolder, written the usual way; ``--bug`` seeds one mistake.
 
-Usage: imagefolder_train.py DATA_DIR [--bug typo-freeze|optimizer-before-head|wrong-normalization] [--epochs N]
+Usage: imagefolder_train.py DATA_DIR [--bug typo-freeze|optimizer-before-head|wrong-normalization] [--epochs N] [--pretrained]
 """
 import argparse
 
@@ -13,6 +13,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("data")
 parser.add_argument("--bug", choices=["typo-freeze", "optimizer-before-head", "wrong-normalization"])
 parser.add_argument("--epochs", type=int, default=1)
+parser.add_argument("--pretrained", action="store_true")
 args = parser.parse_args()
 
 torch.manual_seed(0)
@@ -21,7 +22,7 @@ transform = transforms.Compose([transforms.Resize(32), transforms.ToTensor(), tr
 dataset = torchvision.datasets.ImageFolder(args.data, transform=transform)
 loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True)
 
-model = torchvision.models.resnet18(weights=None)
+model = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1 if args.pretrained else None)
 for name, param in model.named_parameters():
     if args.bug == "typo-freeze":
         param.requires_grad == False  # noqa: E712, B015 -- the seeded typo: a comparison, not an assignment

@@ -1,6 +1,7 @@
 """``tlaudit.watch()``: audit a real training run as it runs, without writing a setup.
 
-The watcher observes the run through PyTorch's public global hooks (see :mod:`tlaudit.watcher.observe`):
+The watcher observes the run through PyTorch's public global hooks (see :mod:`tlaudit.watcher.observe`;
+the torchvision weights a builder loads: :mod:`tlaudit.watcher.weights`):
 
 * at the **first optimizer step**, before it executes, it audits the model, the real batch and
   targets, the loss, the optimizer and its schedulers, and the dataset's transform
@@ -28,6 +29,7 @@ from tlaudit.report import Report
 from tlaudit.watcher.build import dataset_fields, find_datasets, inference_fields, sample_slot, train_fields
 from tlaudit.watcher.observe import ModelCall, Observer
 from tlaudit.watcher.session import AuditSession
+from tlaudit.watcher.weights import WeightsObserver
 
 __all__ = ["RunStopped", "Watch", "watch"]
 
@@ -61,6 +63,7 @@ class Watch:
         self.steps = 0
         self.stopped = False
         self._observer: Observer | None = None
+        self._weights = WeightsObserver()
         self._pending_notes: list[str] = []
         self._done: set[str] = set()
         """The audits done (or with no selected check): ``"train"``, ``"inference"``."""
@@ -82,6 +85,7 @@ class Watch:
         _ACTIVE.append(self)
         self._observer = Observer(self._on_step)
         self._observer.open()
+        self._weights.open()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> bool:
@@ -107,6 +111,7 @@ class Watch:
         return watched  # type: ignore[return-value]
 
     def _close(self, *, in_step: bool = False) -> None:
+        self._weights.close()
         if self._observer is not None:
             self._observer.close(in_step=in_step)
             if not in_step:
@@ -171,7 +176,11 @@ class Watch:
         more, seen, more_notes = dataset_fields(find_datasets())
         fields.update(more)
         observed.update(seen)
-        notes = [*self._pending_notes, *notes, *more_notes]
+        loaded, where, weight_notes = self._weights.fields()
+        fields.update(loaded)
+        observed.update(where)
+        self._weights.close()  # the model is built and loaded by the first step
+        notes = [*self._pending_notes, *notes, *more_notes, *weight_notes]
         self.session.audit("train", fields, observed, notes)
         self._done.add("train")
         if not self.session.checks("inference"):
