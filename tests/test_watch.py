@@ -75,6 +75,8 @@ def no_hooks_left() -> bool:
 
     if WeightsEnum.__dict__["get_state_dict"].__qualname__ != "WeightsEnum.get_state_dict":
         return False
+    if nn.Module.__dict__["load_state_dict"].__qualname__ != "Module.load_state_dict":
+        return False
     return not (
         module_hooks._global_forward_hooks
         or module_hooks._global_forward_pre_hooks
@@ -317,3 +319,26 @@ def test_a_long_validation_pass_holds_at_most_four_batches():
         optimizer.step()
     assert kept == 4
     assert not watched.reports["inference"].findings
+
+
+def test_what_load_state_dict_returned_is_audited():
+    """A strict load is evidence of loaded weights; a ``strict=False`` load of ``module.``-prefixed keys
+    loaded nothing, and the run is stopped."""
+    model = tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.005)
+    with quiet() as watched:
+        model.load_state_dict(tiny(1).state_dict())
+        train(model, optimizer, loader(), epochs=1)
+    assert not watched.reports["train"].findings
+    assert "load_result (what the run's last load_state_dict into the model returned)" in "\n".join(watched.reports["train"].notes)
+
+    model = tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.005)
+    checkpoint = {f"module.{key}": value for key, value in tiny(1).state_dict().items()}
+    with pytest.raises(AuditFailed, match="pretrained-not-loaded") as failed:
+        with quiet():
+            model.load_state_dict(checkpoint, strict=False)
+            train(model, optimizer, loader(), epochs=1)
+    messages = [f.message for f in failed.value.report.by_check("pretrained-not-loaded")]
+    assert any("they carry a wrapper prefix" in m for m in messages), messages
+    assert no_hooks_left()

@@ -176,7 +176,7 @@ class Watch:
         more, seen, more_notes = dataset_fields(find_datasets())
         fields.update(more)
         observed.update(seen)
-        loaded, where, weight_notes = self._weights.fields()
+        loaded, where, weight_notes = self._weights.fields(call.module)
         fields.update(loaded)
         observed.update(where)
         self._weights.close()  # the model is built and loaded by the first step
