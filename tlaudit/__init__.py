@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getat
     from tlaudit.setup import Strategy, TransferSetup, load_setup
     from tlaudit.staged import Stage, StagedUnfreezer
     from tlaudit.surgery import HeadNotFoundError, find_heads, remove_head, replace_head, truncate
+    from tlaudit.watcher import watch
 
 _EXPORTS: dict[str, str] = {
     "PatternError": "tlaudit._names",
@@ -70,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "remove_head": "tlaudit.surgery",
     "replace_head": "tlaudit.surgery",
     "truncate": "tlaudit.surgery",
+    "watch": "tlaudit.watcher",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

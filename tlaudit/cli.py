@@ -36,6 +36,7 @@ from tlaudit.findings import Severity
 from tlaudit.formatters import Format
 from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_MAX_HELP, parse_lr_max, parse_positive_int
 from tlaudit.progress import Progress, show_progress
+from tlaudit.run import add_parser as _add_run
 
 if TYPE_CHECKING:
     from torch import nn
@@ -393,7 +394,9 @@ def _add_checks(commands: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_cmd_checks)
 
 
-_COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (_add_audit, _add_inspect, _add_checks, _add_bench)
+_COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (
+    _add_audit, _add_inspect, _add_checks, _add_bench, _add_run,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

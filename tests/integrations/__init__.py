@@ -1,0 +1,1 @@
+"""Tests of ``tlaudit/integrations/``, one module per framework."""

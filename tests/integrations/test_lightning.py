@@ -1,0 +1,106 @@
+"""Tests for the Lightning callback (tlaudit/integrations/lightning.py) with a real ``Trainer`` on CPU.
+
+A tiny CNN (a ``backbone`` and a ``head``) fits for two epochs of two batches, with and without
+``BackboneFinetuning``; the callback's audits are read from ``callback.reports``.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+pl = pytest.importorskip("lightning.pytorch")
+
+from tlaudit import AuditFailed  # noqa: E402
+from tlaudit.integrations.lightning import TransferAudit  # noqa: E402
+
+
+class Classifier(pl.LightningModule):
+    def __init__(self, optimizer_params: Callable[[Classifier], Any] | None = None) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(8, 3)
+        self.optimizer_params = optimizer_params or (lambda m: [p for p in m.parameters() if p.requires_grad])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self(x)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.SGD(self.optimizer_params(self), lr=0.005, momentum=0.9)
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 1)}
+
+
+def loader() -> DataLoader:
+    gen = torch.Generator().manual_seed(1)
+    data = TensorDataset(torch.randn(8, 3, 16, 16, generator=gen), torch.randint(3, (8,), generator=gen))
+    return DataLoader(data, batch_size=4)
+
+
+def fit(module: pl.LightningModule, *callbacks: pl.Callback) -> pl.Trainer:
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=2, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=1,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
+        callbacks=list(callbacks),
+    )
+    trainer.fit(module, loader(), loader())
+    return trainer
+
+
+def test_a_clean_fit_audits_clean_at_each_stage():
+    audit = TransferAudit(stream=io.StringIO())
+    trainer = fit(Classifier(), audit)
+    assert trainer.global_step == 4
+    assert set(trainer.callback_metrics) == {"train_loss"}  # the audit's replayed training_step logged nothing extra
+    assert list(audit.reports) == ["static", "inference", "train"]  # the sanity check validates first
+    for stage, report in audit.reports.items():
+        assert not report.findings, f"{stage}: {report.to_text()}"
+    assert set(audit.reports["static"].checks_run) == {"head-frozen", "optimizer-missing", "optimizer-frozen", "lr-threshold"}
+    notes = "\n".join(audit.reports["train"].notes)
+    assert "scheduler (StepLR, stepped per epoch)" in notes and "sample (the first batch, shape (4, 3, 16, 16))" in notes
+    assert "0 of 8 modules in training mode, no_grad" in "\n".join(audit.reports["inference"].notes)
+
+
+def test_an_optimizer_without_the_backbone_fails_the_fit_at_its_start():
+    audit = TransferAudit(stream=io.StringIO())
+    with pytest.raises(AuditFailed, match="static audit at the start of the fit"):
+        fit(Classifier(lambda m: m.head.parameters()), audit)
+    assert {f.check for f in audit.reports["static"].errors} == {"optimizer-missing"}
+
+
+def test_backbone_finetuning_is_audited_again_after_the_unfreeze():
+    from lightning.pytorch.callbacks import BackboneFinetuning
+
+    audit = TransferAudit(fail_on=None, stream=io.StringIO())
+    fit(Classifier(), BackboneFinetuning(unfreeze_backbone_at_epoch=1, train_bn=True), audit)
+    assert list(audit.reports) == ["static", "inference", "train", "train (epoch 1)"]
+    assert "train audit after the param groups or trainable parameters changed (epoch 1)" in audit.session.stream.getvalue()
+    for stage, report in audit.reports.items():
+        assert not report.findings, f"{stage}: {report.to_text()}"
+
+
+def test_backbone_finetuning_frozen_batchnorm_is_explained():
+    """train_bn=False: Lightning turns off running stats but leaves the layers in training mode."""
+    from lightning.pytorch.callbacks import BackboneFinetuning
+
+    audit = TransferAudit(strategy="feature_extraction", fail_on=None, stream=io.StringIO())
+    fit(Classifier(), BackboneFinetuning(unfreeze_backbone_at_epoch=5, train_bn=False), audit)
+    report = audit.reports["train"]
+    assert [f.subject for f in report.by_check("frozen-bn-train")] == ["backbone.1"]
+    assert any("BaseFinetuning.freeze(..., train_bn=False)" in note for note in report.notes)

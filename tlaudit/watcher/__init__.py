@@ -1,0 +1,263 @@
+"""``tlaudit.watch()``: audit a real training run as it runs, without writing a setup.
+
+The watcher observes the run through PyTorch's public global hooks (see :mod:`tlaudit.watcher.observe`;
+the torchvision weights a builder loads: :mod:`tlaudit.watcher.weights`):
+
+* at the **first optimizer step**, before it executes, it audits the model, the real batch and
+  targets, the loss, the optimizer and its schedulers, and the dataset's transform
+  (:mod:`tlaudit.watcher.build` says how each is found), then lets the step run untouched: the
+  audit restores everything it touched first;
+* after the **first validation pass** (model calls that no backward pass reached, decided at the
+  next step or when the watch ends) it audits inference: eval mode, gradients, determinism;
+* then it removes every hook: the rest of the run costs nothing.
+
+What no hook can see is what the user means: ``watch(strategy="feature_extraction")`` turns a freeze
+loop that silently froze nothing into an error. ``fail_on`` decides whether a finding stops the run
+(:class:`~tlaudit.AuditFailed` raised before the step) or is only reported (``fail_on=None``).
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO, TypeVar
+
+import torch
+
+from tlaudit.report import Report
+from tlaudit.watcher.build import dataset_fields, find_datasets, inference_fields, sample_slot, train_fields
+from tlaudit.watcher.observe import ModelCall, Observer
+from tlaudit.watcher.session import AuditSession
+from tlaudit.watcher.weights import WeightsObserver
+
+__all__ = ["RunStopped", "Watch", "watch"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ACTIVE: list[Watch] = []
+
+
+class RunStopped(BaseException):
+    """Raised inside the run to end it (``max_steps`` reached, or ``stop_after_audit`` and the audits
+    done). A ``BaseException`` so that the run's own ``except Exception`` does not swallow it; the
+    ``with watch(...)`` block that raised it suppresses it."""
+
+
+class Watch:
+    """The context manager (and decorator) :func:`watch` returns. ``reports`` holds the audits' reports
+    by stage (``"train"``, ``"inference"``); ``steps`` counts the run's optimizer steps while watched."""
+
+    def __init__(
+        self,
+        session: AuditSession,
+        *,
+        max_steps: int | None = None,
+        stop_after_audit: bool = False,
+    ) -> None:
+        if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+            raise ValueError(f"invalid max_steps: {max_steps!r} (watch); expected a positive integer")
+        self.session = session
+        self.max_steps = max_steps
+        self.stop_after_audit = stop_after_audit
+        self.steps = 0
+        self.stopped = False
+        self._observer: Observer | None = None
+        self._weights = WeightsObserver()
+        self._pending_notes: list[str] = []
+        self._done: set[str] = set()
+        """The audits done (or with no selected check): ``"train"``, ``"inference"``."""
+
+    @property
+    def reports(self) -> dict[str, Report]:
+        return self.session.reports
+
+    @property
+    def failed(self) -> bool:
+        """An audit reached ``fail_on``."""
+        return self.session.failed
+
+    # -- context manager and decorator ---------------------------------------------------------
+
+    def __enter__(self) -> Watch:
+        if _ACTIVE:
+            raise RuntimeError("tlaudit.watch() is already watching this process; nest no second watch inside it")
+        _ACTIVE.append(self)
+        self._observer = Observer(self._on_step)
+        self._observer.open()
+        self._weights.open()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> bool:
+        observer = self._observer
+        try:
+            if observer is not None and kind is None and "inference" not in self._done:
+                validation = [c for c in observer.calls if not c.backward]
+                if validation and "train" in self._done:
+                    self._audit_inference(validation[0])
+        finally:
+            self._close()
+        return kind is RunStopped
+
+    def __call__(self, func: F) -> F:
+        """Use as a decorator: every call of ``func`` is watched afresh."""
+
+        @functools.wraps(func)
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            fresh = Watch(_copy_session(self.session), max_steps=self.max_steps, stop_after_audit=self.stop_after_audit)
+            with fresh:
+                return func(*args, **kwargs)
+
+        return watched  # type: ignore[return-value]
+
+    def _close(self, *, in_step: bool = False) -> None:
+        self._weights.close()
+        if self._observer is not None:
+            self._observer.close(in_step=in_step)
+            if not in_step:
+                self._observer = None
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+
+    # -- the step ------------------------------------------------------------------------------
+
+    def _on_step(self, optimizer: torch.optim.Optimizer) -> None:
+        observer = self._observer
+        assert observer is not None  # the hook only exists while observing
+        pending, observer.calls = observer.calls, []
+        self.steps += 1
+        over = self.max_steps is not None and self.steps > self.max_steps
+        if observer.counting:
+            if over:
+                self._stop()
+            return
+        observer.paused = True
+        try:
+            if "train" not in self._done:
+                trained = [c for c in pending if c.backward]
+                # the model this optimizer steps; else the one trained (an optimizer built before a head swap holds none)
+                trained = [c for c in trained if _holds(optimizer, c)] or trained
+                if trained:
+                    validation = [c for c in pending[: pending.index(trained[-1])] if not c.backward]
+                    self._audit_train(trained[-1], optimizer)
+                    if validation and "inference" not in self._done:
+                        self._audit_inference(validation[0])
+                else:
+                    self._pending_notes.append(
+                        f"no model call before optimizer step {self.steps} reached backward (a closure-based step?); "
+                        "the audit waited for the next step"
+                    )
+            elif "inference" not in self._done:
+                validation = [c for c in pending if not c.backward]
+                if validation:
+                    self._audit_inference(validation[0])
+        except BaseException:
+            self._close()
+            raise
+        finally:
+            observer.paused = False
+        if over:
+            self._stop()
+        if {"train", "inference"} <= self._done:
+            if self.stop_after_audit:
+                self._stop()
+            if self.max_steps is not None:
+                observer.count_only()  # only the step hook stays, to end the run at max_steps
+            else:
+                self._close(in_step=True)  # nothing left to observe: the rest of the run costs nothing
+
+    def _stop(self) -> None:
+        self.stopped = True
+        self._close()
+        raise RunStopped(f"tlaudit: run stopped after {self.steps - 1} optimizer steps")
+
+    def _audit_train(self, call: ModelCall, optimizer: torch.optim.Optimizer) -> None:
+        fields, observed, notes = train_fields(call, optimizer)
+        more, seen, more_notes = dataset_fields(find_datasets())
+        fields.update(more)
+        observed.update(seen)
+        loaded, where, weight_notes = self._weights.fields(call.module)
+        fields.update(loaded)
+        observed.update(where)
+        self._weights.close()  # the model is built and loaded by the first step
+        notes = [*self._pending_notes, *notes, *more_notes, *weight_notes]
+        self.session.audit("train", fields, observed, notes)
+        self._done.add("train")
+        if not self.session.checks("inference"):
+            self._done.add("inference")
+
+    def _audit_inference(self, call: ModelCall) -> None:
+        if sample_slot(call) is None:
+            return
+        fields, observed = inference_fields(call)
+        self.session.audit("inference", fields, observed)
+        self._done.add("inference")
+
+
+def _holds(optimizer: torch.optim.Optimizer, call: ModelCall) -> bool:
+    """Whether ``optimizer`` steps any parameter of the called module."""
+    ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return any(id(p) in ids for p in call.module.parameters())
+
+
+def _copy_session(session: AuditSession) -> AuditSession:
+    return AuditSession(
+        session.intent,
+        select=session.select,
+        ignore=session.ignore,
+        fail_on=session.fail_on,
+        output=session.output,
+        format=session.format.value,
+        stream=session.stream,
+    )
+
+
+def watch(
+    *,
+    strategy: str | None = None,
+    frozen: Iterable[str] | str | None = None,
+    num_classes: int | None = None,
+    weights: Any = None,
+    head: Iterable[str] | str | None = None,
+    lr_max: float | None = None,
+    fail_on: str | None = "error",
+    select: Iterable[str] | str | None = None,
+    ignore: Iterable[str] | str | None = None,
+    output: str | Path | None = None,
+    format: str = "table",
+    max_steps: int | None = None,
+    stop_after_audit: bool = False,
+    stream: TextIO | None = None,
+) -> Watch:
+    """Watch the training run inside the ``with`` block (or the decorated function) and audit it.
+
+    Args:
+        strategy, frozen, num_classes, weights, head, lr_max: what you mean (``TransferSetup`` fields);
+            each wins over what the watcher infers.
+        fail_on: ``"error"`` (default) or ``"warning"``: a finding at or above it raises
+            :class:`~tlaudit.AuditFailed` before the step executes; None: report and go on.
+        select, ignore: check IDs, as for :func:`tlaudit.audit`.
+        output: append the reports to this file instead of writing them to ``stream`` (stderr).
+        format: ``table``, ``json`` (one object per line, with its ``stage``), ``markdown`` or ``junit``.
+        max_steps: end the run (:class:`RunStopped`, suppressed by the ``with``) after this many steps.
+        stop_after_audit: end the run as soon as both audits are done.
+
+    Raises:
+        SetupError: a bad intent value (here) or one that does not fit the model (at the first step).
+        ValueError: an unknown check ID, a bad ``fail_on``, ``format`` or ``max_steps``.
+
+    Example:
+        >>> import torch, torchvision, tlaudit
+        >>> model = tlaudit.replace_head(torchvision.models.resnet18(), 4)
+        >>> optimizer = torch.optim.SGD(model.fc.parameters(), lr=0.01)
+        >>> import io
+        >>> with tlaudit.watch(strategy="feature_extraction", fail_on=None, stream=io.StringIO()) as w:
+        ...     loss = torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 32, 32)), torch.tensor([0, 3]))
+        ...     loss.backward()
+        ...     optimizer.step()
+        >>> sorted({f.check for f in w.reports["train"].findings})
+        ['frozen-bn-train', 'frozen-grad', 'optimizer-missing']
+    """
+    intent = {"strategy": strategy, "frozen": frozen, "num_classes": num_classes, "weights": weights, "head": head, "lr_max": lr_max}
+    session = AuditSession(intent, select=select, ignore=ignore, fail_on=fail_on, output=output, format=format, stream=stream)
+    return Watch(session, max_steps=max_steps, stop_after_audit=stop_after_audit)

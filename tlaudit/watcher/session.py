@@ -1,0 +1,215 @@
+"""One engine path for watched runs: a ``TransferSetup`` built from what a run showed, audited, reported.
+
+:func:`tlaudit.watch`, ``tlaudit run`` and the Lightning callback all end here. A session holds the
+user's intent (the ``TransferSetup`` fields nothing can observe: ``strategy``, ``frozen``,
+``num_classes``, ``weights``, ``head``, ``lr_max``), the audit options and where reports go.
+
+Two audits per run:
+
+* the **train audit**, at the first optimizer step, over every check that needs no ``predict``;
+* the **inference audit**, after the first validation pass, over the checks that need ``predict``
+  (``eval-mode``, ``eval-nondeterministic``, ``grad-inference``).
+
+Each report lists, in its notes, which fields were observed in the run, which were given as intent,
+and which were not there to observe. A report at or above ``fail_on`` raises
+:class:`~tlaudit.AuditFailed` (before the step, so the run stops); otherwise it is written out and
+the run goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from torch import nn
+
+from tlaudit.engine import audit
+from tlaudit.errors import SetupError
+from tlaudit.findings import Severity
+from tlaudit.formatters import Format
+from tlaudit.options import parse_check_ids, parse_fail_on, validate_check_ids
+from tlaudit.report import AuditFailed, Report
+from tlaudit.setup import Strategy, TransferSetup
+
+__all__ = ["INTENT_FIELDS", "STATIC_CHECKS", "AuditSession", "Stage"]
+
+INTENT_FIELDS = ("strategy", "frozen", "num_classes", "weights", "head", "lr_max")
+"""The ``TransferSetup`` fields a watched run takes as keywords: what the user means, which no hook sees."""
+
+STATIC_CHECKS = ("head-frozen", "optimizer-missing", "optimizer-frozen", "lr-threshold", "normalization", "pretrained-not-loaded")
+"""The checks of a callback's audit at the start of training: those that read the setup without running a step."""
+
+Stage = str
+"""``"train"`` (the first optimizer step), ``"inference"`` (the first validation pass), or a label
+of the callbacks' other audits (``"static"``, a re-audit after an unfreeze); all but ``"inference"``
+run the train checks."""
+
+_HEADINGS = {
+    "train": "train audit at the first optimizer step",
+    "inference": "inference audit after the first validation pass",
+    "static": "static audit at the start of the fit",
+}
+
+
+class AuditSession:
+    """The intent, options and output of a watched run, and the two audits.
+
+    Args:
+        intent: ``TransferSetup`` fields from :data:`INTENT_FIELDS`; they win over what is inferred.
+        select, ignore: check IDs (a list or a comma-separated str), as for :func:`tlaudit.audit`.
+        fail_on: ``"error"``, ``"warning"``, or None to never stop the run (the reports are still written).
+        output: a file the reports are appended to; None writes them to ``stream`` (default stderr).
+        format: a :class:`~tlaudit.formatters.Format` value; ``json`` writes one JSON object per line.
+    """
+
+    def __init__(
+        self,
+        intent: dict[str, Any] | None = None,
+        *,
+        select: Iterable[str] | str | None = None,
+        ignore: Iterable[str] | str | None = None,
+        fail_on: str | None = "error",
+        output: str | Path | None = None,
+        format: str = "table",
+        stream: TextIO | None = None,
+    ) -> None:
+        intent = dict(intent or {})
+        unknown = sorted(set(intent) - set(INTENT_FIELDS))
+        if unknown:
+            raise TypeError(f"unknown intent keyword: {unknown[0]!r} (watch); expected one of {', '.join(INTENT_FIELDS)}")
+        if intent.get("strategy") is not None:
+            try:
+                intent["strategy"] = Strategy(intent["strategy"])
+            except ValueError:
+                raise SetupError(
+                    f"TransferSetup.strategy: expected 'feature_extraction', 'fine_tuning' or None, got {intent['strategy']!r}",
+                    field="strategy",
+                ) from None
+        self.intent = {k: v for k, v in intent.items() if v is not None}
+        self.select = parse_check_ids(select, "select") if select is not None else None
+        self.ignore = parse_check_ids(ignore, "ignore") if ignore is not None else None
+        validate_check_ids(self.select, self.ignore, "watch")
+        self.fail_on = parse_fail_on(fail_on, "fail_on") if fail_on is not None else None
+        self.format = Format(format)
+        self.output = Path(output) if output is not None else None
+        self.stream = stream
+        self.reports: dict[Stage, Report] = {}
+        self.failed = False
+        if self.output is not None:
+            self.output.write_text("", encoding="utf-8")
+
+    # -- the audits ----------------------------------------------------------------------------
+
+    def checks(self, stage: Stage) -> list[str]:
+        """The selected check IDs of ``stage``: inference checks are the ones that need ``predict``."""
+        from tlaudit.checks import select_checks
+
+        return [c.id for c in select_checks(self.select, self.ignore) if ("predict" in c.needs) == (stage == "inference")]
+
+    def audit(
+        self,
+        stage: Stage,
+        fields: dict[str, Any],
+        observed: dict[str, str],
+        notes: Iterable[str] = (),
+        *,
+        only: Iterable[str] | None = None,
+        explain: Callable[[Report], Iterable[str]] | None = None,
+    ) -> Report | None:
+        """Audit the setup made of ``fields`` (observed or inferred) and the intent; write the report out.
+
+        ``observed`` maps each field that came from the run to where it came from. ``only`` narrows
+        the stage's checks; ``explain(report)`` adds notes that depend on the findings. Returns None
+        when no selected check belongs to ``stage``.
+
+        Raises:
+            AuditFailed: a finding is at or above ``fail_on`` (the report is written first).
+            SetupError: the intent does not fit the model (a ``frozen`` or ``head`` name it lacks).
+        """
+        ids = [c for c in self.checks(stage) if only is None or c in set(only)]
+        if not ids:
+            return None
+        values = {k: v for k, v in fields.items() if v is not None}
+        values.update(self.intent)
+        dropped: list[str] = []
+        setup = _build_setup(values, self.intent, dropped)
+        report = audit(setup, ids)
+        extra = [*notes, *dropped, *_provenance(values, observed, self.intent, stage)]
+        if stage != "inference" and self.checks("inference"):
+            extra.append("eval-mode, eval-nondeterministic and grad-inference run after the first validation pass")
+        if explain is not None:
+            extra.extend(explain(report))
+        report = dataclasses.replace(report, notes=(*report.notes, *extra))
+        self.reports[stage] = report
+        self.emit(stage, report)
+        if self.fail_on is not None and report.at_or_above(self.fail_on):
+            self.failed = True
+            stream = self.stream or sys.stderr
+            stream.write(f"tlaudit watch: the run is stopped here: a finding at or above fail_on={self.fail_on}\n")
+            stream.flush()
+            raise AuditFailed(report, f"{_heading(stage)}:\n{report.to_text()}")
+        return report
+
+    # -- output --------------------------------------------------------------------------------
+
+    def emit(self, stage: Stage, report: Report) -> None:
+        """Write ``report`` to ``output`` (appended) or to the stream, under a heading that names the stage."""
+        fail_on = self.fail_on or Severity.ERROR.value
+        if self.format is Format.JSON:
+            text = json.dumps({"stage": stage, **report.to_dict()})
+        else:
+            text = f"tlaudit watch: {_heading(stage)}\n{self.format.render(report, fail_on=fail_on)}"
+        if self.output is not None:
+            with self.output.open("a", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+        stream = self.stream or sys.stderr
+        if self.output is None:
+            stream.write(text + "\n")
+        if self.format is not Format.JSON or self.output is not None:
+            stream.write(report.summary() + "\n")
+        stream.flush()
+
+
+def _heading(stage: Stage) -> str:
+    if stage.startswith("train ("):  # a callback's re-audit: "train (epoch 3)"
+        return f"train audit after the param groups or trainable parameters changed {stage[6:]}"
+    return _HEADINGS.get(stage, f"{stage} audit")
+
+
+def _build_setup(values: dict[str, Any], intent: dict[str, Any], notes: list[str]) -> TransferSetup:
+    """A TransferSetup of ``values``; an observed field it rejects is dropped (with a note), an intent
+    field it rejects raises."""
+    while True:
+        try:
+            return TransferSetup(**values)
+        except SetupError as err:
+            if err.field in intent or err.field not in values or err.field == "model":
+                raise
+            values.pop(err.field)
+            notes.append(f"the observed `{err.field}` was left out: {err}")
+
+
+def _provenance(values: dict[str, Any], observed: dict[str, str], intent: dict[str, Any], stage: Stage) -> list[str]:
+    """Notes saying which fields were observed (and where), given, or (train audit) not there to observe."""
+    seen = [f"{name} ({where})" for name, where in observed.items() if name in values and name not in intent]
+    notes = []
+    if seen:
+        notes.append("observed in the run: " + "; ".join(seen))
+    if intent:
+        notes.append("given as intent: " + ", ".join(sorted(intent)))
+    missing = [n for n in ("optimizer", "scheduler", "transform", "num_classes", "weights", "targets") if n not in values]
+    if missing and stage != "inference":
+        notes.append("not observed: " + ", ".join(missing))
+    return notes
+
+
+def describe_model(model: nn.Module) -> str:
+    """``ResNet``, or ``OptimizedModule(ResNet)`` for a wrapper."""
+    from tlaudit._names import unwrap
+
+    inner = unwrap(model)
+    return type(model).__name__ if inner is model else f"{type(model).__name__}({type(inner).__name__})"
+
