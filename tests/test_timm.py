@@ -140,12 +140,6 @@ def test_a_timm_freeze_that_forgets_the_stem_is_caught():
     assert [f.message for f in found] == ["`conv1.weight`: meant frozen (TransferSetup.frozen) but requires or receives a gradient"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="pretrained-not-loaded judges BatchNorm and tlaudit.FrozenBatchNorm only: a backbone frozen with timm's "
-    "freeze() holds torchvision's FrozenBatchNorm2d, so the check has no norm layer left and skips",
-)
 def test_pretrained_not_loaded_reads_timm_frozen_batchnorm():
     model = timm.create_model("resnet18", pretrained=False, num_classes=4)  # nothing loaded: statistics at init
     timm_freeze(model, [n for n, _ in model.named_children() if n != "fc"])
@@ -207,12 +201,6 @@ def test_cli_unknown_model_names_list_the_closest_of_both_libraries(capsys, mode
     assert err.startswith("tlaudit inspect: error: " + message)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="freeze_batchnorm turns timm's BatchNormAct2d (BatchNorm + activation) into a plain FrozenBatchNorm and "
-    "drops the activation; timm's own freeze() keeps it (FrozenBatchNormAct2d)",
-)
 def test_freeze_backbone_with_frozen_batchnorm_keeps_a_timm_models_output():
     model = timm.create_model("efficientnet_b0", pretrained=False, num_classes=4).eval()
     x = torch.randn(2, 3, 64, 64)

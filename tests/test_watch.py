@@ -144,7 +144,7 @@ def test_a_typo_in_the_freeze_loop_stops_the_run_before_the_step():
     with pytest.raises(AuditFailed, match=r"error +frozen-grad +backbone +4 parameters of `backbone`: meant frozen") as failed:
         with quiet(strategy="feature_extraction"):
             train(model, optimizer, loader())
-    assert {f.check for f in failed.value.report.errors} == {"frozen-grad", "frozen-bn-train", "optimizer-missing"}
+    assert {f.check for f in failed.value.report.errors} == {"frozen-grad", "optimizer-missing"}
     assert all(torch.equal(before[name], p) for name, p in model.named_parameters())  # no step ran
     assert no_hooks_left()
 
@@ -158,7 +158,7 @@ def test_fail_on_none_reports_and_lets_the_run_go_on():
     with tlaudit.watch(strategy="feature_extraction", fail_on=None, stream=stream) as watched:
         losses = train(model, optimizer, loader())
     assert len(losses) == 4
-    assert {f.check for f in watched.reports["train"].errors} == {"frozen-grad", "frozen-bn-train", "optimizer-missing"}
+    assert {f.check for f in watched.reports["train"].errors} == {"frozen-grad", "optimizer-missing"}
     assert "tlaudit watch: train audit at the first optimizer step" in stream.getvalue()
     assert not watched.failed
 
@@ -182,8 +182,8 @@ def test_the_replayed_step_keeps_the_runs_batchnorm_modes():
     assert not watched.reports["train"].findings, watched.reports["train"].to_text()
 
     model, optimizer = frozen_backbone()
-    with pytest.raises(AuditFailed, match="frozen-bn-train"):
-        with quiet(strategy="feature_extraction"):
+    with pytest.raises(AuditFailed, match="frozen-bn-train"):  # a warning: the drift may be meant (AdaBN)
+        with quiet(strategy="feature_extraction", fail_on="warning"):
             train(model, optimizer, loader())
 
 

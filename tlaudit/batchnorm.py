@@ -28,7 +28,12 @@ class FrozenBatchNorm(nn.Module):
 
     Unlike ``BatchNorm*d.eval()`` it stays fixed after ``model.train()``. Its state dict has the
     BatchNorm keys (``weight``, ``bias``, ``running_mean``, ``running_var``), so checkpoints load either way.
+    A BatchNorm with a fused activation (timm's ``BatchNormAct2d``: ``drop`` then ``act`` after the
+    normalization) keeps them: ``drop`` and ``act`` are carried over and applied in the same order.
     """
+
+    drop: nn.Module | None = None
+    act: nn.Module | None = None
 
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -62,6 +67,10 @@ class FrozenBatchNorm(nn.Module):
             if bn.running_mean is not None:
                 frozen.running_mean.copy_(bn.running_mean)
                 frozen.running_var.copy_(bn.running_var)
+        for name in ("drop", "act"):  # timm's BatchNormAct2d: normalization, then drop, then activation
+            part = getattr(bn, name, None)
+            if isinstance(part, nn.Module):
+                setattr(frozen, name, part)
         return frozen
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -72,7 +81,12 @@ class FrozenBatchNorm(nn.Module):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         scale = self.weight * (self.running_var + self.eps).rsqrt()
         shift = self.bias - self.running_mean * scale
-        return x * scale.reshape(shape) + shift.reshape(shape)
+        x = x * scale.reshape(shape) + shift.reshape(shape)
+        if self.drop is not None:
+            x = self.drop(x)
+        if self.act is not None:
+            x = self.act(x)
+        return x
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}"

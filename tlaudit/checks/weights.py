@@ -28,10 +28,17 @@ def _missing_unexpected(load_result: Any) -> tuple[list[str], list[str]]:
 
 
 def _at_init(module: nn.Module) -> bool | None:
-    if isinstance(module, (*BN_TYPES, FrozenBatchNorm)):
-        if module.running_mean is None:
+    """Whether a norm layer holds its initial values (None: not a norm layer that can tell).
+
+    Any layer with ``running_mean``/``running_var`` tensors counts: BatchNorm, tlaudit's
+    FrozenBatchNorm, torchvision's ``FrozenBatchNorm2d`` (what timm's ``freeze()`` makes), timm's
+    ``FrozenBatchNormAct2d``.
+    """
+    mean, var = getattr(module, "running_mean", None), getattr(module, "running_var", None)
+    if isinstance(module, (*BN_TYPES, FrozenBatchNorm)) or (isinstance(mean, torch.Tensor) and isinstance(var, torch.Tensor)):
+        if not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
             return None
-        return bool(torch.all(module.running_mean == 0) and torch.all(module.running_var == 1))
+        return bool(torch.all(mean == 0) and torch.all(var == 1))
     if isinstance(module, (nn.LayerNorm, nn.GroupNorm)) and getattr(module, "weight", None) is not None:
         bias_zero = module.bias is None or bool(torch.all(module.bias == 0))
         return bool(torch.all(module.weight == 1)) and bias_zero
