@@ -34,7 +34,7 @@ from tlaudit.errors import SetupError
 from tlaudit.examples import EXAMPLES
 from tlaudit.findings import Severity
 from tlaudit.formatters import Format
-from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_MAX_HELP, parse_lr_max, parse_positive_int
+from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_CAUTION_HELP, LR_MAX_HELP, parse_lr_max, parse_positive_int
 from tlaudit.progress import Progress, show_progress
 from tlaudit.run import add_parser as _add_run
 
@@ -105,6 +105,7 @@ def run_audit(
     select: str | None = None,
     ignore: str | None = None,
     lr_max: float | None = None,
+    lr_caution: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Load the setup ``spec`` names (see :func:`tlaudit.load_setup`) and audit it: ``tlaudit audit`` without the output.
@@ -124,7 +125,10 @@ def run_audit(
     where = f"{target}:{func}()"
     try:
         if lr_max is not None:
-            setup = setup.replace(lr_max=lr_max)
+            caution = setup.lr_caution if setup.lr_caution is None or setup.lr_caution <= lr_max else lr_max
+            setup = setup.replace(lr_max=lr_max, lr_caution=caution)
+        if lr_caution is not None:
+            setup = setup.replace(lr_caution=lr_caution)
         report = audit(setup, select, ignore, progress=progress)
         return locate(report, setup, source_file(spec), func)
     except SetupError as err:
@@ -228,7 +232,8 @@ def _cmd_audit(args: argparse.Namespace) -> ExitCode:
         progress = Progress(len(checks), sys.stderr) if show_progress(args.progress) else None
         try:
             with contextlib.redirect_stdout(sys.stderr):  # the setup's own prints must not mix into the report
-                return run_audit(spec, select=args.select, ignore=args.ignore, lr_max=args.lr_max, progress=progress)
+                return run_audit(spec, select=args.select, ignore=args.ignore, lr_max=args.lr_max,
+                                 lr_caution=args.lr_caution, progress=progress)
         finally:
             if progress is not None:
                 progress.clear()
@@ -325,6 +330,7 @@ def _add_audit(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--select", metavar="IDS", help="comma-separated check IDs to run (default: all)")
     p.add_argument("--ignore", metavar="IDS", help="comma-separated check IDs not to run")
     p.add_argument("--lr-max", type=_positive_float, metavar="X", help=LR_MAX_HELP)
+    p.add_argument("--lr-caution", type=_positive_float, metavar="X", help=LR_CAUTION_HELP)
     p.add_argument(
         "--fail-on",
         choices=FAIL_ON_CHOICES,

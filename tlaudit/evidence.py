@@ -45,12 +45,14 @@ class TrainTrace:
     outputs: Any = None
     changed: set[int] = field(default_factory=set)
     error: str | None = None
+    error_in_user_code: bool = True
     outputs_from_heads: bool = False
 
     def require_complete(self) -> TrainTrace:
         """This trace, or :class:`Skip` when the step raised before it could be observed whole."""
         if self.error is not None:
-            raise Skip(f"the train step raised ({self.error}); see `user-code-error`")
+            see = "user-code-error" if self.error_in_user_code else "optimizer-state"
+            raise Skip(f"the train step raised ({self.error}); see `{see}`")
         return self
 
 
@@ -107,6 +109,9 @@ class Evidence(Protocol):
         """``id(param) -> group index`` for every parameter the optimizer holds."""
     @property
     def lr_max(self) -> float: ...
+    @property
+    def lr_caution(self) -> float:
+        """Pretrained groups above it get a warning; above ``lr_max``, an error."""
     @property
     def expected(self) -> Normalization | None: ...
     @property

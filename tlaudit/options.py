@@ -17,6 +17,7 @@ __all__ = [
     "FAIL_ON_CHOICES",
     "FAIL_ON_HELP",
     "LR_MAX_HELP",
+    "LR_CAUTION_HELP",
     "is_positive_number",
     "parse_fail_on",
     "parse_lr_max",
@@ -32,6 +33,10 @@ FAIL_ON_CHOICES = ("error", "warning")
 
 FAIL_ON_HELP = "lowest severity of finding that fails: error (default) or warning"
 LR_MAX_HELP = "LR ceiling for pretrained (non-head) parameter groups, a positive number; overrides the setup's lr_max"
+LR_CAUTION_HELP = (
+    "LR above which pretrained parameter groups get a warning (below lr_max, which makes an error); "
+    "a positive number, default lr_max / 3; overrides the setup's lr_caution"
+)
 
 
 def parse_fail_on(value: object, source: str) -> str:

@@ -42,6 +42,8 @@ class TransferSetup:
         frozen: module-name patterns meant frozen. With neither ``strategy`` nor ``frozen``, the
             parameters with ``requires_grad=False`` now are the ones meant frozen.
         head: the head module name(s) when auto-detection should not guess.
+        lr_caution: LR above which pretrained parameters get a warning (lr_max makes an error);
+            default ``lr_max / 3``.
         lr_max: LR ceiling for pretrained (non-head) parameters; default 1e-3 for adaptive optimizers
             (Adam family, RMSprop, Adagrad, ...) and 1e-2 for SGD.
         train_step: ``train_step(model, sample, targets, optimizer)``; default: ``model.train()``,
@@ -66,6 +68,7 @@ class TransferSetup:
     frozen: Sequence[str] | str | None = None
     head: Sequence[str] | str | None = None
     lr_max: float | None = None
+    lr_caution: float | None = None
     train_step: Callable[..., Any] | None = None
     predict: Callable[..., Any] | None = None
     load_result: Any = None
@@ -118,6 +121,10 @@ class TransferSetup:
                 setattr(self, name, tuple(value))
         if self.lr_max is not None and not is_positive_number(self.lr_max):
             raise bad("lr_max", f"expected a positive number, got {self.lr_max!r}")
+        if self.lr_caution is not None and not is_positive_number(self.lr_caution):
+            raise bad("lr_caution", f"expected a positive number, got {self.lr_caution!r}")
+        if self.lr_caution is not None and self.lr_max is not None and self.lr_caution > self.lr_max:
+            raise bad("lr_caution", f"above lr_max {self.lr_max:g}: {self.lr_caution:g}; the caution level warns before the ceiling")
         for name in ("train_step", "predict"):
             value = getattr(self, name)
             if value is not None and not callable(value):

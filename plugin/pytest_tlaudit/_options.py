@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tlaudit.options import FAIL_ON_HELP as _FAIL_ON
+from tlaudit.options import LR_CAUTION_HELP as _LR_CAUTION
 from tlaudit.options import LR_MAX_HELP as _LR_MAX
 from tlaudit.options import (
     declared_check_ids,
@@ -37,16 +38,17 @@ __all__ = [
     "marker_suppressions",
 ]
 
-MARKER_KEYWORDS = ("lr_max", "select", "ignore", "fail_on")
+MARKER_KEYWORDS = ("lr_max", "lr_caution", "select", "ignore", "fail_on")
 
 LR_MAX_HELP = f"{_LR_MAX} in tlaudit audits. A @pytest.mark.tlaudit(lr_max=...) marker overrides this."
+LR_CAUTION_HELP = f"{_LR_CAUTION} in tlaudit audits. A @pytest.mark.tlaudit(lr_caution=...) marker overrides this."
 FAIL_ON_HELP = f"tlaudit audits: {_FAIL_ON}. A @pytest.mark.tlaudit(fail_on=...) marker overrides this."
 REPORT_HELP = (
     "write every tlaudit audit of the session to this JSON file, keyed by test node ID "
     "(a list where a test audited more than once); under pytest-xdist the controller merges the workers' audits."
 )
 MARKER_LINE = (
-    "tlaudit(lr_max=None, select=None, ignore=None, fail_on=None): options for the tlaudit fixture's audits "
+    "tlaudit(lr_max=None, lr_caution=None, select=None, ignore=None, fail_on=None): options for the tlaudit fixture's audits "
     "in this test; precedence: marker > --tlaudit-* options > tlaudit_* ini keys > defaults."
 )
 SUPPRESS_MARKER_LINE = (
@@ -63,11 +65,13 @@ def add_options(parser: pytest.Parser) -> None:
     """The ``--tlaudit-*`` options and the ``tlaudit_*`` ini keys, with one help text each."""
     group = parser.getgroup("tlaudit", "transfer-learning audits (tlaudit)")
     group.addoption("--tlaudit-lr-max", dest="tlaudit_lr_max", metavar="LR", default=None, help=LR_MAX_HELP)
+    group.addoption("--tlaudit-lr-caution", dest="tlaudit_lr_caution", metavar="LR", default=None, help=LR_CAUTION_HELP)
     group.addoption(
         "--tlaudit-fail-on", dest="tlaudit_fail_on", metavar="error|warning", default=None, help=FAIL_ON_HELP
     )
     group.addoption("--tlaudit-report", dest="tlaudit_report", metavar="PATH", default=None, help=REPORT_HELP)
     parser.addini("tlaudit_lr_max", LR_MAX_HELP, default=None)
+    parser.addini("tlaudit_lr_caution", LR_CAUTION_HELP, default=None)
     parser.addini("tlaudit_fail_on", FAIL_ON_HELP, default=None)
     parser.addini("tlaudit_report", REPORT_HELP, default=None)
 
@@ -83,8 +87,16 @@ class Settings:
     """The options from the command line and the ini file, validated; None where neither sets one."""
 
     lr_max: Setting | None = None
+    lr_caution: Setting | None = None
     fail_on: Setting | None = None
     report: Path | None = None
+
+
+def _parse_lr_caution(value: object, source: str) -> float:
+    try:
+        return parse_lr_max(value, source)
+    except ValueError as err:
+        raise ValueError(str(err).replace("invalid lr_max", "invalid lr_caution")) from None
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -92,7 +104,7 @@ def read_settings(config: pytest.Config) -> Settings:
     problems: list[str] = []
     values: dict[str, Any] = {}
     ini_dir = config.inipath.parent if config.inipath is not None else config.rootpath
-    for name, parse in (("lr_max", parse_lr_max), ("fail_on", parse_fail_on), ("report", None)):
+    for name, parse in (("lr_max", parse_lr_max), ("lr_caution", _parse_lr_caution), ("fail_on", parse_fail_on), ("report", None)):
         option, ini = f"--tlaudit-{name.replace('_', '-')}", f"tlaudit_{name}"
         raw = config.getoption(ini)
         source, base = option, config.invocation_params.dir
@@ -123,6 +135,7 @@ class AuditOptions:
 
     fail_on: str = "error"
     lr_max: float | None = None
+    lr_caution: float | None = None
     select: tuple[str, ...] | None = None
     ignore: tuple[str, ...] | None = None
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -134,6 +147,10 @@ class AuditOptions:
         changes: dict[str, Any] = {}
         if self.lr_max is not None:
             changes["lr_max"] = self.lr_max
+            if getattr(setup, "lr_caution", None) is not None and setup.lr_caution > self.lr_max and self.lr_caution is None:
+                changes["lr_caution"] = self.lr_max
+        if self.lr_caution is not None:
+            changes["lr_caution"] = self.lr_caution
         if self.suppress:
             changes["ignore"] = {**(setup.ignore or {}), **self.suppress}
         return setup.replace(**changes) if changes else setup
@@ -165,8 +182,9 @@ def _marker_kwargs(marks: Iterable[pytest.Mark], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in merged.items():
         try:
-            if key == "lr_max":
-                out[key] = parse_lr_max(value, f"@pytest.mark.tlaudit(lr_max=...) on {where}")
+            if key in ("lr_max", "lr_caution"):
+                parse = parse_lr_max if key == "lr_max" else _parse_lr_caution
+                out[key] = parse(value, f"@pytest.mark.tlaudit({key}=...) on {where}")
             elif key == "fail_on":
                 out[key] = parse_fail_on(value, f"@pytest.mark.tlaudit(fail_on=...) on {where}")
             else:
@@ -235,13 +253,13 @@ def marker_options(
     sources: dict[str, str] = {}
     resolved: dict[str, Any] = {}
     marker_source = f"@pytest.mark.tlaudit on {where}"
-    for key, setting in (("fail_on", settings.fail_on), ("lr_max", settings.lr_max)):
+    for key, setting in (("fail_on", settings.fail_on), ("lr_max", settings.lr_max), ("lr_caution", settings.lr_caution)):
         if key in marker:
             resolved[key], sources[key] = marker[key], marker_source
         elif setting is not None:
             resolved[key], sources[key] = setting.value, setting.source
         else:
-            sources[key] = "default" if key == "fail_on" else "the setup's lr_max (default)"
+            sources[key] = "default" if key == "fail_on" else f"the setup's {key} (default)"
     for key in ("select", "ignore"):
         if key in marker:
             resolved[key], sources[key] = marker[key], marker_source

@@ -20,7 +20,7 @@ import torchvision
 from torch import nn
 
 import tlaudit
-from tests.cases import NC, Case, fingerprint, fingerprint_diff, make, model, pretend_pretrained, size_of, trainable
+from tests.cases import NC, Case, fingerprint, fingerprint_diff, make, model, normalized, pretend_pretrained, size_of, trainable
 from tests.checks._cases import case_tests
 
 
@@ -187,7 +187,7 @@ def lr_clean_decaying_scheduler() -> tlaudit.TransferSetup:
 
 def lr_clean_sgd_cosine_decay() -> tlaudit.TransferSetup:
     m = model("densenet121")
-    opt = torch.optim.SGD(m.parameters(), lr=0.005, momentum=0.9)
+    opt = torch.optim.SGD(m.parameters(), lr=0.003, momentum=0.9)
     return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=50))
 
 
@@ -319,12 +319,12 @@ def lr_tensor_lr_adam() -> tlaudit.TransferSetup:
 def lr_clean_onecycle_100k() -> tlaudit.TransferSetup:
     m = model("resnet18")
     opt = torch.optim.AdamW(m.parameters(), lr=1e-5)
-    return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-4, total_steps=100_000))
+    return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-4, total_steps=100_000))
 
 
 def lr_clean_lambda_warmup_20k() -> tlaudit.TransferSetup:
     m = model("resnet18")
-    opt = torch.optim.AdamW(m.parameters(), lr=5e-4)
+    opt = torch.optim.AdamW(m.parameters(), lr=2e-4)
     return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.LambdaLR(opt, linear_warmup))
 
 
@@ -332,7 +332,7 @@ def lr_clean_timm_cosine_warmup() -> tlaudit.TransferSetup:
     from timm.scheduler import CosineLRScheduler
 
     m = model("resnet18")
-    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)  # exactly lr_max at the top: not above it
+    opt = torch.optim.SGD(m.parameters(), lr=0.003, momentum=0.9)  # a common fine-tuning LR at the top
     sched = CosineLRScheduler(opt, t_initial=100, warmup_t=5, warmup_lr_init=1e-4, warmup_prefix=True)
     return make(m, optimizer=opt, scheduler=sched)
 
@@ -348,7 +348,7 @@ def lr_clean_sequential() -> tlaudit.TransferSetup:
 def lr_clean_cyclic() -> tlaudit.TransferSetup:
     m = model("resnet18")
     opt = torch.optim.SGD(m.parameters(), lr=0.001, momentum=0.9)
-    sched = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=1e-4, max_lr=5e-3, step_size_up=2_000)
+    sched = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=1e-4, max_lr=3e-3, step_size_up=2_000)
     return make(m, optimizer=opt, scheduler=sched)
 
 
@@ -371,7 +371,7 @@ def step_and_schedule(m: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: Any, 
 def lr_clean_tensor_lr_stepped_sequential() -> tlaudit.TransferSetup:
     """The same with a SequentialLR: its parts' tensors come back in place too."""
     m = model("resnet18")
-    opt = torch.optim.AdamW(m.parameters(), lr=torch.tensor(5e-4), foreach=False)
+    opt = torch.optim.AdamW(m.parameters(), lr=torch.tensor(2e-4), foreach=False)
     warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=10)
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=90)
     sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], milestones=[10])
@@ -381,12 +381,29 @@ def lr_clean_tensor_lr_stepped_sequential() -> tlaudit.TransferSetup:
 def lr_clean_tensor_lr_stepped_scheduler() -> tlaudit.TransferSetup:
     """A tensor LR (as compiled optimizers hold it) and a train step that steps the warm-up: fills the tensor in place."""
     m = model("resnet18")
-    opt = torch.optim.AdamW(m.parameters(), lr=torch.tensor(5e-4), foreach=False)
+    opt = torch.optim.AdamW(m.parameters(), lr=torch.tensor(2e-4), foreach=False)
     sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=100)
     return make(m, optimizer=opt, scheduler=sched, train_step=functools.partial(step_and_schedule, scheduler=sched))
 
 
 TRIGGERS["lr-threshold"] = [
+    # at the ceiling is no longer silent: above the caution level (lr_max / 3) is a warning
+    Case(
+        "mobilenet-step-lr-at-lr-max",
+        lr_clean_step_lr,
+        r"^group 0 holds \d+ pretrained parameters with lr 0\.01 > the caution level 0\.00333 \(fine-tuning "
+        r"pretrained layers typically uses 1e-4 to 1e-2 with SGD\)$",
+        severity="warning",
+        count=1,
+    ),
+    Case(
+        "resnet18-sequential-at-lr-max",
+        lr_clean_sequential,
+        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.01 > the caution level 0\.00333 "
+        r"at step 5000 ",
+        severity="warning",
+        count=1,
+    ),
     Case(
         "resnet18-adam-1e-2",
         lr_adam_1e2,
@@ -483,12 +500,10 @@ CLEAN["lr-threshold"] = [
     Case("resnet18-param-groups-head-high", lr_clean_param_groups),
     Case("resnet18-adamw-cosine-decay", lr_clean_decaying_scheduler),
     Case("densenet121-sgd-cosine-decay", lr_clean_sgd_cosine_decay),
-    Case("mobilenet-step-lr-at-lr-max", lr_clean_step_lr),
     Case("resnet18-head-only-high-lr", lr_clean_head_only_high_lr),
     Case("resnet18-reduce-on-plateau", lr_clean_reduce_on_plateau),
     Case("resnet18-onecycle-100k-fine-tuning-lr", lr_clean_onecycle_100k),
     Case("resnet18-lambda-warmup-20k-fine-tuning-lr", lr_clean_lambda_warmup_20k),
-    Case("resnet18-sequential-at-lr-max", lr_clean_sequential),
     Case("resnet18-cyclic-fine-tuning-lr", lr_clean_cyclic),
     Case("resnet50-159-frozen-and-head-in-one-sgd-0.1-group", lr_clean_frozen_resnet50_one_high_group),
     Case("resnet18-tensor-lr-stepped-by-train-step", lr_clean_tensor_lr_stepped_scheduler),
@@ -521,7 +536,71 @@ TIMM_TRIGGERS = [
         count=1,
     ),
 ]
-TIMM_CLEAN = [Case("resnet18-timm-cosine-warmup-at-lr-max", lr_clean_timm_cosine_warmup)]
+TIMM_CLEAN = [Case("resnet18-timm-cosine-warmup-fine-tuning-lr", lr_clean_timm_cosine_warmup)]
+
+
+# -- optimizer-state -------------------------------------------------------------------------------
+
+
+def _stepped(m: nn.Module, opt: torch.optim.Optimizer, size: int = 64) -> None:
+    m.train()
+    opt.zero_grad()
+    out = m(normalized(size))
+    F.cross_entropy(out, torch.arange(2) % out.shape[1]).backward()
+    opt.step()
+
+
+def os_checkpoint_across_head_swap() -> tlaudit.TransferSetup:
+    """The usual resume mistake: an optimizer checkpoint saved for the 1000-class head, loaded after the swap."""
+    m = model("resnet18", head=False)
+    old = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    _stepped(m, old)
+    saved = old.state_dict()
+    m.fc = nn.Linear(512, NC)
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    opt.load_state_dict(saved)
+    return make(m, optimizer=opt)
+
+
+def os_adam_checkpoint_across_head_swap() -> tlaudit.TransferSetup:
+    m = model("resnet18", head=False)
+    old = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    _stepped(m, old)
+    saved = old.state_dict()
+    m.fc = nn.Linear(512, NC)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    opt.load_state_dict(saved)
+    return make(m, optimizer=opt)
+
+
+def os_clean_resumed_same_model() -> tlaudit.TransferSetup:
+    m = model("resnet18")
+    old = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    _stepped(m, old)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    opt.load_state_dict(old.state_dict())
+    return make(m, optimizer=opt)
+
+
+TRIGGERS["optimizer-state"] = [
+    Case(
+        "resnet18-sgd-checkpoint-across-head-swap",
+        os_checkpoint_across_head_swap,
+        r"^2 parameters of `fc`: optimizer state does not fit the parameter \(e\.g\. `momentum_buffer` of `fc\.weight` has "
+        rf"shape \(1000, 512\), the parameter shape \({NC}, 512\)\)",
+        count=1,
+    ),
+    Case(
+        "resnet18-adamw-checkpoint-across-head-swap",
+        os_adam_checkpoint_across_head_swap,
+        r"^2 parameters of `fc`: optimizer state does not fit the parameter \(e\.g\. `exp_avg` of `fc\.weight`",
+        count=1,
+    ),
+]
+CLEAN["optimizer-state"] = [
+    Case("resnet18-resumed-same-model", os_clean_resumed_same_model),
+    Case("resnet18-fresh-optimizer", lr_clean_param_groups),
+]
 
 
 # -- the tests -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def test_every_check_is_documented_in_four_parts(check: Check):
 def test_registry_holds_the_checks_in_report_order():
     assert list(REGISTRY) == [
         "frozen-grad", "frozen-changed", "frozen-bn-train", "head-frozen", "head-size", "trainable-no-grad",
-        "optimizer-missing", "optimizer-frozen", "lr-threshold", "eval-mode", "eval-nondeterministic",
+        "optimizer-missing", "optimizer-frozen", "lr-threshold", "optimizer-state", "eval-mode", "eval-nondeterministic",
         "grad-inference", "normalization", "input-range", "label-range", "pretrained-not-loaded", "user-code-error",
     ]
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
+
 from tlaudit._text import count
 from tlaudit.checks._grouping import group, grouped_findings, what
 from tlaudit.checks._registry import Check, register
 from tlaudit.evidence import Evidence
-from tlaudit.report import Finding
+from tlaudit.report import Finding, Severity
 from tlaudit.schedule import groups_above
 
 
@@ -129,19 +131,90 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
     def pretrained(p: object) -> bool:
         return id(p) in names and id(p) not in ctx.head_ids and can_move(p)
 
-    for excess in groups_above(optimizer, lr_max, scheduler=ctx.setup.scheduler, counted=pretrained):
+    adaptive = not isinstance(optimizer, torch.optim.SGD)
+    typical = "1e-5 to 3e-4 with Adam-type optimizers" if adaptive else "1e-4 to 1e-2 with SGD"
+    hint = (
+        "use a lower LR for pretrained layers than for the head: tlaudit.param_groups(model, lr, head_lr=...), "
+        "or layer-wise decay (layer_decay=...); if some of these layers are new, declare them: TransferSetup(head=[...])"
+    )
+    above_max = {e.index: e for e in groups_above(optimizer, lr_max, scheduler=ctx.setup.scheduler, counted=pretrained)}
+    above_caution = groups_above(optimizer, ctx.lr_caution, scheduler=ctx.setup.scheduler, counted=pretrained)
+    for excess in above_caution:
+        error = excess.index in above_max
+        excess = above_max.get(excess.index, excess)  # an error reads the peak against lr_max
+        level = f"lr_max {lr_max:g}" if error else f"the caution level {ctx.lr_caution:.3g}"
         label = f"group {excess.index}" + (f" ({excess.name})" if excess.name else "")
         held = count(len(excess.params), "pretrained parameter")
         if excess.now:
-            message = f"{label} holds {held} with lr {excess.lr:g} > lr_max {lr_max:g}"
+            message = f"{label} holds {held} with lr {excess.lr:g} > {level}"
         else:
             message = (
-                f"{label} holds {held}; the scheduler raises its lr to {excess.peak:g} > lr_max {lr_max:g} "
+                f"{label} holds {held}; the scheduler raises its lr to {excess.peak:g} > {level} "
                 f"at {excess.unit} {excess.peak_step}"
             )
+        if not error:
+            message += f" (fine-tuning pretrained layers typically uses {typical})"
         yield check.finding(
             message,
             subject=f"param_groups[{excess.index}]",
-            hint="use a lower LR for pretrained layers than for the head: tlaudit.param_groups(model, lr, head_lr=...)",
+            hint=hint,
+            severity=None if error else Severity.WARNING,
         )
 
+
+@register("optimizer-state", "error", "the optimizer's state does not fit its parameters", needs=("optimizer",))
+def optimizer_state(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Every tensor in the optimizer's state (``momentum_buffer``, ``exp_avg``, ``exp_avg_sq``, ...)
+    against the parameter it belongs to: same shape, and a floating dtype that can be added to it.
+    Read before any step runs.
+
+    Why:
+    Loading an optimizer checkpoint saved before the head was replaced (or before layers were
+    pruned) maps state to parameters by position: the new head inherits the old head's momentum,
+    of another shape. Training then crashes at the first step, or, where the shapes happen to
+    broadcast, silently mixes the old layer's statistics into the new one.
+
+    Why it is silent:
+    ``optimizer.load_state_dict`` checks only that the groups have as many parameters as before;
+    a shape mismatch surfaces at the first ``step()`` as a broadcasting error inside the optimizer,
+    far from the load that caused it, or not at all when the shapes broadcast.
+
+    Example:
+    ``optimizer.load_state_dict(torch.load("imagenet_opt.pt"))`` after ``model.fc = nn.Linear(512, 5)``:
+    ``fc.weight``'s ``momentum_buffer`` is (1000, 512).
+
+    Fix:
+    Build a fresh optimizer after the head swap (``tlaudit.param_groups(model, lr)``), or load
+    only the backbone's part of the optimizer state.
+
+    References:
+    - ``torch.optim.Optimizer.load_state_dict`` (state is matched to parameters by position), https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.load_state_dict.html
+    - PyTorch "Saving and loading models" (optimizer state_dict), https://pytorch.org/tutorials/beginner/saving_loading_models.html
+    """
+    names = {id(p): n for n, p in ctx.params}
+    wrong: list[str] = []
+    example = ""
+    for param, state in ctx.setup.optimizer.state.items():
+        if not isinstance(param, torch.Tensor) or not isinstance(state, dict):
+            continue
+        for key, value in state.items():
+            if not isinstance(value, torch.Tensor) or value.ndim == 0:
+                continue  # step counters
+            bad_shape = tuple(value.shape) != tuple(param.shape)
+            bad_dtype = value.is_floating_point() and param.is_floating_point() and value.dtype != param.dtype and value.dtype.itemsize < param.dtype.itemsize
+            if bad_shape or bad_dtype:
+                name = names.get(id(param), f"a parameter of shape {tuple(param.shape)} not in the model")
+                wrong.append(name)
+                if not example:
+                    detail = f"shape {tuple(value.shape)}" if bad_shape else f"dtype {value.dtype}"
+                    have = f"shape {tuple(param.shape)}" if bad_shape else f"dtype {param.dtype}"
+                    example = f"`{key}` of `{name}` has {detail}, the parameter {have}"
+                break
+    if wrong:
+        yield from grouped_findings(
+            check,
+            wrong,
+            f"optimizer state does not fit the parameter (e.g. {example}): loaded from a checkpoint of another model?",
+            "build a fresh optimizer after replacing the head (tlaudit.param_groups(model, lr)), or load only the backbone's state",
+        )

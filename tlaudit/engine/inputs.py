@@ -9,7 +9,7 @@ from torch import nn
 
 from tlaudit.outputs import named_outputs
 
-__all__ = ["AUX_LOSS_WEIGHT", "DEFAULT_CROP", "default_train_step", "synthetic_sample", "synthetic_targets"]
+__all__ = ["AUX_LOSS_WEIGHT", "DEFAULT_CROP", "OptimizerStepFailed", "default_train_step", "synthetic_sample", "synthetic_targets"]
 
 AUX_LOSS_WEIGHT = 0.4
 DEFAULT_CROP = 224
@@ -63,7 +63,14 @@ def default_train_step(model: nn.Module, sample: torch.Tensor, targets: torch.Te
         return
     loss.backward()
     if optimizer is not None:
-        optimizer.step()
+        try:
+            optimizer.step()
+        except Exception as err:  # e.g. state loaded for other shapes: optimizer-state says why
+            raise OptimizerStepFailed(f"optimizer.step() raised {type(err).__name__}: {err}") from err
+
+
+class OptimizerStepFailed(RuntimeError):
+    """The default step's ``optimizer.step()`` raised: a problem of the optimizer, not of the sample."""
 
 
 def _loss(outputs: Any, targets: torch.Tensor) -> torch.Tensor:

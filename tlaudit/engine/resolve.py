@@ -179,6 +179,12 @@ class AuditContext:
             return float(self.setup.lr_max)
         return 1e-2 if isinstance(self.setup.optimizer, torch.optim.SGD) else 1e-3
 
+    @cached_property
+    def lr_caution(self) -> float:
+        """The warning level below ``lr_max``: the setup's, else a third of the ceiling."""
+        caution = float(self.setup.lr_caution) if self.setup.lr_caution is not None else self.lr_max / 3
+        return min(caution, self.lr_max)
+
     # -- inputs --------------------------------------------------------------------------------
 
     @cached_property

@@ -17,7 +17,7 @@ from torch import nn
 
 from tlaudit._names import unwrap
 from tlaudit.batchnorm import is_batchnorm
-from tlaudit.engine.inputs import default_train_step
+from tlaudit.engine.inputs import OptimizerStepFailed, default_train_step
 from tlaudit.engine.snapshot import Snapshot
 from tlaudit.evidence import BatchNormCall, PredictTrace, TrainTrace
 from tlaudit.outputs import detach_outputs
@@ -85,6 +85,8 @@ def trace_train_step(
         try:
             with torch.enable_grad():
                 step(model, sample, targets, setup.optimizer)
+        except OptimizerStepFailed as err:  # the default step: forward and backward ran, the optimizer failed
+            trace.error, trace.error_in_user_code = str(err), False
         except Exception as err:
             if user_step is not None:
                 trace.error = f"{type(err).__name__}: {err}"
