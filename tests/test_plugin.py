@@ -154,7 +154,7 @@ def test_loading_the_plugin_imports_neither_torch_nor_the_engine(pytester: pytes
         @pytest.mark.tlaudit(fail_on="warning", select=["head-size"])
         def test_marker_is_registered_and_checked_without_torch(pytestconfig):
             markers = pytestconfig.getini("markers")
-            assert any(m.startswith("tlaudit(lr_max=None, select=None, ignore=None, fail_on=None): ") for m in markers)
+            assert any(m.startswith("tlaudit(lr_max=None, lr_caution=None, select=None, ignore=None, fail_on=None): ") for m in markers)
             assert any(m.startswith("tlaudit_setup: ") for m in markers)
             assert "torch" not in sys.modules
         '''
@@ -341,7 +341,7 @@ def test_bad_markers_are_test_errors_naming_the_marker_and_keyword(pytester: pyt
     failure(result, "test_unknown_keyword").fnmatch_lines(
         [
             "@pytest.mark.tlaudit: unknown keyword: 'lrmax' (test_markers.py::test_unknown_keyword); "
-            "expected lr_max, select, ignore, fail_on; did you mean lr_max?"
+            "expected lr_max, lr_caution, select, ignore, fail_on; did you mean lr_max?"
         ]
     )
     failure(result, "test_positional").fnmatch_lines(
@@ -572,7 +572,7 @@ def test_audit_marker_options_report_summary_and_bench(pytester: pytest.Pytester
 
         def test_default_lr_max_for_sgd(tlaudit):
             model = tiny()
-            tlaudit.audit(model=model, num_classes=3, sample=sample(), optimizer=torch.optim.SGD(model.parameters(), lr=0.005))
+            tlaudit.audit(model=model, num_classes=3, sample=sample(), optimizer=torch.optim.SGD(model.parameters(), lr=0.003))
 
         @pytest.mark.tlaudit(lr_max=0.001)
         def test_marker_lr_max_tightens_the_ceiling(tlaudit):
@@ -885,4 +885,4 @@ def test_readme_example_passes(pytester: pytest.Pytester) -> None:
     checks = {n.split("[")[1].rstrip("]"): o for n, o in found.items() if "::example_setup[" in n}
     assert len(checks) == len(tlaudit.REGISTRY) and checks["frozen-grad"] == checks["head-size"] == checks["eval-mode"] == "PASSED"
     assert {c for c, o in checks.items() if o == "SKIPPED"} == {"normalization", "label-range", "pretrained-not-loaded"}
-    result.assert_outcomes(passed=18, skipped=3)
+    result.assert_outcomes(passed=19, skipped=3)
