@@ -47,6 +47,8 @@ class TrainTrace:
     error: str | None = None
     error_in_user_code: bool = True
     outputs_from_heads: bool = False
+    head_outputs: dict[str, Any] = field(default_factory=dict)
+    """Each head module's output in the step (main and auxiliary): the logits."""
 
     def require_complete(self) -> TrainTrace:
         """This trace, or :class:`Skip` when the step raised before it could be observed whole."""
@@ -62,6 +64,8 @@ class PredictTrace:
 
     training_modules: list[str] = field(default_factory=list)
     grad_enabled: bool = False
+    grad_modules: list[str] = field(default_factory=list)
+    """The outermost modules that ran with autograd on (``""``: the model itself)."""
     outputs: tuple[Any, Any] = (None, None)
     error: str | None = None
 

@@ -208,3 +208,49 @@ CLEAN["head-size"] = [
 
 
 test_trigger, test_clean, test_full_audit_changes_nothing = case_tests(TRIGGERS, CLEAN)
+
+
+# -- which outputs are logits (by where they come from) ---------------------------------------------
+
+
+class FeaturesAndLogits(nn.Module):
+    """A re-identification style model: ``forward`` returns ``(embedding, logits)``."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.backbone = model("resnet18")
+        self.backbone.fc = nn.Identity()
+        self.fc = nn.Linear(512, classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.backbone(x)
+        return embedding, self.fc(embedding)
+
+
+def _features_and_logits(classes: int) -> tlaudit.TransferSetup:
+    m = FeaturesAndLogits(classes)
+
+    def step(mm: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        mm.train()
+        opt.zero_grad()
+        _, logits = mm(x)
+        torch.nn.functional.cross_entropy(logits, y % logits.shape[1]).backward()
+        opt.step()
+
+    return make(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.001), head="fc", train_step=step)
+
+
+def test_feature_outputs_are_not_judged_as_logits():
+    report = tlaudit.audit(_features_and_logits(NC), select=["head-size"])
+    [note] = report.findings
+    assert note.severity is tlaudit.Severity.INFO and note.subject == "fc"
+    assert note.message == (
+        "the model returns 2 tensors (`output[0]`, `output[1]`): read the outputs of `fc` as logits, "
+        "the others as features (not checked)"
+    )
+
+
+def test_a_wrong_head_beside_feature_outputs_is_still_named():
+    report = tlaudit.audit(_features_and_logits(NC + 2), select=["head-size"])
+    errors = [f.message for f in report.errors]
+    assert errors == [f"output `fc` has shape (2, {NC + 2}), expected {NC} columns (num_classes)"]

@@ -217,7 +217,33 @@ def gi_clean_tlaudit_inference_no_grad() -> tlaudit.TransferSetup:
     return make(model("squeezenet1_1"), predict=predict)
 
 
+def predict_by_parts(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Validation code of captioning/re-id projects: the parts called one by one, no torch.no_grad()."""
+    m.eval()
+    features = torch.flatten(m.avgpool(m.layer4(m.layer3(m.layer2(m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(x))))))))), 1)
+    return m.fc(features)
+
+
+def predict_by_parts_no_grad(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return predict_by_parts(m, x)
+
+
+def gi_parts_with_grad() -> tlaudit.TransferSetup:
+    return make(model("resnet18"), predict=predict_by_parts)
+
+
+def gi_clean_parts_no_grad() -> tlaudit.TransferSetup:
+    return make(model("resnet18"), predict=predict_by_parts_no_grad)
+
+
 TRIGGERS["grad-inference"] = [
+    Case(
+        "resnet18-parts-called-directly",
+        gi_parts_with_grad,
+        r"^predict calls `conv1`, `bn1`, `relu` and \d+ more with gradients enabled \(parts of the model, called directly\)$",
+        count=1,
+    ),
     Case(
         "resnet18-eval-without-no-grad",
         gi_resnet_with_grad,
@@ -227,6 +253,7 @@ TRIGGERS["grad-inference"] = [
     Case("vit-eval-without-no-grad", gi_vit_with_grad, r"^predict runs the model with gradients enabled$", count=1),
 ]
 CLEAN["grad-inference"] = [
+    Case("resnet18-parts-called-directly-no-grad", gi_clean_parts_no_grad),
     Case("resnet18-inference-mode", gi_clean_inference_mode),
     Case("vit-no-grad", gi_clean_no_grad),
     Case("squeezenet-tlaudit-inference-no-grad", gi_clean_tlaudit_inference_no_grad),

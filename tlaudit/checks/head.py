@@ -73,8 +73,10 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Every output of the model in the train step (auxiliary outputs too) has ``num_classes``
     columns (dimension 1); where the step called ``model.forward(x)``, the head modules' outputs
-    are read instead, and where it crashed first, the head layers' sizes. With ``num_classes=2``,
-    one logit per sample is a binary classifier (an info finding says so). Without ``num_classes``, a head that still has as many outputs as the
+    are read instead, and where it crashed first, the head layers' sizes. Where the model returns
+    more tensors than it has heads (``(features, logits)``), the head modules' outputs are the
+    logits and the rest are features, left alone (an info finding says how they were read). With
+    ``num_classes=2``, one logit per sample is a binary classifier (an info finding says so). Without ``num_classes``, a head that still has as many outputs as the
     declared ``weights`` have classes (1000 for ImageNet) is a warning: most likely never replaced.
 
     Why:
@@ -113,6 +115,17 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     outputs = named_outputs(trace.outputs)
     if not outputs:
         raise Skip(f"the model's output holds no tensor ({type(trace.outputs).__name__})")
+    logits = named_outputs(trace.head_outputs)
+    if logits and not trace.outputs_from_heads and len(outputs) > len(logits):
+        # (features, logits) and the like: the head modules' outputs are the logits, the rest is left alone
+        returned = [name for name, _ in outputs]
+        yield check.finding(
+            f"the model returns {len(returned)} tensors ({examples(returned)}): read the outputs of "
+            f"{examples(list(trace.head_outputs))} as logits, the others as features (not checked)",
+            subject=next(iter(trace.head_outputs)),
+            severity=Severity.INFO,
+        )
+        outputs = logits
     binary = [name for name, tensor in outputs if n == 2 and is_single_logit(tensor)]
     for name, shape in wrong_width(outputs, n):
         yield check.finding(f"output `{name}` has shape {shape}, expected {n} columns (num_classes)", subject=name, hint=hint)

@@ -129,8 +129,9 @@ def eval_nondeterministic(check: Check, ctx: Evidence) -> Iterator[Finding]:
 @register("grad-inference", "warning", "predict runs with gradients enabled", needs=("predict",))
 def grad_inference(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
-    Whether ``predict`` calls the model with autograd enabled (neither ``torch.no_grad()`` nor
-    ``torch.inference_mode()``).
+    Whether ``predict`` calls the model, or any of its parts (``model.encoder(x)`` then
+    ``model.decoder(...)``, ``model.backbone`` then ``model.head``), with autograd enabled
+    (neither ``torch.no_grad()`` nor ``torch.inference_mode()``); the finding names the parts.
 
     Why:
     Autograd keeps every activation alive for a backward pass that never comes: inference uses
@@ -151,10 +152,16 @@ def grad_inference(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - ``torch.inference_mode``, https://pytorch.org/docs/stable/generated/torch.autograd.grad_mode.inference_mode.html
     - PyTorch notes "Autograd mechanics: Locally disabling gradient computation", https://pytorch.org/docs/stable/notes/autograd.html#locally-disabling-gradient-computation
     """
-    if ctx.predict_trace().require_complete().grad_enabled:
-        yield check.finding(
-            "predict runs the model with gradients enabled",
-            subject="predict",
-            hint="wrap inference in torch.inference_mode() or `with tlaudit.inference(model):`",
-        )
-
+    trace = ctx.predict_trace().require_complete()
+    if not trace.grad_enabled:
+        return
+    hint = "wrap inference in torch.inference_mode() or `with tlaudit.inference(model):`"
+    if trace.grad_modules == [""]:
+        yield check.finding("predict runs the model with gradients enabled", subject="predict", hint=hint)
+        return
+    parts = trace.grad_modules
+    yield check.finding(
+        f"predict calls {examples(parts)} with gradients enabled (parts of the model, called directly)",
+        subject=parts[0],
+        hint=hint,
+    )

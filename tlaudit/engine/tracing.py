@@ -36,6 +36,14 @@ def _hooks() -> Iterator[list[Any]]:
             handle.remove()
 
 
+def _outermost(names: list[str]) -> list[str]:
+    """The names none of whose ancestors is in the list (``""``, the model itself, is everyone's)."""
+    if "" in names:
+        return [""]
+    chosen = set(names)
+    return [n for n in names if not any(n.startswith(a + ".") for a in chosen if a != n)]
+
+
 def trace_train_step(
     setup: TransferSetup,
     model: nn.Module,
@@ -99,6 +107,7 @@ def trace_train_step(
                     else f"cross-entropy on the model's output and targets of shape {tuple(targets.shape)} failed"
                 )
                 raise SetupError(f"TransferSetup.{field_name}: {what}: {type(err).__name__}: {err}", field=field_name) from err
+    trace.head_outputs = head_outputs
     if trace.outputs is None and head_outputs:  # the step called model.forward(x): read the heads instead
         trace.outputs, trace.outputs_from_heads = head_outputs, True
     with torch.no_grad():
@@ -124,13 +133,14 @@ def trace_predict(setup: TransferSetup, model: nn.Module, sample: torch.Tensor, 
     predict = setup.predict
     trace = PredictTrace()
     training: dict[str, None] = {}
-    grad_flags: list[bool] = []
+    with_grad: dict[str, None] = {}
     inner = unwrap(model)
     with _hooks() as handles:
         for name, module in inner.named_modules():
 
             def record(mod: nn.Module, args: Any, name: str = name) -> None:
-                grad_flags.append(torch.is_grad_enabled() and not torch.is_inference_mode_enabled())
+                if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+                    with_grad.setdefault(name, None)
                 if mod.training:
                     training.setdefault(name, None)
 
@@ -144,6 +154,7 @@ def trace_predict(setup: TransferSetup, model: nn.Module, sample: torch.Tensor, 
             outputs = [None, None]
     snapshot.restore()
     trace.training_modules = list(training)
-    trace.grad_enabled = any(grad_flags)
+    trace.grad_enabled = bool(with_grad)
+    trace.grad_modules = _outermost(list(with_grad))
     trace.outputs = (outputs[0], outputs[1])
     return trace
