@@ -34,8 +34,8 @@ from tlaudit.report import Finding, Report, Severity
 GOLDEN = Path(__file__).with_name("golden")
 UPDATE_GOLDEN = os.environ.get("TLAUDIT_UPDATE_GOLDEN") == "1"
 
-CORRECT_SUMMARY = "tlaudit: ResNet: 17 checks run, 0 errors, 0 warnings, 0 skipped."
-BUGGY_SUMMARY = "tlaudit: ResNet: 17 checks run, 6 errors, 3 warnings, 0 skipped."
+CORRECT_SUMMARY = "tlaudit: ResNet: 18 checks run, 0 errors, 0 warnings, 0 skipped."
+BUGGY_SUMMARY = "tlaudit: ResNet: 18 checks run, 6 errors, 3 warnings, 0 skipped."
 BUGGY_ERRORS = {"frozen-grad", "frozen-changed", "optimizer-missing", "lr-threshold", "eval-mode", "normalization"}
 BUGGY_WARNINGS = {"frozen-bn-train", "optimizer-frozen", "grad-inference"}
 
@@ -61,9 +61,9 @@ def reuse_example_audits():
     bundled = {str(path) for path in EXAMPLES.values()}
     cache: dict[tuple, Report] = {}
 
-    def run_audit(spec, *, select=None, ignore=None, lr_max=None, progress=None):
-        if spec not in bundled or progress is not None:
-            return real(spec, select=select, ignore=ignore, lr_max=lr_max, progress=progress)
+    def run_audit(spec, *, select=None, ignore=None, lr_max=None, lr_caution=None, progress=None):
+        if spec not in bundled or progress is not None or lr_caution is not None:
+            return real(spec, select=select, ignore=ignore, lr_max=lr_max, lr_caution=lr_caution, progress=progress)
         key = (spec, select, ignore, lr_max)
         if key not in cache:
             cache[key] = real(spec, select=select, ignore=ignore, lr_max=lr_max)
@@ -210,7 +210,7 @@ def test_fail_on_warning(capsys, setup_file):
     code, out, err = run(capsys, "audit", path)
     assert code == ExitCode.OK
     assert "optimizer-frozen" in out and "warning" in out
-    assert err == "tlaudit: Sequential: 11 checks run, 0 errors, 1 warning, 6 skipped.\n"
+    assert err == "tlaudit: Sequential: 12 checks run, 0 errors, 1 warning, 6 skipped.\n"
     assert run(capsys, "audit", path, "--fail-on", "warning")[0] == ExitCode.FINDINGS
     assert run(capsys, "audit", path, "--fail-on", "warning", "--exit-zero")[0] == ExitCode.OK
 
@@ -304,7 +304,7 @@ def test_json_on_stdout_only(capsys, reuse_example_audits):
     assert err == BUGGY_SUMMARY + "\n"
     assert data["ok"] is False and data["model"] == "ResNet"
     assert data["summary"] == {
-        "errors": 6, "warnings": 3, "infos": 0, "checks_run": 17, "checks_skipped": 0, "suppressed": 0, "baselined": 0, "stale": 0
+        "errors": 6, "warnings": 3, "infos": 0, "checks_run": 18, "checks_skipped": 0, "suppressed": 0, "baselined": 0, "stale": 0
     }
     keys = {"check", "severity", "message", "subject", "hint", "fingerprint", "location"}
     assert all(set(f) == keys for f in data["findings"])
@@ -349,7 +349,7 @@ def test_junit_buggy(capsys):
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert list(cases) == list(tlaudit.REGISTRY)
     assert {c.get("classname") for c in cases.values()} == {"tlaudit.ResNet"}
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("17", "6", "0", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("18", "6", "0", "0")
     assert {name for name, c in cases.items() if c.find("failure") is not None} == BUGGY_ERRORS
     warned = {name for name, c in cases.items() if c.find("system-out") is not None}
     assert warned == BUGGY_WARNINGS  # warnings are output, not failures
@@ -386,7 +386,7 @@ def test_junit_ignore(capsys, setup_file):
     names = [c.get("name") for c in suite.iter("testcase")]
     assert len(names) == len(tlaudit.REGISTRY) - 2
     assert names == [c for c in tlaudit.REGISTRY if c not in {"optimizer-frozen", "eval-mode"}]
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("15", "0", "5")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("16", "0", "5")
     assert suite.find(".//system-out") is None and suite.find(".//failure") is None
 
 
@@ -454,16 +454,16 @@ def test_progress_follows_the_terminal(capsys, monkeypatch, setup_file, flag, sh
     monkeypatch.setattr(sys, "stderr", tty)
     assert main(["audit", setup_file("clean"), *flag]) == ExitCode.OK
     text = tty.getvalue()
-    assert ("[17/17] user-code-error" in text) is shown
-    assert text.endswith("\rtlaudit: Sequential: 11 checks run, 0 errors, 0 warnings, 6 skipped.\n" if shown
-                         else "tlaudit: Sequential: 11 checks run, 0 errors, 0 warnings, 6 skipped.\n")
+    assert ("[18/18] user-code-error" in text) is shown
+    assert text.endswith("\rtlaudit: Sequential: 12 checks run, 0 errors, 0 warnings, 6 skipped.\n" if shown
+                         else "tlaudit: Sequential: 12 checks run, 0 errors, 0 warnings, 6 skipped.\n")
     assert capsys.readouterr().out.startswith("no findings\n")
 
 
 def test_progress_is_cleared_when_the_setup_fails(capsys, setup_file):
     code, _, err = run(capsys, "audit", setup_file("wrong_channels"), "--progress")
     assert code == ExitCode.SETUP_ERROR
-    assert err.startswith("\r[1/17] frozen-grad\r" + " " * len("[1/17] frozen-grad") + "\rtlaudit audit: error: ")
+    assert err.startswith("\r[1/18] frozen-grad\r" + " " * len("[1/18] frozen-grad") + "\rtlaudit audit: error: ")
 
 
 # -- inspect --------------------------------------------------------------------------------------
@@ -586,7 +586,7 @@ def test_console_script(setup_file):
     proc = subprocess.run([script, "audit", path, "--format", "json", "--fail-on", "warning"], capture_output=True,
                           text=True, cwd=Path(path).parent, timeout=120)
     assert proc.returncode == ExitCode.FINDINGS
-    assert proc.stderr == "tlaudit: Sequential: 11 checks run, 0 errors, 1 warning, 6 skipped.\n"  # no progress: not a TTY
+    assert proc.stderr == "tlaudit: Sequential: 12 checks run, 0 errors, 1 warning, 6 skipped.\n"  # no progress: not a TTY
     data = json.loads(proc.stdout)
     assert [(f["check"], f["severity"], f["subject"]) for f in data["findings"]] == [("optimizer-frozen", "warning", "0")]
 

@@ -51,7 +51,7 @@ def test_imagefolder_feature_extraction_audits_clean(capsys, image_folder):
     code, out, err = run(capsys, "--strategy", "feature_extraction", str(SCRIPTS / "imagefolder_train.py"), str(image_folder / "train"))
     assert code == 0, err
     assert "trained" in out and "epoch 0 step 1" in out  # the run went on after the audit
-    assert "tlaudit: ResNet: 12 checks run, 0 errors, 0 warnings, 2 skipped." in err
+    assert "tlaudit: ResNet: 13 checks run, 0 errors, 0 warnings, 2 skipped." in err
     assert "transform (ImageFolder.transform)" in err
     assert "num_classes (2, ImageFolder.classes)" in err
     assert "given as intent: strategy" in err

@@ -325,7 +325,7 @@ def test_what_load_state_dict_returned_is_audited():
     """A strict load is evidence of loaded weights; a ``strict=False`` load of ``module.``-prefixed keys
     loaded nothing, and the run is stopped."""
     model = tiny()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.005)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.003)
     with quiet() as watched:
         model.load_state_dict(tiny(1).state_dict())
         train(model, optimizer, loader(), epochs=1)
@@ -333,7 +333,7 @@ def test_what_load_state_dict_returned_is_audited():
     assert "load_result (what the run's last load_state_dict into the model returned)" in "\n".join(watched.reports["train"].notes)
 
     model = tiny()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.005)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.003)
     checkpoint = {f"module.{key}": value for key, value in tiny(1).state_dict().items()}
     with pytest.raises(AuditFailed, match="pretrained-not-loaded") as failed:
         with quiet():

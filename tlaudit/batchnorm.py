@@ -32,9 +32,6 @@ class FrozenBatchNorm(nn.Module):
     normalization) keeps them: ``drop`` and ``act`` are carried over and applied in the same order.
     """
 
-    drop: nn.Module | None = None
-    act: nn.Module | None = None
-
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.num_features = num_features
@@ -82,10 +79,10 @@ class FrozenBatchNorm(nn.Module):
         scale = self.weight * (self.running_var + self.eps).rsqrt()
         shift = self.bias - self.running_mean * scale
         x = x * scale.reshape(shape) + shift.reshape(shape)
-        if self.drop is not None:
-            x = self.drop(x)
-        if self.act is not None:
-            x = self.act(x)
+        for name in ("drop", "act"):  # only where from_batchnorm carried them over
+            part = self._modules.get(name)
+            if part is not None:
+                x = part(x)
         return x
 
     def extra_repr(self) -> str:

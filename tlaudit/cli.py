@@ -34,7 +34,7 @@ from tlaudit.errors import SetupError
 from tlaudit.examples import EXAMPLES
 from tlaudit.findings import Severity
 from tlaudit.formatters import Format
-from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_CAUTION_HELP, LR_MAX_HELP, parse_lr_max, parse_positive_int
+from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_CAUTION_HELP, LR_MAX_HELP, positive_float_arg, positive_int_arg
 from tlaudit.progress import Progress, show_progress
 from tlaudit.run import add_parser as _add_run
 
@@ -82,18 +82,7 @@ a folder audit exits with the worst code of its files (2 > 1 > 0)
 # -- argument types --------------------------------------------------------------------------------
 
 
-def _positive_float(text: str) -> float:
-    try:
-        return parse_lr_max(text, "command line")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        return parse_positive_int(text, "command line")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+_positive_float, _positive_int = positive_float_arg, positive_int_arg  # argparse types
 
 
 # -- loading ---------------------------------------------------------------------------------------

@@ -583,6 +583,12 @@ def expects_transform_input(weights: Any) -> bool | None:
         >>> expects_transform_input("ResNet18_Weights.DEFAULT")
         False
     """
+    weights = torchvision_weights(weights)
+    return weights is not None and type(weights).__name__ in _TRANSFORM_INPUT_WEIGHTS
+
+
+def torchvision_weights(weights: Any) -> Any:
+    """The torchvision weights enum member ``weights`` is or names, or None."""
     from torchvision.models import WeightsEnum, get_weight
 
     if isinstance(weights, str):
@@ -590,9 +596,7 @@ def expects_transform_input(weights: Any) -> bool | None:
             weights = get_weight(weights)
         except (ValueError, KeyError, AttributeError):
             return None
-    if not isinstance(weights, WeightsEnum):
-        return None
-    return type(weights).__name__ in _TRANSFORM_INPUT_WEIGHTS
+    return weights if isinstance(weights, WeightsEnum) else None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ __all__ = [
     "parse_lr_max",
     "parse_positive_int",
     "parse_check_ids",
+    "positive_float_arg",
+    "positive_int_arg",
     "declared_check_ids",
     "unknown_check_message",
     "validate_check_ids",
@@ -76,6 +78,26 @@ def parse_positive_int(value: object, source: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"invalid value: {value!r} ({source}); expected a positive integer")
     return value
+
+
+def positive_float_arg(text: str) -> float:
+    """An ``argparse`` type: a positive number (the CLI's ``--lr-max``, ``--lr-caution``)."""
+    import argparse
+
+    try:
+        return parse_lr_max(text, "command line")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+
+
+def positive_int_arg(text: str) -> int:
+    """An ``argparse`` type: a positive integer."""
+    import argparse
+
+    try:
+        return parse_positive_int(text, "command line")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
 
 
 def parse_check_ids(value: object, source: str) -> tuple[str, ...]:

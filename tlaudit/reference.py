@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from tlaudit._names import unwrap
+from tlaudit.normalization import torchvision_weights
 
 __all__ = ["new_modules", "reference_model", "is_adapter_name"]
 
@@ -30,14 +31,10 @@ def is_adapter_name(name: str) -> bool:
 
 def _torchvision_builder(weights: Any) -> str | None:
     import torchvision
-    from torchvision.models import WeightsEnum, get_model_weights, get_weight, list_models
+    from torchvision.models import get_model_weights, list_models
 
-    if isinstance(weights, str):
-        try:
-            weights = get_weight(weights)
-        except (ValueError, KeyError, AttributeError):
-            return None
-    if not isinstance(weights, WeightsEnum):
+    weights = torchvision_weights(weights)
+    if weights is None:
         return None
     for name in list_models(module=torchvision.models):
         try:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tlaudit.formatters import Format
-from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_MAX_HELP, parse_lr_max, parse_positive_int
+from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_MAX_HELP, positive_float_arg, positive_int_arg
 
 __all__ = ["add_parser", "run", "run_script"]
 
@@ -36,18 +36,7 @@ exit codes:
 """
 
 
-def _positive_float(text: str) -> float:
-    try:
-        return parse_lr_max(text, "command line")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        return parse_positive_int(text, "command line")
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+_positive_float, _positive_int = positive_float_arg, positive_int_arg  # argparse types
 
 
 def _names(text: str) -> list[str]:

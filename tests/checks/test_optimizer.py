@@ -193,8 +193,8 @@ def lr_clean_sgd_cosine_decay() -> tlaudit.TransferSetup:
 
 def lr_clean_step_lr() -> tlaudit.TransferSetup:
     m = model("mobilenet_v3_small")
-    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)  # exactly lr_max: not above it
-    return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.1))
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)  # exactly lr_max: not above it, above the caution level
+    return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.1), strategy="fine_tuning")
 
 
 def lr_clean_head_only_high_lr() -> tlaudit.TransferSetup:
@@ -342,7 +342,8 @@ def lr_clean_sequential() -> tlaudit.TransferSetup:
     opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
     gentle = torch.optim.lr_scheduler.ConstantLR(opt, factor=0.1, total_iters=5_000)
     decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9999)
-    return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.SequentialLR(opt, [gentle, decay], milestones=[5_000]))
+    return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.SequentialLR(opt, [gentle, decay], milestones=[5_000]),
+                strategy="fine_tuning")
 
 
 def lr_clean_cyclic() -> tlaudit.TransferSetup:
@@ -756,3 +757,17 @@ def test_other_param_group_values_are_restored_as_copies() -> None:
     assert "frozen-changed" in report.checks_run
     group = opt.param_groups[0]
     assert group["tags"] == ["backbone"] and group["betas"] == (0.9, 0.999) and group["lr"] == pytest.approx(5e-5)
+
+
+def test_the_caution_level_needs_evidence_that_the_layers_are_pretrained():
+    """A from-scratch baseline at a normal LR is not a transfer setup: no caution warning without
+    weights, load_result or a strategy; the ceiling (lr_max) still applies."""
+    m = model("resnet18")
+    setup = make(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.005, momentum=0.9))
+    assert tlaudit.audit(setup, select=["lr-threshold"]).findings == ()
+    [warning] = tlaudit.audit(setup.replace(strategy="fine_tuning"), select=["lr-threshold"]).findings
+    assert warning.severity is tlaudit.Severity.WARNING and "> the caution level 0.00333" in warning.message
+    [error] = tlaudit.audit(setup.replace(lr_max=0.004), select=["lr-threshold"]).findings
+    assert error.severity is tlaudit.Severity.ERROR and error.message.endswith("with lr 0.005 > lr_max 0.004")
+    [custom] = tlaudit.audit(setup.replace(strategy="fine_tuning", lr_caution=0.001), select=["lr-threshold"]).findings
+    assert "> the caution level 0.001 " in custom.message

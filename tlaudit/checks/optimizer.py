@@ -138,11 +138,14 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
         "or layer-wise decay (layer_decay=...); if some of these layers are new, declare them: TransferSetup(head=[...])"
     )
     above_max = {e.index: e for e in groups_above(optimizer, lr_max, scheduler=ctx.setup.scheduler, counted=pretrained)}
-    above_caution = groups_above(optimizer, ctx.lr_caution, scheduler=ctx.setup.scheduler, counted=pretrained)
+    # the caution level warns only with evidence that these layers are pretrained transfer layers
+    transfer = any(v is not None for v in (ctx.setup.weights, ctx.setup.load_result, ctx.setup.strategy))
+    caution = ctx.lr_caution if transfer else lr_max
+    above_caution = groups_above(optimizer, caution, scheduler=ctx.setup.scheduler, counted=pretrained)
     for excess in above_caution:
         error = excess.index in above_max
         excess = above_max.get(excess.index, excess)  # an error reads the peak against lr_max
-        level = f"lr_max {lr_max:g}" if error else f"the caution level {ctx.lr_caution:.3g}"
+        level = f"lr_max {lr_max:g}" if error else f"the caution level {caution:.3g}"
         label = f"group {excess.index}" + (f" ({excess.name})" if excess.name else "")
         held = count(len(excess.params), "pretrained parameter")
         if excess.now:

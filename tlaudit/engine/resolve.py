@@ -13,7 +13,7 @@ from tlaudit.engine.snapshot import Snapshot
 from tlaudit.engine.tracing import trace_predict, trace_train_step
 from tlaudit.evidence import PredictTrace, Skip, TrainTrace
 from tlaudit.reference import new_modules
-from tlaudit.normalization import deferred_normalization, Normalization, UnreadableNormalization, expected_normalization, read_normalizations
+from tlaudit.normalization import deferred_normalization, torchvision_weights, Normalization, UnreadableNormalization, expected_normalization, read_normalizations
 from tlaudit.setup import SetupError, Strategy, TransferSetup
 from tlaudit.surgery import HeadNotFoundError, resolve_heads
 
@@ -143,12 +143,7 @@ class AuditContext:
         timm ``num_classes``), or None where that cannot be told."""
         weights = self.setup.weights
         if isinstance(weights, str):
-            from torchvision.models import get_weight
-
-            try:
-                weights = get_weight(weights)
-            except (ValueError, KeyError, AttributeError):
-                return None
+            weights = torchvision_weights(weights)
         meta = getattr(weights, "meta", None)
         categories = meta.get("categories") if isinstance(meta, dict) else None
         if isinstance(categories, (list, tuple)) and categories:
