@@ -5,6 +5,7 @@ the command line itself.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -84,3 +85,17 @@ def test_the_command_line_audits_a_gallery_file(name, code, expected):
     )
     assert result.returncode == code, result.stderr
     assert re.search(expected, result.stdout + result.stderr), result.stdout + result.stderr
+
+
+def test_the_whole_gallery_audits_as_a_folder_with_the_worst_exit_code(capsys):
+    """``tlaudit audit examples/common_mistakes/``: one report per file, exit code the worst (1: findings)."""
+    from tlaudit.cli import main
+
+    code = main(["audit", str(GALLERY), "--select", "label-range", "--format", "json", "--no-progress"])
+    out, _ = capsys.readouterr()
+    data = json.loads(out)
+    files = sorted(p.name for p in GALLERY.glob("*.py") if not p.name.startswith("_"))
+    assert code == 1
+    assert sorted(Path(entry["path"]).name for entry in data["audits"]) == files
+    flagged = sorted(Path(entry["path"]).name for entry in data["audits"] if entry["report"]["findings"])
+    assert flagged == ["labels_from_one.py"]

@@ -15,17 +15,14 @@ from torchvision.models import ResNet50_Weights, ViT_B_16_Weights
 from torchvision.transforms import InterpolationMode, v2
 
 from tlaudit.assertions import assert_normalization
+from tlaudit.measure import UnreadableNormalization, measure_normalization, opaque_steps, read_normalizations
 from tlaudit.normalization import (
     Normalization,
-    UnreadableNormalization,
     compare_normalization,
     expected_normalization,
     expects_transform_input,
     find_normalization,
     find_normalizations,
-    measure_normalization,
-    opaque_steps,
-    read_normalizations,
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -28,12 +28,8 @@ from tlaudit._text import fmt as _fmt
 from tlaudit.engine import audit
 from tlaudit.freezing import select_params
 from tlaudit.modes import inference
-from tlaudit.normalization import (
-    UnreadableNormalization,
-    compare_normalization,
-    expected_normalization,
-    read_normalizations,
-)
+from tlaudit.measure import UnreadableNormalization, read_normalizations
+from tlaudit.normalization import compare_normalization, expected_normalization
 from tlaudit.options import is_positive_number
 from tlaudit.outputs import named_outputs, wrong_width
 from tlaudit.report import AuditFailed, Report
@@ -252,7 +248,7 @@ def assert_normalization(transform: Any, weights: Any) -> None:
     ``{"mean": ..., "std": ...}`` (see :func:`~tlaudit.expected_normalization`).
 
     A pipeline with a step that cannot be read (a ``Lambda``, a function, a custom class) is measured
-    on constant images, as the ``normalization`` check does (:func:`~tlaudit.normalization.read_normalizations`).
+    on constant images, as the ``normalization`` check does (:func:`~tlaudit.measure.read_normalizations`).
 
     Raises:
         AssertionError: no normalization, two of them, or a different mean/std (all values named),

@@ -1,7 +1,7 @@
 """The library's errors that need no torch to be raised or caught."""
 from __future__ import annotations
 
-__all__ = ["SetupError"]
+__all__ = ["SetupError", "UsageError"]
 
 
 class SetupError(ValueError):
@@ -16,3 +16,7 @@ class SetupError(ValueError):
 
 
 SetupError.__module__ = "tlaudit"  # tracebacks name the public path
+
+
+class UsageError(Exception):
+    """A bad option value found after parsing (a model name, an output path); the CLI exits 2 with the message."""

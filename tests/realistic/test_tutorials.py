@@ -229,3 +229,23 @@ def test_labels_from_one_point_at_label_range() -> None:
     report = tlaudit.audit(labels_numbered_from_one())
     assert report.by_check("label-range")[0].message == "targets range over [1, 2], outside [0, 2) (num_classes): e.g. [2]"
     assert report.by_check("user-code-error")[0].hint.endswith("(see `label-range`)")
+
+
+def test_a_staged_unfreeze_at_1e_3_with_adam_is_a_warning_naming_the_typical_range():
+    """A well-known course's staged unfreeze adds the pretrained stages at 1e-3 with Adam, where it
+    measured accuracy getting worse: at the ceiling, not above it, so a warning, not an error."""
+    model = pretend_pretrained(torchvision.models.resnet18())
+    model.fc = nn.Linear(512, 2)
+    tlaudit.freeze_backbone(model, batchnorm="frozen")
+    optimizer = torch.optim.Adam(tlaudit.param_groups(model, 1e-4, head_lr=1e-3))
+    unfreezer = tlaudit.StagedUnfreezer(model, optimizer, {1: ["layer3", "layer4"]}, lr=1e-3)
+    unfreezer.step(1)
+    x, y = batch()
+    report = tlaudit.audit(tlaudit.TransferSetup(model=model, num_classes=2, sample=x, targets=y, optimizer=optimizer,
+                                                 weights=WEIGHTS, strategy="fine_tuning"), select=["lr-threshold"])
+    [finding] = report.findings
+    assert finding.severity is tlaudit.Severity.WARNING and finding.subject == "param_groups[2]"
+    assert finding.message.endswith(
+        "with lr 0.001 > the caution level 0.000333 (fine-tuning pretrained layers typically uses 1e-5 to 3e-4 with "
+        "Adam-type optimizers)"
+    )

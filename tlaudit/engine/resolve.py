@@ -13,7 +13,8 @@ from tlaudit.engine.snapshot import Snapshot
 from tlaudit.engine.tracing import trace_predict, trace_train_step
 from tlaudit.evidence import PredictTrace, Skip, TrainTrace
 from tlaudit.reference import new_modules
-from tlaudit.normalization import deferred_normalization, torchvision_weights, Normalization, UnreadableNormalization, expected_normalization, read_normalizations
+from tlaudit.measure import UnreadableNormalization, read_normalizations
+from tlaudit.normalization import Normalization, deferred_normalization, expected_normalization, torchvision_weights
 from tlaudit.setup import SetupError, Strategy, TransferSetup
 from tlaudit.surgery import HeadNotFoundError, resolve_heads
 
