@@ -365,7 +365,9 @@ def expects_transform_input(weights: Any) -> bool | None:
         False
     """
     weights = torchvision_weights(weights)
-    return weights is not None and type(weights).__name__ in _TRANSFORM_INPUT_WEIGHTS
+    if weights is None:
+        return None  # not torchvision weights: cannot tell
+    return type(weights).__name__ in _TRANSFORM_INPUT_WEIGHTS
 
 
 def torchvision_weights(weights: Any) -> Any:
