@@ -29,13 +29,14 @@ Fixtures
     ``images_per_second``, ``batch_size``, ``device`` and ``dtype`` go to ``benchmark.extra_info``.
 
 Markers
-    ``@pytest.mark.tlaudit(lr_max=..., select=[...], ignore=[...], fail_on="error"|"warning")`` on a
+    ``@pytest.mark.tlaudit(lr_max=..., lr_caution=..., select=[...], ignore=[...], fail_on="error"|"warning")`` on a
     test, class or module (``pytestmark``); the closest marker wins per keyword.
     ``@pytest.mark.tlaudit_suppress("check-id", reason="...")``, one per check: the check's findings
     in the test's audits are reported as suppressed with the reason (``TransferSetup.ignore``).
 
 Options (command line / ini; the same help text for both)
-    ``--tlaudit-lr-max`` / ``tlaudit_lr_max``, ``--tlaudit-fail-on`` / ``tlaudit_fail_on``,
+    ``--tlaudit-lr-max`` / ``tlaudit_lr_max``, ``--tlaudit-lr-caution`` / ``tlaudit_lr_caution``,
+    ``--tlaudit-fail-on`` / ``tlaudit_fail_on``,
     ``--tlaudit-report`` / ``tlaudit_report``.
 
     Precedence, highest first: arguments of the call (``audit(fail_on=..., select=..., ignore=...)``),
