@@ -28,7 +28,8 @@ import tlaudit.inspection
 from tlaudit import cli
 from tlaudit.cli import ExitCode, main
 from tlaudit.examples import EXAMPLES
-from tlaudit.formatters import Format, format_junit, format_markdown
+from tlaudit.formats import Format
+from tlaudit.formatters import format_junit, format_markdown
 from tlaudit.report import Finding, Report, Severity
 
 GOLDEN = Path(__file__).with_name("golden")

@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 
 import tlaudit
-from tlaudit.formatters import Format
+from tlaudit.formats import Format
 from tlaudit.report import Report
 from tlaudit.setup import SetupError, TransferSetup
 

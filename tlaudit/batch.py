@@ -31,7 +31,8 @@ from tlaudit._version import __version__
 from tlaudit.baseline import apply_baseline, entry_for, write_baseline
 from tlaudit.errors import SetupError
 from tlaudit.findings import Severity
-from tlaudit.formatters import Format, _md_inline, format_markdown, format_table
+from tlaudit.formats import Format
+from tlaudit.formatters import _md_inline, format_markdown, format_table
 from tlaudit.locations import display_path, source_file
 from tlaudit.report import BaselineEntry, Report
 

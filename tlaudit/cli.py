@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import enum
 import importlib.util
 import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlaudit._version import __version__
@@ -34,9 +32,9 @@ from tlaudit.errors import SetupError, UsageError
 from tlaudit.models import load_model as _load_model
 from tlaudit.examples import EXAMPLES
 from tlaudit.findings import Severity
-from tlaudit.formatters import Format
+from tlaudit.formats import Format
 from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_CAUTION_HELP, LR_MAX_HELP, positive_float_arg, positive_int_arg
-from tlaudit.progress import Progress, show_progress
+from tlaudit.console import ExitCode, Progress, emit, show_progress
 from tlaudit.run import add_parser as _add_run
 
 if TYPE_CHECKING:
@@ -47,23 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["ExitCode", "build_parser", "main", "run_audit"]
 
 
-class ExitCode(enum.IntEnum):
-    """What ``tlaudit`` exits with.
-
-    * ``OK`` (0): nothing at or above ``--fail-on`` was found (or ``--exit-zero``); other commands: done.
-    * ``FINDINGS`` (1): the audit found a problem at or above ``--fail-on``.
-    * ``SETUP_ERROR`` (2): the input could not be used: the setup file or function is missing,
-      ``setup()`` raised or returned no TransferSetup, the model cannot take the sample, or an option
-      value is bad (an unknown check ID or model name, a malformed number, an unreadable baseline).
-      Never 1: a setup that could not be audited is not a clean audit and not a list of findings either.
-
-    A folder audit exits with the worst code of its files: 2 if one could not be audited, else 1 if
-    one has findings at or above ``--fail-on``, else 0.
-    """
-
-    OK = 0
-    FINDINGS = 1
-    SETUP_ERROR = 2
 
 
 
@@ -125,17 +106,6 @@ def run_audit(
         raise SetupError(f"{where}: the audit raised {type(err).__name__}: {err}") from err
 
 
-def _emit(text: str, output: str | None) -> None:
-    if output is None:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-        return
-    try:
-        Path(output).write_text(text + "\n", encoding="utf-8")
-    except OSError as err:
-        raise UsageError(f"cannot write the report: {output} (--output): {err.strerror or err}") from err
-
-
 # -- commands --------------------------------------------------------------------------------------
 
 
@@ -171,7 +141,7 @@ def _cmd_audit(args: argparse.Namespace) -> ExitCode:
     except BaselineError as err:
         raise UsageError(str(err)) from err
     text, summary = render_results(results, fmt, folder=folder, fail_on=fail_on, show_suppressed=args.show_suppressed)
-    _emit(text, args.output)
+    emit(text, args.output)
     print("\n".join(summary), file=sys.stderr)
     reports = [r.report for r in results if r.report is not None]
     if len(reports) < len(results):
@@ -197,7 +167,7 @@ def _cmd_inspect(args: argparse.Namespace) -> ExitCode:
         text = json.dumps({"describe": description.to_dict(), "trainable": trainable.to_dict()}, indent=2, default=str)
     else:
         text = f"{description}\n\n{trainable}"
-    _emit(text, None)
+    emit(text, None)
     return ExitCode.OK
 
 
@@ -217,7 +187,7 @@ def _cmd_checks(args: argparse.Namespace) -> ExitCode:
         except ValueError as err:
             raise UsageError(str(err)) from err
         text = format_check_markdown(check) if args.format == "markdown" else format_check_doc(check, as_json=as_json)
-    _emit(text, None)
+    emit(text, None)
     return ExitCode.OK
 
 

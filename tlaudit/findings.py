@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Severity", "Finding", "Skipped", "Location", "Suppressed", "fingerprint"]
+__all__ = ["Severity", "Finding", "Skipped", "Location", "Suppressed", "fingerprint", "BaselineEntry"]
 
 
 class Severity(str, enum.Enum):
@@ -138,3 +138,28 @@ class Skipped:
 
     def to_dict(self) -> dict[str, str]:
         return {"check": self.check, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class BaselineEntry:
+    """One accepted finding in a baseline file: what it is matched on (``check``, ``subject``,
+    ``fingerprint``) and, for people reading the file, its severity and message when written."""
+
+    check: str
+    subject: str
+    fingerprint: str
+    severity: str = ""
+    message: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.check, self.subject, self.fingerprint)
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "check": self.check,
+            "subject": self.subject,
+            "fingerprint": self.fingerprint,
+            "severity": self.severity,
+            "message": self.message,
+        }

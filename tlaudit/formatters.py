@@ -1,11 +1,12 @@
 """Render an audit :class:`~tlaudit.report.Report` (and the CLI's other outputs) as text.
 
-One function per report format, chosen by the :class:`Format` string enum (pip-audit style)::
+One function per report format, chosen by the :class:`tlaudit.formats.Format` string enum
+(pip-audit style)::
 
     >>> from tlaudit.report import Finding, Report, Severity
     >>> report = Report(findings=(Finding("head-size", Severity.ERROR, "`fc` has 1000 outputs", "fc"),),
     ...                 checks_run=("head-size",), model="ResNet")
-    >>> print(Format("markdown").render(report).splitlines()[0])
+    >>> print(format_markdown(report).splitlines()[0])
     ## tlaudit: ResNet: 1 check run, 1 error, 0 warnings, 0 skipped.
 
 Every formatter has the :class:`Formatter` signature ``(report, *, fail_on, show_suppressed) -> str``;
@@ -38,14 +39,12 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from tabulate import tabulate
 
-from tlaudit.findings import Finding, Severity, Skipped, Suppressed
+from tlaudit.findings import BaselineEntry, Finding, Severity, Skipped, Suppressed
 
-if TYPE_CHECKING:
-    from tlaudit.report import BaselineEntry
 
 
 class Report(Protocol):
@@ -247,36 +246,3 @@ def format_junit(report: Report, *, fail_on: Severity = Severity.ERROR, show_sup
     suite.set("time", f"{report.seconds:.3f}")
     ET.indent(suite)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode")
-
-
-def _format_sarif(report: Report, *, fail_on: Severity = Severity.ERROR, show_suppressed: bool = False) -> str:
-    from tlaudit.sarif import format_sarif  # reads the check catalogue: imported only for this format
-
-    return format_sarif(report, fail_on=fail_on)
-
-
-_FORMATTERS: dict[str, Formatter] = {
-    "table": format_table,
-    "json": format_json,
-    "markdown": format_markdown,
-    "junit": format_junit,
-    "sarif": _format_sarif,
-}
-
-
-class Format(str, enum.Enum):
-    """The report formats of ``tlaudit audit --format``."""
-
-    TABLE = "table"
-    JSON = "json"
-    MARKDOWN = "markdown"
-    JUNIT = "junit"
-    SARIF = "sarif"
-
-    @property
-    def formatter(self) -> Formatter:
-        return _FORMATTERS[self.value]
-
-    def render(self, report: Report, *, fail_on: Severity | str = Severity.ERROR, show_suppressed: bool = False) -> str:
-        """``report`` in this format."""
-        return self.formatter(report, fail_on=Severity.parse(fail_on, "fail_on"), show_suppressed=show_suppressed)

@@ -27,7 +27,7 @@ from typing import Any
 
 from tlaudit._text import count
 from tlaudit._version import __version__
-from tlaudit.findings import Finding, Location, Severity, Skipped, Suppressed
+from tlaudit.findings import BaselineEntry, Finding, Location, Severity, Skipped, Suppressed
 from tlaudit.formatters import format_table
 
 __all__ = [
@@ -54,31 +54,6 @@ class AuditFailed(AssertionError):
 
 
 AuditFailed.__module__ = "tlaudit"  # tracebacks name the public path
-
-
-@dataclass(frozen=True)
-class BaselineEntry:
-    """One accepted finding in a baseline file: what it is matched on (``check``, ``subject``,
-    ``fingerprint``) and, for people reading the file, its severity and message when written."""
-
-    check: str
-    subject: str
-    fingerprint: str
-    severity: str = ""
-    message: str = ""
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.check, self.subject, self.fingerprint)
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "check": self.check,
-            "subject": self.subject,
-            "fingerprint": self.fingerprint,
-            "severity": self.severity,
-            "message": self.message,
-        }
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from tlaudit.formatters import Format
+from tlaudit.formats import Format
 from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_MAX_HELP, positive_float_arg, positive_int_arg
 
 __all__ = ["add_parser", "run", "run_script"]

@@ -112,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from tlaudit.bench.report import run_bench
-    from tlaudit.cli import ExitCode, UsageError, _emit, _load_model
+    from tlaudit.console import ExitCode, emit
+    from tlaudit.errors import UsageError
+    from tlaudit.models import load_model
     from tlaudit.surgery import HeadNotFoundError, remove_head
 
     batch_sizes = list(dict.fromkeys(size for group in args.batch_size for size in group))
@@ -123,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("CUDA is not available: cuda (--device)")
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
     device = _init_distributed(device_type) if distributed else torch.device(device_type)
-    model, _, head = _load_model(args.model)
+    model, _, head = load_model(args.model)
     if not callable(getattr(model, "forward_head", None)):
         try:
             remove_head(model, head=head if isinstance(head, str) else None)
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.model}: {err}") from err
     if distributed and torch.distributed.get_rank() != 0:
         return ExitCode.OK
-    _emit(report.to_json() if args.format == "json" else report.to_table(), args.output)
+    emit(report.to_json() if args.format == "json" else report.to_table(), args.output)
     if args.plot:
         try:
             report.plot(args.plot)

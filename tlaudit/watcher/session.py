@@ -29,7 +29,7 @@ from torch import nn
 from tlaudit.engine import audit
 from tlaudit.errors import SetupError
 from tlaudit.findings import Severity
-from tlaudit.formatters import Format
+from tlaudit.formats import Format
 from tlaudit.options import parse_check_ids, parse_fail_on, validate_check_ids
 from tlaudit.report import AuditFailed, Report
 from tlaudit.setup import Strategy, TransferSetup
@@ -62,7 +62,7 @@ class AuditSession:
         select, ignore: check IDs (a list or a comma-separated str), as for :func:`tlaudit.audit`.
         fail_on: ``"error"``, ``"warning"``, or None to never stop the run (the reports are still written).
         output: a file the reports are appended to; None writes them to ``stream`` (default stderr).
-        format: a :class:`~tlaudit.formatters.Format` value; ``json`` writes one JSON object per line.
+        format: a :class:`~tlaudit.formats.Format` value; ``json`` writes one JSON object per line.
     """
 
     def __init__(
