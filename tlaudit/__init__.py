@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getat
     from tlaudit.groups import param_groups
     from tlaudit.inspection import Description, TrainableReport, describe, trainable_report
     from tlaudit.modes import inference
+    from tlaudit.reference import new_modules
     from tlaudit.normalization import Normalization, expected_normalization, find_normalization, find_normalizations
     from tlaudit.report import AuditFailed, Finding, Report, Severity
     from tlaudit.setup import Strategy, TransferSetup, load_setup
@@ -53,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "describe": "tlaudit.inspection",
     "trainable_report": "tlaudit.inspection",
     "inference": "tlaudit.modes",
+    "new_modules": "tlaudit.reference",
     "Normalization": "tlaudit.normalization",
     "expected_normalization": "tlaudit.normalization",
     "find_normalization": "tlaudit.normalization",
