@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from tlaudit.normalization import Normalization
+    from tlaudit.schedule import SchedulePeaks
     from tlaudit.setup import TransferSetup
 
 __all__ = ["Skip", "BatchNormCall", "TrainTrace", "PredictTrace", "Evidence"]
@@ -113,6 +114,9 @@ class Evidence(Protocol):
         """``id(param) -> group index`` for every parameter the optimizer holds."""
     @property
     def lr_max(self) -> float: ...
+    @property
+    def schedule_peaks(self) -> SchedulePeaks:
+        """Each optimizer group's peak LR over the scheduler's whole run (needs an optimizer)."""
     @property
     def lr_caution(self) -> float:
         """Pretrained groups above it get a warning; above ``lr_max``, an error."""

@@ -316,16 +316,19 @@ def groups_above(
     *,
     scheduler: Any = None,
     counted: Callable[[torch.Tensor], bool] = lambda p: True,
+    peaks: SchedulePeaks | None = None,
 ) -> list[GroupExcess]:
     """The groups holding a ``counted`` parameter whose LR is above ``lr_max`` now or at the scheduled peak.
 
-    The LR-ceiling rule, shared by the ``lr-threshold`` check and ``assert_lr_below``.
+    The LR-ceiling rule, shared by the ``lr-threshold`` check and ``assert_lr_below``. ``peaks``:
+    :func:`peak_lrs` of this optimizer and scheduler when already computed (it is read once per audit).
     """
     found = []
     groups = [(index, group, tuple(p for p in group["params"] if counted(p))) for index, group in enumerate(optimizer.param_groups)]
     if not any(params for _, _, params in groups):
         return found
-    peaks = peak_lrs(optimizer, scheduler)
+    if peaks is None:
+        peaks = peak_lrs(optimizer, scheduler)
     for index, group, params in groups:
         if not params:
             continue

@@ -8,7 +8,6 @@ from tlaudit.checks._registry import Check, register
 from tlaudit.evidence import Evidence, Skip
 from tlaudit.outputs import head_widths, is_single_logit, named_outputs, wrong_width
 from tlaudit.report import Finding, Severity
-from tlaudit.schedule import simulate_peak_lrs
 
 
 @register("head-frozen", "error", "the head cannot train")
@@ -36,7 +35,6 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - PyTorch tutorial "Finetuning Torchvision Models", https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html
     - PyTorch tutorial "Transfer Learning for Computer Vision", https://pytorch.org/tutorials/beginner/transfer_learning_tutorial.html
     """
-    peaks: list[float] | None = None
     for head in ctx.heads:
         params = [(n, p) for n, p in ctx.params if n == head or n.startswith(head + ".")]
         if not params:
@@ -56,8 +54,7 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
                 hint="narrow the frozen patterns so they leave the head out",
             )
         elif ctx.setup.optimizer is not None:
-            if peaks is None:  # a warm-up starts at lr 0: only a group the schedule never raises is stuck
-                peaks, _ = simulate_peak_lrs(ctx.setup.optimizer, ctx.setup.scheduler)
+            peaks = ctx.schedule_peaks.lrs  # a warm-up starts at lr 0: only a group the schedule never raises is stuck
             zero = sorted({ctx.optimizer_ids[id(p)] for _, p in params if id(p) in ctx.optimizer_ids and peaks[ctx.optimizer_ids[id(p)]] == 0})
             if zero:
                 yield check.finding(

@@ -137,11 +137,11 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
         "use a lower LR for pretrained layers than for the head: tlaudit.param_groups(model, lr, head_lr=...), "
         "or layer-wise decay (layer_decay=...); if some of these layers are new, declare them: TransferSetup(head=[...])"
     )
-    above_max = {e.index: e for e in groups_above(optimizer, lr_max, scheduler=ctx.setup.scheduler, counted=pretrained)}
+    above_max = {e.index: e for e in groups_above(optimizer, lr_max, counted=pretrained, peaks=ctx.schedule_peaks)}
     # the caution level warns only with evidence that these layers are pretrained transfer layers
     transfer = any(v is not None for v in (ctx.setup.weights, ctx.setup.load_result, ctx.setup.strategy))
     caution = ctx.lr_caution if transfer else lr_max
-    above_caution = groups_above(optimizer, caution, scheduler=ctx.setup.scheduler, counted=pretrained)
+    above_caution = groups_above(optimizer, caution, counted=pretrained, peaks=ctx.schedule_peaks)
     for excess in above_caution:
         error = excess.index in above_max
         excess = above_max.get(excess.index, excess)  # an error reads the peak against lr_max

@@ -13,6 +13,7 @@ from tlaudit.engine.snapshot import Snapshot
 from tlaudit.engine.tracing import trace_predict, trace_train_step
 from tlaudit.evidence import PredictTrace, Skip, TrainTrace
 from tlaudit.reference import new_modules
+from tlaudit.schedule import SchedulePeaks, peak_lrs
 from tlaudit.measure import UnreadableNormalization, read_normalizations
 from tlaudit.normalization import Normalization, deferred_normalization, expected_normalization, torchvision_weights
 from tlaudit.setup import SetupError, Strategy, TransferSetup
@@ -174,6 +175,11 @@ class AuditContext:
         if self.setup.lr_max is not None:
             return float(self.setup.lr_max)
         return 1e-2 if isinstance(self.setup.optimizer, torch.optim.SGD) else 1e-3
+
+    @cached_property
+    def schedule_peaks(self) -> SchedulePeaks:
+        """Each optimizer group's peak LR over the scheduler's run, read once for every check."""
+        return peak_lrs(self.setup.optimizer, self.setup.scheduler)
 
     @cached_property
     def lr_caution(self) -> float:
