@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from tlaudit.normalization import Normalization
     from tlaudit.auditing.rules.schedule import SchedulePeaks
     from tlaudit.auditing.setup import TransferSetup
+    from tlaudit.normalization import Normalization
 
 __all__ = ["Skip", "BatchNormCall", "TrainTrace", "PredictTrace", "Evidence"]
 
