@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from tlaudit._version import __version__
 from tlaudit.bench.command import add_parser as _add_bench
 from tlaudit.errors import SetupError, UsageError
+from tlaudit.extract.command import add_parser as _add_extract
 from tlaudit.models import load_model as _load_model
 from tlaudit.examples import EXAMPLES
 from tlaudit.findings import Severity
@@ -295,7 +296,7 @@ def _add_checks(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 _COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (
-    _add_audit, _add_inspect, _add_checks, _add_bench, _add_run,
+    _add_audit, _add_inspect, _add_checks, _add_bench, _add_extract, _add_run,
 )
 
 
