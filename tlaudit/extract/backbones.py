@@ -48,7 +48,11 @@ def load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike[str]) -> Non
                 state = state[key]
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint holds {type(state).__name__}, not a state dict: {str(path)!r} (checkpoint)")
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that differ
+        detail = " ".join(line.strip() for line in str(err).splitlines()[1:3])
+        raise ValueError(f"checkpoint does not fit {type(model).__name__}: {detail} ({path})") from err
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
             f"checkpoint does not fit {type(model).__name__}: missing {result.missing_keys[:3]}, unexpected "
