@@ -28,6 +28,16 @@ def _sizes(text: str) -> list[int]:
     return values
 
 
+def _worker_counts(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 0 separated by commas, got {text!r}")
+    return values
+
+
 def _count(minimum: int) -> Any:
     def parse(text: str) -> int:
         try:
@@ -120,7 +130,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--images", metavar="DIR", default=None,
                    help="end to end instead: JPEG files in DIR (ImageFolder layout) to features, tlaudit's pipeline "
                         "against ImageFolder + DataLoader + eval/no_grad, with decode-only and network-only rates")
-    p.add_argument("--workers", type=_sizes, default=[1, 2], metavar="N[,N...]",
+    p.add_argument("--workers", type=_worker_counts, default=[1, 2], metavar="N[,N...]",
                    help="DataLoader worker counts for --images (default: 1,2)")
     p.add_argument("--engine", default="auto", metavar="NAME", help="the engine of tlaudit's pipeline for --images (default: auto)")
     p.add_argument("--plot", metavar="FILE.png", help="save images/s against batch size per mode (needs matplotlib)")
