@@ -16,7 +16,14 @@ import tlaudit
 from tests.extract.images import write_images
 from tests.helpers import TinyCNN
 from tlaudit.bench import MIN_COSINE, run_bench
-from tlaudit.bench.names import MODE_REGISTRY, MODES, Mode, default_modes, engine_modes, register_mode
+from tlaudit.bench.names import (
+    MODE_REGISTRY,
+    MODES,
+    Mode,
+    default_modes,
+    engine_modes,
+    register_mode,
+)
 from tlaudit.bench.pipeline import run_pipeline_bench
 from tlaudit.cli import ExitCode, build_parser, main
 from tlaudit.extract.engines import ENGINES

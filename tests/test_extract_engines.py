@@ -17,9 +17,16 @@ import tlaudit
 from tests.helpers import TinyCNN
 from tlaudit.extract import FeatureExtractor
 from tlaudit.extract.config import ExtractConfig, with_engine
-from tlaudit.extract.engines import ENGINE_NAMES, ENGINES, Engine, EngineUnavailable, available_engines, get_engine
+from tlaudit.extract.engines import (
+    ENGINE_NAMES,
+    ENGINES,
+    Engine,
+    EngineUnavailable,
+    available_engines,
+    get_engine,
+)
 from tlaudit.extract.engines._interface import register
-from tlaudit.extract.engines.auto import MIN_COSINE, select_engine
+from tlaudit.extract.engines.auto import MIN_COSINE
 from tlaudit.extract.engines.tensorrt import enabled_precisions
 
 NORM = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}

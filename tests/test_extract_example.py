@@ -23,9 +23,9 @@ def test_cached_features_example_prints_both_ways(capsys):
         sys.modules.pop(spec.name, None)
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    plain = re.search(r"^recompute the backbone every epoch +(\d+\.\d) +(0\.\d{3}|1\.000)$", out, re.M)
-    cached = re.search(r"^extract once, train on cached features +(\d+\.\d) +(0\.\d{3}|1\.000)$", out, re.M)
+    plain = re.search(r"^recompute the backbone every epoch +(\d+\.\d) +(0\.\d{3}|1\.000)$", out, re.MULTILINE)
+    cached = re.search(r"^extract once, train on cached features +(\d+\.\d) +(0\.\d{3}|1\.000)$", out, re.MULTILINE)
     assert plain and cached, out
     assert abs(float(plain.group(2)) - float(cached.group(2))) <= 0.05  # the same head on the same features
     assert float(cached.group(2)) > 0.5  # a linear probe on frozen features learns the digits
-    assert re.search(r"^cached: \d+\.\dx faster \(extraction \d+\.\d s, engine eager, ", out, re.M), out
+    assert re.search(r"^cached: \d+\.\dx faster \(extraction \d+\.\d s, engine eager, ", out, re.MULTILINE), out

@@ -154,6 +154,8 @@ def test_a_rerun_resumes_and_parquet_holds_paths_and_labels(folder, checkpoint, 
     again = extract_images(folder, "resnet18", checkpoint=checkpoint, output=out, chunk_size=2, format="parquet", **FAST)
     assert (first.extracted, again.extracted, again.skipped) == (6, 2, 4)
     assert again.features.indices.tolist() == [4, 5] and "(4 already done)" in again.summary()
+    done = extract_images(folder, "resnet18", checkpoint=checkpoint, output=out, chunk_size=2, **FAST)
+    assert done.summary().startswith("nothing to extract: all 6 images were already done; engine eager (")
     table = pq.read_table(out / "features.parquet")
     assert table.column("index").to_pylist() == list(range(6)) and table.column("label").to_pylist() == [0, 0, 0, 1, 1, 1]
     assert [Path(p).name for p in table.column("path").to_pylist()] == ["0.jpg", "1.jpg", "2.jpg"] * 2

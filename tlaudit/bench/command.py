@@ -4,9 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tlaudit.bench.names import DTYPE_NAMES, INPUTS, MODE_REGISTRY, MODES, default_modes
 

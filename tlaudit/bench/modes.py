@@ -40,7 +40,7 @@ from tlaudit.extract.inputs import normalize_uint8, prefetch
 
 __all__ = ["INPUTS", "MODES", "Measurement", "measure_modes"]
 
-from tlaudit.bench.names import INPUTS, MODE_REGISTRY, MODES  # noqa: E402  (torch-free, shared with the command line)
+from tlaudit.bench.names import INPUTS, MODE_REGISTRY, MODES
 
 _BASELINE_CONFIG = {"dtype": "float32", "channels_last": False, "fold_batchnorm": False, "compile": False}
 

@@ -274,7 +274,7 @@ class FeatureExtractor:
         if self._auto:
             if self._delegate is None:
                 self.select_engine(images)
-            assert self._delegate is not None  # noqa: S101  (set by select_engine)
+            assert self._delegate is not None  # set by select_engine
             with self._delegate._running():
                 return self._delegate._forward(images)
         x = self._input(images)

@@ -76,12 +76,15 @@ class ExtractionRun:
 
     def summary(self) -> str:
         """One line: images, rate, engine, configuration."""
+        where = f" -> {self.parquet or self.output}" if self.output else ""
+        chosen = f", chosen in {self.selection_seconds:.1f} s" if self.selection_seconds else ""
+        setup = (f"engine {self.engine} ({self.config}{chosen}), batch {self.batch_size}, {self.num_workers} worker(s), "
+                 f"{self.model} [{self.weights}; {self.preprocessing}]{where}")
+        if not self.extracted and self.skipped:
+            return f"nothing to extract: all {self.samples} images were already done; {setup}"
         done = f"{self.extracted} of {self.samples} images" if self.skipped else f"{self.extracted} images"
         resumed = f" ({self.skipped} already done)" if self.skipped else ""
-        where = f" -> {self.parquet or self.output}" if self.output else ""
-        return (f"extracted {done}{resumed} in {self.seconds:.1f} s: {self.images_per_second:,.1f} img/s, "
-                f"engine {self.engine} ({self.config}), batch {self.batch_size}, {self.num_workers} worker(s), "
-                f"{self.model} [{self.weights}; {self.preprocessing}]{where}")
+        return f"extracted {done}{resumed} in {self.seconds:.1f} s: {self.images_per_second:,.1f} img/s, {setup}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"samples": self.samples, "extracted": self.extracted, "skipped": self.skipped, "seconds": self.seconds,

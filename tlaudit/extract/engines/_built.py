@@ -68,7 +68,7 @@ class Built:
         x = x.contiguous()
         if self.runner is None or self.shape is None or tuple(x.shape[1:]) != self.shape[1:]:
             self._build(x)
-        assert self.runner is not None and self.shape is not None  # noqa: S101  (set by _build)
+        assert self.runner is not None and self.shape is not None
         size = self.shape[0]
         if x.shape[0] == size:
             return self.runner(x).float()
