@@ -2,7 +2,8 @@
 
 Real torchvision and timm models at 32 px. GPU-only settings are tested through their CPU-visible
 parts: the configuration chosen for a given compute capability, the backend flags set and restored,
-the uint8 path on the CPU. Distributed extraction runs two gloo processes under torchrun.
+the uint8 path on the CPU. Distributed extraction runs two gloo processes under torchrun. Engines:
+tests/test_extract_engines.py; Ray: tests/test_extract_ray.py; folders and the CLI: tests/test_extract_job.py.
 """
 from __future__ import annotations
 
@@ -362,35 +363,3 @@ def test_torchrun_with_gloo_extracts_every_sample_exactly_once(tmp_path):
         assert rank["aggregate"] == pytest.approx(11 / slowest, rel=1e-6)  # all images over the slowest rank's time
         for result in rank["bench"]:
             assert result["aggregate_images_per_second"] > result["images_per_second"] > 0
-
-
-# -- Ray Data --------------------------------------------------------------------------------------
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")  # ray's own defaults use its deprecated options
-def test_ray_data_map_batches_in_a_local_cluster():
-    ray = pytest.importorskip("ray")
-    from tlaudit.extract.ray import RayExtractor
-
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        items = [{"image": np.full((3, 16, 16), i, np.uint8), "id": i} for i in range(5)]
-        ds = ray.data.from_items(items).map_batches(
-            RayExtractor, fn_constructor_kwargs={"build": "torchvision.models:resnet18", "weights": WEIGHTS},
-            batch_size=2, concurrency=1,
-        )
-        rows = ds.take_all()
-    finally:
-        ray.shutdown()
-    assert sorted(r["id"] for r in rows) == [0, 1, 2, 3, 4]
-    assert all(r["features"].shape == (512,) for r in rows)
-
-
-def test_ray_extractor_names_a_missing_column():
-    from tlaudit.extract.ray import RayExtractor
-
-    fn = RayExtractor("torchvision.models:resnet18", weights=WEIGHTS)
-    with pytest.raises(KeyError, match=r"no column named: 'image' \(column\); the batch has \['pixels'\]"):
-        fn({"pixels": np.zeros((1, 3, 8, 8), np.uint8)})
-    with pytest.raises(ValueError, match=r"cannot import the model builder: 'torchvision.models:nope' \(build\)"):
-        RayExtractor("torchvision.models:nope")

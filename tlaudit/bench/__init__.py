@@ -3,14 +3,13 @@
 * :mod:`tlaudit.bench.modes`: the modes and the timing protocol.
 * :mod:`tlaudit.bench.report`: :func:`run_bench`, :class:`BenchReport` (table, JSON, plot).
 * :mod:`tlaudit.bench.environment`: the environment record, FLOP counts and device ceilings.
-* :mod:`tlaudit.bench.command`: the subcommand (:func:`add_parser`, :func:`run`).
+* the ``tlaudit bench`` sub-command is :mod:`tlaudit.cli.bench`.
 """
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from tlaudit.bench.command import add_parser, run
 from tlaudit.bench.names import INPUTS, MODES
 
 if TYPE_CHECKING:
@@ -42,11 +41,9 @@ __all__ = [
     "MODES",
     "BenchReport",
     "BenchResult",
-    "add_parser",
     "environment",
     "flops_per_image",
     "peak_flops",
     "plausible",
-    "run",
     "run_bench",
 ]

@@ -6,6 +6,11 @@
 * ``optimized``: :class:`~tlaudit.FeatureExtractor` with the configuration it picks for the device.
 * ``compiled``: the same plus ``torch.compile`` (on CPU it pays off only on some models: measure).
 * ``channels-last``: ``baseline`` on a channels-last copy, nothing else (what the layout alone gives).
+* ``openvino``, ``onnxruntime``, ``tensorrt``: the engines of :mod:`tlaudit.extract.engines` that
+  convert the backbone (the first batch's time, the conversion, is reported as ``compile_seconds``).
+* ``auto``: ``engine="auto"``, which measures the available engines on the benchmark's batch first.
+
+The modes are declared once, in :data:`tlaudit.bench.names.MODE_REGISTRY`.
 
 Every mode gets the same inputs. Timing: ``warmup`` batches first (compilation and autotuning
 happen there; the first batch's time is reported as ``compile_seconds`` for compiled modes), then
@@ -35,7 +40,7 @@ from tlaudit.extract.inputs import normalize_uint8, prefetch
 
 __all__ = ["INPUTS", "MODES", "Measurement", "measure_modes"]
 
-from tlaudit.bench.names import INPUTS, MODES  # noqa: E402  (torch-free, shared with the command line)
+from tlaudit.bench.names import INPUTS, MODE_REGISTRY, MODES
 
 _BASELINE_CONFIG = {"dtype": "float32", "channels_last": False, "fold_batchnorm": False, "compile": False}
 
@@ -77,18 +82,21 @@ class _Runner:
         self.std = torch.tensor(weights_norm.std) if weights_norm is not None else None
         self.extractor: FeatureExtractor | None = None
         self.config: dict[str, Any]
-        if name in ("naive", "baseline"):
-            self.config = choose_config(device, **_BASELINE_CONFIG).to_dict() | {"grad": name == "naive"}
+        self.mode = MODE_REGISTRY[name]
+        if self.mode.plain is not None:
+            self.config = choose_config(device, **_BASELINE_CONFIG).to_dict() | {"grad": self.mode.plain == "grad"}
             self.config["reasons"] = {}
         else:
-            options = dict(overrides)
-            if name == "compiled":
-                options["compile"] = True
-            elif name == "channels-last":
-                options = dict(_BASELINE_CONFIG, channels_last=True)
+            options = dict(self.mode.options)
+            if self.mode.user_overrides:
+                options = {k: v for k, v in overrides.items() if v is not None} | options
             weights = {"mean": weights_norm.mean, "std": weights_norm.std} if weights_norm is not None else None
             self.extractor = FeatureExtractor(model, device=device, weights=weights, **options)
+            if self.extractor._auto:  # choose now, on the benchmark's batch, without the cache
+                self.extractor.select_engine(host, cache=False)
             self.config = self.extractor.config.to_dict()
+            if self.extractor.choice is not None:
+                self.config["auto"] = self.extractor.choice.to_dict()
 
     def _plain_input(self) -> torch.Tensor:
         if not self.uint8:
@@ -98,7 +106,7 @@ class _Runner:
         return normalize_uint8(self.host, self.mean, self.std).to(self.device, non_blocking=True)
 
     def _plain(self, x: torch.Tensor) -> torch.Tensor:
-        if self.name == "naive":
+        if self.mode.plain == "grad":
             return _first_tensor(self.model(x))
         with torch.no_grad():
             return _first_tensor(self.model(x))
@@ -166,7 +174,11 @@ def measure_modes(
     overrides: dict[str, Any],
     generator: torch.Generator | None = None,
 ) -> list[Measurement]:
-    """Measure ``modes`` side by side at one batch size; see the module docstring for the protocol."""
+    """Measure ``modes`` side by side at one batch size; see the module docstring for the protocol.
+
+    Raises:
+        EngineUnavailable: a mode's engine cannot run here (not installed, another device).
+    """
     shape = (batch_size, 3, image_size, image_size)
     if input == "uint8-host":
         host = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
@@ -181,7 +193,8 @@ def measure_modes(
             started = time.perf_counter()
             runner.run(1)
             first = time.perf_counter() - started
-            compile_seconds[runner.name] = first if runner.config.get("compile") else None
+            converts = runner.config.get("engine", "eager") not in ("eager", "torch-compile")
+            compile_seconds[runner.name] = first if runner.config.get("compile") or converts else None
             if warmup > 1:
                 runner.run(warmup - 1)
         times: dict[str, list[float]] = {r.name: [] for r in runners}

@@ -157,7 +157,9 @@ def _mib(value: int | None) -> str:
 
 
 def _label(config: dict[str, Any]) -> str:
-    parts = []
+    engine = config.get("engine", "eager")
+    parts = [] if engine in ("eager", "torch-compile") else [engine]
+    prefix = "auto: " if config.get("auto") else ""
     if config.get("grad"):
         parts.append("grad")
     if config.get("fold_batchnorm"):
@@ -170,7 +172,7 @@ def _label(config: dict[str, Any]) -> str:
         parts.append(f"compile({config.get('compile_mode')})")
     if config.get("tf32"):
         parts.append("tf32")
-    return "+".join(parts) or "fp32"
+    return prefix + ("+".join(parts) or "fp32")
 
 
 def _check_positive(value: object, name: str) -> int:

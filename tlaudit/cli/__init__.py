@@ -1,5 +1,6 @@
 """The ``tlaudit`` command line, one module per sub-command: ``audit`` (a setup, a file, a folder),
-``inspect`` a model, list the ``checks``, ``run`` a training script under the watcher, ``bench``.
+``inspect`` a model, list the ``checks``, ``run`` a training script under the watcher, ``bench`` the
+feature extractor's engines, ``extract`` the features of a folder of images.
 
 ``main(argv)`` returns an :class:`ExitCode`; ``python -m tlaudit`` and the ``tlaudit`` console
 script call it. Reports go to stdout (or ``--output``); the summary sentence, progress and error
@@ -19,15 +20,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tlaudit._version import __version__
-from tlaudit.bench import command as bench
-from tlaudit.cli import audit, checks, inspect, run
+from tlaudit.cli import audit, bench, checks, extract, inspect, run
 from tlaudit.cli._console import EXIT_CODES_HELP, ExitCode
 from tlaudit.errors import SetupError, UsageError
 
 __all__ = ["COMMANDS", "ExitCode", "build_parser", "main"]
 
 COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (
-    audit.add_parser, inspect.add_parser, checks.add_parser, bench.add_parser, run.add_parser,
+    audit.add_parser, inspect.add_parser, checks.add_parser, run.add_parser, bench.add_parser, extract.add_parser,
 )
 """Each sub-command's ``add_parser``, in the order ``tlaudit --help`` lists them."""
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from tlaudit.bench.names import DTYPE_NAMES
+from tlaudit.extract import DTYPE_NAMES
 
-__all__ = ["COMPILE_MODES", "DTYPES", "Capabilities", "ExtractConfig", "choose_config", "device_capabilities"]
+__all__ = ["COMPILE_MODES", "DTYPES", "Capabilities", "ExtractConfig", "choose_config", "device_capabilities", "with_engine"]
 
 DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 """Compute dtypes by name; anything but ``float32`` runs the backbone under ``torch.autocast``."""
@@ -90,6 +90,8 @@ class ExtractConfig:
             graphs, whose outputs the next call overwrites, so the extractor clones them.
         cudnn_benchmark: ``torch.backends.cudnn.benchmark`` during extraction (CUDA).
         tf32: TF32 matmuls and convolutions during extraction (CUDA, compute capability 8.0+).
+        engine: what runs the backbone (:mod:`tlaudit.extract.engines`): ``eager`` (PyTorch, with the
+            settings above), ``torch-compile``, ``openvino``, ``onnxruntime``, ``tensorrt``.
         reasons: ``(setting, why)`` pairs.
     """
 
@@ -101,6 +103,7 @@ class ExtractConfig:
     compile_mode: str = "default"
     cudnn_benchmark: bool = False
     tf32: bool = False
+    engine: str = "eager"
     reasons: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
@@ -124,12 +127,13 @@ class ExtractConfig:
             "compile_mode": self.compile_mode if self.compile else None,
             "cudnn_benchmark": self.cudnn_benchmark,
             "tf32": self.tf32,
+            "engine": self.engine,
             "reasons": dict(self.reasons),
         }
 
     def describe(self) -> str:
         """A short label: ``channels-last+bf16`` and so on; ``fp32`` for the plain configuration."""
-        parts = []
+        parts = [] if self.engine in ("eager", "torch-compile") else [self.engine]
         if self.fold_batchnorm:
             parts.append("fold-bn")
         if self.channels_last:
@@ -240,6 +244,37 @@ def with_overrides(config: ExtractConfig, **overrides: Any) -> ExtractConfig:
     _check_overrides(overrides)
     changes = {k: (str(v).replace("torch.", "") if k == "dtype" else v) for k, v in overrides.items() if v is not None}
     reasons = dict(config.reasons) | {k: "set by the caller" for k in changes}
+    return replace(config, reasons=tuple(sorted(reasons.items())), **changes)
+
+
+def with_engine(config: ExtractConfig, engine: str) -> ExtractConfig:
+    """``config`` for ``engine``: a converting engine lays out, folds and compiles on its own.
+
+    The dtype stays when the engine can compute it (OpenVINO bf16 on a CPU with native bf16);
+    otherwise it becomes float32, with the reason.
+
+    Example:
+        >>> cfg = with_engine(ExtractConfig("cpu", dtype="bfloat16", channels_last=True), "onnxruntime")
+        >>> cfg.describe(), dict(cfg.reasons)["dtype"]
+        ('onnxruntime', 'onnxruntime computes float32 only')
+    """
+    from tlaudit.extract.engines import get_engine
+
+    chosen = get_engine(engine)
+    reasons = dict(config.reasons)
+    changes: dict[str, Any] = {"engine": engine}
+    if chosen.native:
+        changes.update(chosen.overrides())
+        if changes.get("compile"):
+            reasons["compile"] = f"engine {engine}"
+    else:
+        changes.update(channels_last=False, fold_batchnorm=False, compile=False)
+        reasons.pop("channels_last", None)
+        reasons["fold_batchnorm"] = f"{engine} folds BatchNorm and picks the layout itself"
+        if config.dtype not in chosen.dtypes:
+            changes["dtype"] = "float32"
+            reasons["dtype"] = f"{engine} computes {' or '.join(chosen.dtypes)} only"
+    reasons["engine"] = reasons.get("engine", "set by the caller")
     return replace(config, reasons=tuple(sorted(reasons.items())), **changes)
 
 

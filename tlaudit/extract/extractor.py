@@ -5,7 +5,6 @@ import contextlib
 import copy
 import dataclasses
 import os
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,10 @@ import torch
 from torch import nn
 
 from tlaudit._names import closest, unwrap
-from tlaudit.extract.config import ExtractConfig, backend_flags, choose_config, with_overrides
+from tlaudit.extract._run import aggregate_rate, data_length, progress_bar, rank_and_world
+from tlaudit.extract.config import ExtractConfig, backend_flags, choose_config, with_engine, with_overrides
+from tlaudit.extract.engines import get_engine
+from tlaudit.extract.engines._built import Built
 from tlaudit.extract.inputs import batches, normalize_uint8, prefetch, shard_range
 from tlaudit.extract.storage import ChunkWriter, Features
 from tlaudit.evaluation import inference
@@ -114,6 +116,10 @@ class FeatureExtractor:
             a timm model's own ``pretrained_cfg`` is used by default.
         device: where to run (default: where the model's parameters are).
         config: a complete configuration instead of the automatic one.
+        engine: what runs the backbone: ``eager`` (default), ``torch-compile``, ``openvino``,
+            ``onnxruntime``, ``tensorrt`` (:mod:`tlaudit.extract.engines`), or ``auto``: the first
+            batch measures every available engine and keeps the fastest whose features reach
+            cosine >= 0.99 to fp32 (:meth:`select_engine`; the choice and why in :attr:`choice`).
 
     Example:
         >>> import torchvision, tlaudit
@@ -134,6 +140,7 @@ class FeatureExtractor:
         weights: Any = None,
         device: torch.device | str | None = None,
         config: ExtractConfig | None = None,
+        engine: str = "eager",
         **overrides: Any,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -154,6 +161,16 @@ class FeatureExtractor:
             raise TypeError(f"config must be an ExtractConfig, got {type(config).__name__} (config)")
         base = config if config is not None else choose_config(self.device)
         self._config = with_overrides(base, **overrides)
+        self._options: dict[str, Any] = {"node": node, "weights": weights, "device": self.device, "config": config,
+                                         **overrides}
+        self._auto = engine == "auto"
+        self._delegate: FeatureExtractor | None = None
+        self.choice: Any = None
+        """With ``engine="auto"``: the :class:`~tlaudit.extract.engines.auto.EngineChoice` (after the first batch)."""
+        if not self._auto:
+            self._config = with_engine(self._config, engine)
+            get_engine(engine).check(self.device.type)
+        self._built: Built | None = None
         if weights is None and callable(getattr(inner, "forward_features", None)) and getattr(inner, "pretrained_cfg", None):
             weights = inner
         self.normalization: Normalization | None = expected_normalization(weights) if weights is not None else None
@@ -165,11 +182,32 @@ class FeatureExtractor:
 
     @property
     def config(self) -> ExtractConfig:
-        """The configuration in use, with the reason for each choice."""
-        return self._config
+        """The configuration in use, with the reason for each choice (``auto``: the chosen engine's)."""
+        return self._delegate.config if self._delegate is not None else self._config
+
+    def select_engine(self, example: torch.Tensor, **options: Any) -> Any:
+        """With ``engine="auto"``: measure the candidates on ``example`` and adopt the fastest that keeps the features.
+
+        Called by the first batch when not called before; ``options`` go to
+        :func:`~tlaudit.extract.engines.auto.select_engine` (``candidates``, ``rounds``, ``cache``).
+        Returns the :class:`~tlaudit.extract.engines.auto.EngineChoice`.
+        """
+        from tlaudit.extract.engines.auto import select_engine
+
+        if not self._auto:
+            raise ValueError(f"select_engine needs engine='auto'; this extractor runs {self._config.engine!r} (engine)")
+
+        def make(name: str, **extra: Any) -> FeatureExtractor:
+            return FeatureExtractor(self.model, **(self._options | extra), engine=name)
+
+        self.choice = select_engine(make, example, self.device, **options)
+        self._delegate = self.choice.extractor
+        return self.choice
 
     def _needs_copy(self) -> bool:
         cfg = self._config
+        if not get_engine(cfg.engine).native:
+            return False
         ref = next(iter(self.backbone.parameters()), None)
         moved = ref is not None and ref.device != self.device
         return cfg.channels_last or cfg.fold_batchnorm or cfg.compile or moved
@@ -177,6 +215,8 @@ class FeatureExtractor:
     def _prepare(self) -> None:
         """Build the extractor's copy (or decide to run the model itself) for the current weights."""
         self._fingerprint = _fingerprint(self.backbone)
+        if not self._auto and not get_engine(self._config.engine).native:
+            self._built = Built(get_engine(self._config.engine), self.backbone, self._config)
         if not self._needs_copy():
             self._prepared = self._runner = None
             return
@@ -231,7 +271,16 @@ class FeatureExtractor:
         return images
 
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self._auto:
+            if self._delegate is None:
+                self.select_engine(images)
+            assert self._delegate is not None  # set by select_engine
+            with self._delegate._running():
+                return self._delegate._forward(images)
         x = self._input(images)
+        if self._built is not None:
+            with torch.inference_mode():
+                return self._built(x)
         count = x.shape[0]
         if self._config.compile:  # pad a short last batch: one shape, no recompilation
             self._batch = self._batch or count
@@ -287,8 +336,8 @@ class FeatureExtractor:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int: {batch_size!r} (batch_size)")
-        rank, world_size = _rank_and_world(rank, world_size)
-        total = _length(data)
+        rank, world_size = rank_and_world(rank, world_size)
+        total = data_length(data)
         shard = shard_range(total, rank, world_size)
         writer, done = None, 0
         if output is not None:
@@ -298,7 +347,7 @@ class FeatureExtractor:
             done = min(writer.resume(), len(shard))
         pin = self.device.type == "cuda"
         _, source = batches(data, shard[done:], batch_size=batch_size, pin_memory=pin, num_workers=num_workers)
-        bar = _progress_bar(len(shard) - done, progress, rank)
+        bar = progress_bar(len(shard) - done, progress, rank)
         rows, idx, count = [], [], 0
         started = time.perf_counter()
         with self._running():
@@ -320,56 +369,4 @@ class FeatureExtractor:
         rate = count / elapsed if elapsed > 0 else 0.0
         features = torch.cat(rows) if rows else torch.empty(0)
         indices = torch.cat(idx) if idx else torch.empty(0, dtype=torch.int64)
-        return Features(features, indices, rate, _aggregate(count, elapsed, rate), None if output is None else str(output), done)
-
-
-def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    if (rank is None) != (world_size is None):
-        raise ValueError(f"pass both rank and world_size or neither: rank={rank!r}, world_size={world_size!r} (extract)")
-    if rank is not None and world_size is not None:
-        return rank, world_size
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _aggregate(count: int, elapsed: float, rate: float) -> float:
-    """Images of all ranks over the slowest rank's time (``rate`` when not distributed)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return rate
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    total = torch.tensor([float(count)], device=device)
-    slowest = torch.tensor([elapsed], device=device)
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-    return float(total.item() / slowest.item()) if slowest.item() > 0 else 0.0
-
-
-def _length(data: Any) -> int:
-    if isinstance(data, torch.Tensor):
-        return int(data.shape[0]) if data.ndim else 0
-    dataset = getattr(data, "dataset", data)
-    try:
-        return len(dataset)
-    except TypeError:
-        raise TypeError(
-            f"cannot extract from {type(data).__name__}: it has no length (data); expected a (N, C, H, W) tensor, "
-            "a map-style Dataset or a DataLoader without shuffling"
-        ) from None
-
-
-def _progress_bar(total: int, progress: bool | None, rank: int) -> Any:
-    if progress is None:
-        isatty = getattr(sys.stderr, "isatty", None)
-        progress = bool(isatty and isatty()) and rank == 0
-    if not progress:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # the bar is optional: extraction runs the same without it
-        return None
-    return tqdm(total=total, unit="img", desc=f"extract (rank {rank})", file=sys.stderr)
+        return Features(features, indices, rate, aggregate_rate(count, elapsed, rate), None if output is None else str(output), done)

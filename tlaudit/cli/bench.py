@@ -4,11 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
-
-from tlaudit.bench.names import DTYPE_NAMES, INPUTS, MODES
+from tlaudit.bench.names import DTYPE_NAMES, INPUTS, MODE_REGISTRY, MODES, default_modes
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +26,16 @@ def _sizes(text: str) -> list[int]:
     return values
 
 
+def _worker_counts(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 0 separated by commas, got {text!r}")
+    return values
+
+
 def _count(minimum: int) -> Any:
     def parse(text: str) -> int:
         try:
@@ -41,12 +49,40 @@ def _count(minimum: int) -> Any:
     return parse
 
 
+_GROUPS = ("engines", "all")
+
+
 def _modes(text: str) -> list[str]:
     values = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [v for v in values if v not in MODES]
+    unknown = [v for v in values if v not in MODES and v not in _GROUPS]
     if unknown or not values:
-        raise argparse.ArgumentTypeError(f"unknown mode: {', '.join(unknown) or text!r}; expected a comma-separated list of {', '.join(MODES)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown mode: {', '.join(unknown) or text!r}; expected a comma-separated list of {', '.join(MODES)}, "
+            f"or {' or '.join(_GROUPS)}")
     return values
+
+
+def _expand(modes: list[str], device_type: str) -> list[str]:
+    """``engines``: baseline, optimized, every engine that runs here, auto; ``all``: every mode that runs here."""
+    from tlaudit.bench.names import engine_modes
+    from tlaudit.extract.engines import ENGINES
+
+    out: list[str] = []
+    for mode in modes:
+        if mode == "engines":
+            out += engine_modes(device_type)
+        elif mode == "all":
+            out += [m for m, spec in MODE_REGISTRY.items()
+                    if spec.engine in (None, "auto") or ENGINES[spec.engine].unavailable(device_type) is None]
+        else:
+            out.append(mode)
+    return list(dict.fromkeys(out))
+
+
+def _modes_help() -> str:
+    lines = [f"{m.name}: {m.summary}" for m in MODE_REGISTRY.values()]
+    return ("modes to run, comma-separated (default: " + ",".join(default_modes()) + "); engines: baseline, optimized, "
+            "every engine installed for the device and auto; all: every mode that runs here. " + "; ".join(lines))
 
 
 def _has_matplotlib() -> bool:
@@ -64,9 +100,11 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="measure feature-extraction throughput: naive, baseline and optimized side by side",
         description=(
-            "Remove MODEL's head and measure images/s of each mode on the same inputs: naive (eval, "
-            "gradients on, fp32), baseline (eval + no_grad, fp32), optimized (FeatureExtractor's choice), "
-            "optionally compiled and channels-last. MODEL is a torchvision builder name (weights=None), a "
+            "Remove MODEL's head and measure images/s of each mode on the same inputs, with each mode's cosine "
+            "to the fp32 features: naive (eval, gradients on, fp32), baseline (eval + no_grad, fp32), optimized "
+            "(FeatureExtractor's choice), and on request compiled, channels-last, every engine (--modes engines: "
+            "OpenVINO, ONNX Runtime, TensorRT where installed) and auto. With --images: from JPEG files to "
+            "features end to end instead. MODEL is a torchvision builder name (weights=None), a "
             "Python file or module:function, as in `tlaudit inspect`. Under torchrun each rank measures on "
             "its device and rank 0 reports the aggregate images/s."
         ),
@@ -82,12 +120,17 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["auto", *DTYPE_NAMES], default="auto", help="optimized mode's compute dtype (default: auto)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="optimized mode's layout (default: auto)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the optimized mode (default: auto)")
-    p.add_argument("--modes", type=_modes, default=None, metavar="M[,M...]",
-                   help=f"modes to run (default: naive,baseline,optimized; all: {','.join(MODES)})")
+    p.add_argument("--modes", type=_modes, default=None, metavar="M[,M...]", help=_modes_help())
     p.add_argument("--input", choices=list(INPUTS), default="synthetic",
                    help="synthetic: float32 already on the device; uint8-host: uint8 pixels in host memory (default: synthetic)")
     p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.add_argument("--images", metavar="DIR", default=None,
+                   help="end to end instead: JPEG files in DIR (ImageFolder layout) to features, tlaudit's pipeline "
+                        "against ImageFolder + DataLoader + eval/no_grad, with decode-only and network-only rates")
+    p.add_argument("--workers", type=_worker_counts, default=[1, 2], metavar="N[,N...]",
+                   help="DataLoader worker counts for --images (default: 1,2)")
+    p.add_argument("--engine", default="auto", metavar="NAME", help="the engine of tlaudit's pipeline for --images (default: auto)")
     p.add_argument("--plot", metavar="FILE.png", help="save images/s against batch size per mode (needs matplotlib)")
     p.set_defaults(run=run)
 
@@ -133,12 +176,18 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.model}: {err}") from err
     overrides = {"channels_last": args.channels_last, "compile": args.compile,
                  "dtype": None if args.dtype == "auto" else args.dtype}
-    print(f"tlaudit bench: {args.model} on {device}, batch {','.join(map(str, batch_sizes))} ...", file=sys.stderr)
+    if args.images is not None:
+        return _run_pipeline(args, model, batch_sizes[0])
+    from tlaudit.extract.engines import EngineUnavailable
+
+    modes = _expand(args.modes, device.type) if args.modes else list(default_modes())
+    print(f"tlaudit bench: {args.model} on {device}, batch {','.join(map(str, batch_sizes))}, modes {','.join(modes)} ...",
+          file=sys.stderr)
     try:
         report = run_bench(model, name=args.model, device=device, batch_sizes=batch_sizes, image_size=args.image_size,
                            iters=args.iters, warmup=args.warmup, repeats=args.repeats,
-                           modes=args.modes or ("naive", "baseline", "optimized"), input=args.input, **overrides)
-    except (ValueError, TypeError) as err:
+                           modes=modes, input=args.input, **overrides)
+    except (ValueError, TypeError, EngineUnavailable) as err:
         raise UsageError(f"{args.model}: {err}") from err
     if distributed and torch.distributed.get_rank() != 0:
         return ExitCode.OK
@@ -149,6 +198,37 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as err:
             raise UsageError(str(err)) from err
     print(_summary(report), file=sys.stderr)
+    return ExitCode.OK
+
+
+def _run_pipeline(args: argparse.Namespace, model: Any, batch_size: int) -> int:
+    from pathlib import Path
+
+    from tlaudit.bench.pipeline import run_pipeline_bench
+    from tlaudit.cli._console import ExitCode, emit
+    from tlaudit.errors import UsageError
+    from tlaudit.extract.engines import EngineUnavailable
+    from tlaudit.normalization import Normalization
+
+    if not Path(args.images).is_dir():
+        raise UsageError(f"no such folder: {args.images!r} (--images)")
+    crop = args.image_size
+    norm = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_size=crop,
+                         resize_size=round(crop * 256 / 224))
+    workers = list(dict.fromkeys(w for w in args.workers))
+    print(f"tlaudit bench: {args.model}, JPEG files in {args.images} to features, workers {','.join(map(str, workers))} ...",
+          file=sys.stderr)
+    try:
+        report = run_pipeline_bench(args.images, model, normalization=norm, workers=workers, batch_size=batch_size,
+                                    engine=args.engine, name=args.model)
+    except (ValueError, TypeError, FileNotFoundError, EngineUnavailable) as err:
+        raise UsageError(f"{args.images}: {err}") from err
+    import json
+
+    emit(json.dumps(report.to_dict(), indent=2, default=str) if args.format == "json" else report.to_table(), args.output)
+    best = max(report.results, key=lambda r: r.images_per_second)
+    print(f"fastest: {best.pipeline} with {best.workers} worker(s), {best.images_per_second:,.1f} images/s end to end",
+          file=sys.stderr)
     return ExitCode.OK
 
 
