@@ -24,7 +24,7 @@ from torchvision.ops import misc as misc_nn_ops
 from torchvision.transforms import v2 as T
 
 import tlaudit
-from tests.realistic.corpus import assert_correct, assert_named, known_gap, rows
+from tests.realistic.corpus import assert_correct, assert_named, rows
 from tlaudit.examples._common import pixels, pretend_pretrained
 
 SIZE = {"min_size": 64, "max_size": 96}
@@ -149,15 +149,12 @@ def retinanet_classification_head() -> tlaudit.TransferSetup:
     return setup_for(model, 3, "RetinaNet_ResNet50_FPN_Weights.COCO_V1", detection_targets(2, label=2))
 
 
-WEIGHTS_CRASH = "reading an ObjectDetection preset raises AttributeError ('ObjectDetection' has no `mean`)"
-DETECTION = (WEIGHTS_CRASH + "; head-size judges `bbox_pred` (box deltas) against num_classes; normalization "
-             "misses GeneralizedRCNNTransform's image_mean/image_std inside the model")
 CORRECT: dict[str, Any] = {
-    "tv-detection-tutorial-faster-rcnn-box-predictor": known_gap(faster_rcnn_box_predictor, DETECTION),
-    "tv-detection-tutorial-mask-rcnn-predictors": known_gap(mask_rcnn_predictors, DETECTION),
-    "tv-detection-tutorial-mobilenet-v2-backbone": known_gap(mobilenet_backbone, DETECTION),
-    "tv-detection-docs-mobilenet-v3-fpn-num-classes": known_gap(fasterrcnn_mobilenet_v3_num_classes, DETECTION),
-    "tv-retinanet-classification-head": known_gap(retinanet_classification_head, DETECTION),
+    "tv-detection-tutorial-faster-rcnn-box-predictor": faster_rcnn_box_predictor,
+    "tv-detection-tutorial-mask-rcnn-predictors": mask_rcnn_predictors,
+    "tv-detection-tutorial-mobilenet-v2-backbone": mobilenet_backbone,
+    "tv-detection-docs-mobilenet-v3-fpn-num-classes": fasterrcnn_mobilenet_v3_num_classes,
+    "tv-retinanet-classification-head": retinanet_classification_head,
 }
 
 
@@ -190,8 +187,8 @@ def predict_in_training_mode() -> tlaudit.TransferSetup:
 
 
 BUGGY: dict[str, Any] = {
-    "tv-detection-box-predictor-without-background": known_gap((box_predictor_without_background, "head-size", "cls_score"), DETECTION),
-    "tv-detection-predict-in-training-mode": known_gap((predict_in_training_mode, "eval-mode", "training mode"), WEIGHTS_CRASH),
+    "tv-detection-box-predictor-without-background": (box_predictor_without_background, "head-size", "cls_score"),
+    "tv-detection-predict-in-training-mode": (predict_in_training_mode, "eval-mode", "training mode"),
 }
 
 

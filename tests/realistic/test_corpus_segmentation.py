@@ -135,15 +135,12 @@ def deeplabv3_new_heads() -> tlaudit.TransferSetup:
                                  train_step=references_step, predict=predict_out)
 
 
-IGNORE_255 = "label-range reads 255 in per-pixel masks as out of range although the step's loss ignores it"
 LR_RECIPE = "lr-threshold's SGD ceiling (1e-2) errors on torchvision's own segmentation recipe (lr 0.02)"
-PRESET = "normalization reads a SemanticSegmentation preset (weights.transforms()) as no normalization"
-NO_TARGETS = "a SetupError blames TransferSetup.targets (never given) when synthesized labels do not fit (N, C, H, W)"
 CORRECT: dict[str, Any] = {
-    "tv-references-segmentation-fcn-aux-loss": known_gap(references_fcn_aux_loss, f"{IGNORE_255}; {LR_RECIPE}"),
-    "tv-references-segmentation-lraspp": known_gap(references_lraspp, f"{IGNORE_255}; {LR_RECIPE}"),
-    "tv-docs-segmentation-inference-preset": known_gap(docs_inference_with_preset, NO_TARGETS),
-    "tv-deeplabv3-new-heads": known_gap(deeplabv3_new_heads, f"{IGNORE_255}; {PRESET}"),
+    "tv-references-segmentation-fcn-aux-loss": known_gap(references_fcn_aux_loss, LR_RECIPE),
+    "tv-references-segmentation-lraspp": known_gap(references_lraspp, LR_RECIPE),
+    "tv-docs-segmentation-inference-preset": docs_inference_with_preset,
+    "tv-deeplabv3-new-heads": deeplabv3_new_heads,
 }
 
 
