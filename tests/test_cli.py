@@ -25,18 +25,17 @@ import pytest
 
 import tlaudit
 import tlaudit.inspection
-from tlaudit import cli
+from tlaudit.auditing import files
+from tlaudit.auditing.report import Report
 from tlaudit.cli import ExitCode, main
 from tlaudit.examples import EXAMPLES
-from tlaudit.reports import Format
-from tlaudit.auditing import files
-from tlaudit.auditing.report import Finding, Report, Severity
 
 GOLDEN = Path(__file__).with_name("golden")
 UPDATE_GOLDEN = os.environ.get("TLAUDIT_UPDATE_GOLDEN") == "1"
 
-CORRECT_SUMMARY = "tlaudit: ResNet: 18 checks run, 0 errors, 0 warnings, 0 skipped."
-BUGGY_SUMMARY = "tlaudit: ResNet: 18 checks run, 6 errors, 3 warnings, 0 skipped."
+N = len(tlaudit.REGISTRY)  # every count below follows the registry: a new check changes no test here
+CORRECT_SUMMARY = f"tlaudit: ResNet: {N} checks run, 0 errors, 0 warnings, 0 skipped."
+BUGGY_SUMMARY = f"tlaudit: ResNet: {N} checks run, 6 errors, 3 warnings, 0 skipped."
 BUGGY_ERRORS = {"frozen-grad", "frozen-changed", "optimizer-missing", "lr-threshold", "eval-mode", "normalization"}
 BUGGY_WARNINGS = {"frozen-bn-train", "optimizer-frozen", "grad-inference"}
 
@@ -211,7 +210,7 @@ def test_fail_on_warning(capsys, setup_file):
     code, out, err = run(capsys, "audit", path)
     assert code == ExitCode.OK
     assert "optimizer-frozen" in out and "warning" in out
-    assert err == "tlaudit: Sequential: 12 checks run, 0 errors, 1 warning, 6 skipped.\n"
+    assert err == f"tlaudit: Sequential: {N - 6} checks run, 0 errors, 1 warning, 6 skipped.\n"
     assert run(capsys, "audit", path, "--fail-on", "warning")[0] == ExitCode.FINDINGS
     assert run(capsys, "audit", path, "--fail-on", "warning", "--exit-zero")[0] == ExitCode.OK
 
@@ -336,7 +335,7 @@ def test_junit_buggy(capsys):
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert list(cases) == list(tlaudit.REGISTRY)
     assert {c.get("classname") for c in cases.values()} == {"tlaudit.ResNet"}
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("18", "6", "0", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == (str(N), "6", "0", "0")
     assert {name for name, c in cases.items() if c.find("failure") is not None} == BUGGY_ERRORS
     warned = {name for name, c in cases.items() if c.find("system-out") is not None}
     assert warned == BUGGY_WARNINGS  # warnings are output, not failures
@@ -373,7 +372,7 @@ def test_junit_ignore(capsys, setup_file):
     names = [c.get("name") for c in suite.iter("testcase")]
     assert len(names) == len(tlaudit.REGISTRY) - 2
     assert names == [c for c in tlaudit.REGISTRY if c not in {"optimizer-frozen", "eval-mode"}]
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("16", "0", "5")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (str(N - 2), "0", "5")
     assert suite.find(".//system-out") is None and suite.find(".//failure") is None
 
 
@@ -419,9 +418,9 @@ def test_progress_follows_the_terminal(capsys, monkeypatch, setup_file, flag, sh
     monkeypatch.setattr(sys, "stderr", tty)
     assert main(["audit", setup_file("clean"), *flag]) == ExitCode.OK
     text = tty.getvalue()
-    assert ("[18/18] user-code-error" in text) is shown
-    assert text.endswith("\rtlaudit: Sequential: 12 checks run, 0 errors, 0 warnings, 6 skipped.\n" if shown
-                         else "tlaudit: Sequential: 12 checks run, 0 errors, 0 warnings, 6 skipped.\n")
+    assert (f"[{N}/{N}] {list(tlaudit.REGISTRY)[-1]}" in text) is shown
+    assert text.endswith(f"\rtlaudit: Sequential: {N - 6} checks run, 0 errors, 0 warnings, 6 skipped.\n" if shown
+                         else f"tlaudit: Sequential: {N - 6} checks run, 0 errors, 0 warnings, 6 skipped.\n")
     assert capsys.readouterr().out.startswith("no findings\n")
 
 
@@ -551,7 +550,7 @@ def test_console_script(setup_file):
     proc = subprocess.run([script, "audit", path, "--format", "json", "--fail-on", "warning"], capture_output=True,
                           text=True, cwd=Path(path).parent, timeout=120)
     assert proc.returncode == ExitCode.FINDINGS
-    assert proc.stderr == "tlaudit: Sequential: 12 checks run, 0 errors, 1 warning, 6 skipped.\n"  # no progress: not a TTY
+    assert proc.stderr == f"tlaudit: Sequential: {N - 6} checks run, 0 errors, 1 warning, 6 skipped.\n"  # no progress: not a TTY
     data = json.loads(proc.stdout)
     assert [(f["check"], f["severity"], f["subject"]) for f in data["findings"]] == [("optimizer-frozen", "warning", "0")]
 

@@ -16,7 +16,6 @@ from tests.support.helpers import (
     frozen_setup,
     headless_sequential,
     params_by_id,
-    trainable,
 )
 from tlaudit import StagedUnfreezer, describe, freeze, freeze_backbone, trainable_report
 

@@ -12,7 +12,6 @@ from torch import nn
 from tests.support.helpers import TINY_PARAMS, TinyCNN, flags, frozen_setup, params_by_id, trainable
 from tlaudit import PatternError, Stage, StagedUnfreezer, freeze, freeze_backbone
 
-
 SCHEDULE = {1: "layer2", 2: {"patterns": ["layer1"], "lr": 5e-3}}
 
 

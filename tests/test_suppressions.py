@@ -12,9 +12,9 @@ import torchvision
 from torch import nn
 
 import tlaudit
-from tlaudit.reports import Format
 from tlaudit.auditing.report import Report
 from tlaudit.auditing.setup import SetupError, TransferSetup
+from tlaudit.reports import Format
 
 REASON = "AdaBN: BatchNorm statistics adapt to the target domain"
 

@@ -13,19 +13,19 @@ from tlaudit._version import __version__
 
 if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getattr__ imports these
     from tlaudit._names import PatternError
-    from tlaudit.batchnorm import FrozenBatchNorm, eval_frozen_batchnorm, freeze_batchnorm
     from tlaudit.auditing.checks import REGISTRY, Check, get_check
     from tlaudit.auditing.engine import audit
+    from tlaudit.auditing.report import AuditFailed, Finding, Report, Severity
+    from tlaudit.auditing.rules.new_layers import new_modules
+    from tlaudit.auditing.setup import Strategy, TransferSetup, load_setup
+    from tlaudit.batchnorm import FrozenBatchNorm, eval_frozen_batchnorm, freeze_batchnorm
     from tlaudit.errors import SetupError
+    from tlaudit.evaluation import inference
     from tlaudit.extract import ExtractConfig, FeatureExtractor, Features, load_features
     from tlaudit.freezing import BatchNormMode, freeze, freeze_backbone, unfreeze
     from tlaudit.groups import param_groups
     from tlaudit.inspection import Description, TrainableReport, describe, trainable_report
-    from tlaudit.evaluation import inference
-    from tlaudit.auditing.rules.new_layers import new_modules
     from tlaudit.normalization import Normalization, expected_normalization, find_normalization, find_normalizations
-    from tlaudit.auditing.report import AuditFailed, Finding, Report, Severity
-    from tlaudit.auditing.setup import Strategy, TransferSetup, load_setup
     from tlaudit.staged import Stage, StagedUnfreezer
     from tlaudit.surgery import HeadNotFoundError, find_heads, remove_head, replace_head, truncate
     from tlaudit.watcher import watch

@@ -22,12 +22,12 @@ PatternError.__module__ = "tlaudit"  # tracebacks name the public path
 def unwrap(model: nn.Module) -> nn.Module:
     """The user's own module inside DataParallel, DistributedDataParallel and ``torch.compile`` wrappers."""
     while True:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
+        inner = getattr(model, "module", None) if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else None
+        if inner is None and type(model).__name__ == "OptimizedModule":
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
             return model
+        model = inner
 
 
 def traced_module(model: nn.Module) -> nn.Module:
@@ -35,12 +35,12 @@ def traced_module(model: nn.Module) -> nn.Module:
     DistributedDataParallel or ``torch.compile`` wrapper, so that one rank's audit runs no collective
     and a compiled module is not recompiled. DataParallel (one process) is kept."""
     while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
+        inner = getattr(model, "module", None) if isinstance(model, nn.parallel.DistributedDataParallel) else None
+        if inner is None and type(model).__name__ == "OptimizedModule":
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
             return model
+        model = inner
 
 
 def strip_wrapper_prefix(name: str) -> str:

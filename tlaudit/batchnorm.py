@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -31,6 +33,11 @@ class FrozenBatchNorm(nn.Module):
     A BatchNorm with a fused activation (timm's ``BatchNormAct2d``: ``drop`` then ``act`` after the
     normalization) keeps them: ``drop`` and ``act`` are carried over and applied in the same order.
     """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
 
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -70,7 +77,7 @@ class FrozenBatchNorm(nn.Module):
                 setattr(frozen, name, part)
         return frozen
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         state_dict.pop(prefix + "num_batches_tracked", None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

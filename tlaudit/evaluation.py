@@ -3,11 +3,41 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["inference"]
+__all__ = ["TrainingFlags", "inference", "training_flags_kept"]
+
+
+@dataclass(frozen=True)
+class TrainingFlags:
+    """Every module's ``training`` flag, as it was when taken: the one save-and-restore of modes that
+    :func:`inference`, the audit's snapshot, the extractor and the watchers share."""
+
+    modules: tuple[nn.Module, ...]
+    flags: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> TrainingFlags:
+        modules = tuple(model.modules())
+        return cls(modules, tuple(m.training for m in modules))
+
+    def restore(self) -> None:
+        """Set each module's flag back (``train()``/``eval()`` are not called: no hook of theirs runs)."""
+        for module, flag in zip(self.modules, self.flags):
+            module.training = flag
+
+
+@contextlib.contextmanager
+def training_flags_kept(model: nn.Module) -> Iterator[TrainingFlags]:
+    """Every module's training flag put back on exit, also after an exception."""
+    flags = TrainingFlags.of(model)
+    try:
+        yield flags
+    finally:
+        flags.restore()
 
 
 @contextlib.contextmanager
@@ -24,13 +54,8 @@ def inference(model: nn.Module, *, inference_mode: bool = True) -> Iterator[nn.M
         >>> m.training, y.requires_grad
         (True, False)
     """
-    modules = list(model.modules())
-    flags = [m.training for m in modules]
     grad_context = torch.inference_mode() if inference_mode else torch.no_grad()
-    try:
+    with training_flags_kept(model):
         model.eval()
         with grad_context:
             yield model
-    finally:
-        for module, flag in zip(modules, flags):
-            module.training = flag

@@ -21,11 +21,11 @@ def _block_key(model: nn.Module, name: str) -> str:
     """The block a parameter belongs to: the entry of the first Sequential/ModuleList on its path,
     else the module that owns it (the parameter itself for parameters of the root)."""
     parts = name.split(".")
-    module = model
+    module: nn.Module | None = model
     for i, part in enumerate(parts[:-1]):
         if isinstance(module, (nn.Sequential, nn.ModuleList)) and len(module) > 1:
             return ".".join(parts[: i + 1])
-        module = module._modules.get(part)
+        module = module._modules.get(part) if module is not None else None
         if module is None:
             break
     return ".".join(parts[:-1]) or name

@@ -137,7 +137,7 @@ def declared_check_ids() -> dict[str, str]:
     return found
 
 
-def validate_check_ids(select: object, ignore: object, source: str) -> None:
+def validate_check_ids(select: Iterable[str] | None, ignore: Iterable[str] | None, source: str) -> None:
     """Raise ``ValueError`` naming ``source`` for an unknown check ID, or when nothing is left to run.
 
     ``select``/``ignore``: sequences of check IDs or None (all / none). Needs no torch.
@@ -147,6 +147,6 @@ def validate_check_ids(select: object, ignore: object, source: str) -> None:
         for check_id in ids or ():
             if check_id not in known:
                 raise ValueError(f"{source}: {unknown_check_message(check_id, known, key)}")
-    chosen = {known[i] for i in select} if select is not None else set(known.values())
+    chosen = {known[i] for i in select} if select is not None else set(known.values())  # both validated above
     if not chosen - {known[i] for i in ignore or ()}:
         raise ValueError(f"{source}: select and ignore leave no check to run")

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tlaudit._text import count
-from tlaudit.options import parse_fail_on
-
 from pytest_tlaudit._options import AuditOptions, MarkerError, marker_options
 from pytest_tlaudit._session import State, state
+from tlaudit._text import count
+from tlaudit.options import parse_fail_on
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; never imported at runtime
     import torch

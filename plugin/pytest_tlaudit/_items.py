@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import inspect
 import traceback
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tlaudit._text import count
-
 from pytest_tlaudit._options import AuditOptions, MarkerError, marker_options
 from pytest_tlaudit._session import State, state
+from tlaudit._text import count
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; never imported at runtime
     from tlaudit import Report
@@ -50,7 +50,7 @@ class _SetupRunner:
         try:
             setup = self.factory()
         except Exception as err:  # the user's factory: report it on the items, do not crash the session
-            text = "".join(traceback.format_exception(type(err), err, err.__traceback__.tb_next))
+            text = "".join(traceback.format_exception(type(err), err, err.__traceback__.tb_next if err.__traceback__ else None))
             return False, f"tlaudit: setup factory {name}() raised {type(err).__name__}: {err}\n\n{text}"
         if not isinstance(setup, TransferSetup):
             return False, f"tlaudit: setup factory {name}() returned {type(setup).__name__}, not a tlaudit.TransferSetup"
@@ -125,7 +125,7 @@ def setup_items(collector: pytest.Collector, name: str, obj: Callable[..., Any],
 
     checks = select_checks(options.select, options.ignore)  # validated with the marker
     runner = _SetupRunner(obj, where, options, session)
-    items = []
+    items: list[pytest.Item] = []
     for check in checks:
         item = SetupCheckItem.from_parent(collector, name=f"{name}[{check.id}]", runner=runner, check_id=check.id)
         for mark in marks:

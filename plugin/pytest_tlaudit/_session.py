@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tlaudit._text import count
-
 from pytest_tlaudit._options import Settings
+from tlaudit._text import count
 
 if TYPE_CHECKING:
     from tlaudit.auditing.report import Report

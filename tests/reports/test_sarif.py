@@ -12,14 +12,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tlaudit.auditing.files import audit_file
+from tests.support.ci_setups import write_setups
 from tlaudit.auditing.checks import REGISTRY
-from tlaudit.cli import ExitCode, main
+from tlaudit.auditing.files import audit_file
 from tlaudit.auditing.findings import Severity
 from tlaudit.auditing.report import Report
+from tlaudit.cli import ExitCode, main
 from tlaudit.reports import Format, SetupAudit
 from tlaudit.reports.sarif import FINGERPRINT_KEY, LEVELS, sarif_log
-from tests.support.ci_setups import write_setups
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "data" / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
 SEVERITY_OF_LEVEL = {level: severity for severity, level in LEVELS.items()}

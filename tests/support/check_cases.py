@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 import tlaudit
+from tests.support.cases import Case, fingerprint, fingerprint_diff
 from tlaudit.auditing.checks import REGISTRY
 from tlaudit.auditing.report import Severity
-from tests.support.cases import Case, fingerprint, fingerprint_diff
 
 __all__ = ["WrongFindings", "case_tests"]
 

@@ -15,8 +15,8 @@ library's usual errors (:class:`~tlaudit.PatternError`, ``TypeError``, ``ValueEr
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,16 +27,16 @@ from tlaudit._text import examples as _examples
 from tlaudit._text import fmt as _fmt
 from tlaudit.auditing.checks import Phase, checks_of
 from tlaudit.auditing.engine import audit
-from tlaudit.freezing import select_params
-from tlaudit.evaluation import inference
-from tlaudit.auditing.rules.probing import UnreadableNormalization, read_normalizations
-from tlaudit.auditing.rules.normalization import compare_normalization
-from tlaudit.normalization import expected_normalization
-from tlaudit.options import is_positive_number
-from tlaudit.auditing.rules.outputs import named_outputs, wrong_width
 from tlaudit.auditing.report import AuditFailed, Report
+from tlaudit.auditing.rules.normalization import compare_normalization
+from tlaudit.auditing.rules.outputs import named_outputs, wrong_width
+from tlaudit.auditing.rules.probing import UnreadableNormalization, read_normalizations
 from tlaudit.auditing.rules.schedule import groups_above
 from tlaudit.auditing.setup import TransferSetup
+from tlaudit.evaluation import inference
+from tlaudit.freezing import select_params
+from tlaudit.normalization import expected_normalization
+from tlaudit.options import is_positive_number
 from tlaudit.surgery import resolve_heads
 
 __all__ = [

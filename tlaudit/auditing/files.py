@@ -6,10 +6,13 @@ What ``tlaudit audit PATH`` does for each file, and what a folder audit does for
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tlaudit.auditing.report import Report
 from tlaudit.errors import SetupError
+
+if TYPE_CHECKING:
+    from tlaudit.auditing.checks import Check
 
 __all__ = ["audit_file"]
 
@@ -17,8 +20,8 @@ __all__ = ["audit_file"]
 def audit_file(
     spec: str,
     *,
-    select: Iterable[str] | str | None = None,
-    ignore: Iterable[str] | str | None = None,
+    select: Iterable[str | Check] | str | None = None,
+    ignore: Iterable[str | Check] | str | None = None,
     progress: Callable[[str], None] | None = None,
     **overrides: Any,
 ) -> Report:

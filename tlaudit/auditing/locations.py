@@ -186,7 +186,8 @@ def _heads(setup: TransferSetup) -> list[str]:
 
 
 def _code_location(func: Any, anchor: str) -> Location | None:
-    code = getattr(func, "__code__", None) or getattr(getattr(func, "__call__", None), "__code__", None)
+    call = next((vars(k)["__call__"] for k in type(func).__mro__ if "__call__" in vars(k)), None)  # a callable object's method
+    code = getattr(func, "__code__", None) or getattr(call, "__code__", None)
     if code is None or not code.co_filename.endswith(".py") or not Path(code.co_filename).is_file():
         return None
     return Location(display_path(Path(code.co_filename)), code.co_firstlineno, anchor)

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> ExitCode:
         progress = Progress(len(checks), sys.stderr) if show_progress(args.progress) else None
         try:
             with contextlib.redirect_stdout(sys.stderr):  # the setup's own prints must not mix into the report
-                return audit_file(spec, select=[c.id for c in checks], progress=progress,
+                return audit_file(spec, select=checks, progress=progress,
                                   lr_max=args.lr_max, lr_caution=args.lr_caution)
         finally:
             if progress is not None:

@@ -36,7 +36,8 @@ def pretend_pretrained(model: nn.Module) -> nn.Module:
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
+            if isinstance(module, nn.BatchNorm2d) and module.running_mean is not None and module.running_var is not None:
+                assert module.num_batches_tracked is not None  # tracked whenever running statistics are
                 module.running_mean.copy_(torch.randn(module.num_features, generator=g) * 0.1)
                 module.running_var.copy_(torch.rand(module.num_features, generator=g) + 0.5)
                 module.num_batches_tracked.fill_(1000)

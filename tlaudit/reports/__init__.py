@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from tlaudit.auditing.findings import Severity
 from tlaudit.auditing.report import Report
-from tlaudit.reports._interface import RenderOptions, Renderer, SetupAudit
+from tlaudit.reports._interface import Renderer, RenderOptions, SetupAudit
 
 __all__ = ["Format", "RenderOptions", "Renderer", "SetupAudit"]
 

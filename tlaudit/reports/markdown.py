@@ -86,19 +86,15 @@ def _body(report: Report, show_suppressed: bool) -> list[str]:
     return lines
 
 
+def _section(audit: SetupAudit, show_suppressed: bool, folder: bool) -> str:
+    if audit.report is None:
+        return f"## `{audit.path}`: could not be audited\n\n{inline(audit.error or '')}"
+    heading = f"## `{audit.path}`: {audit.report.summary()}" if folder else f"## {inline(audit.report.summary())}"
+    return "\n".join([heading, "", *_body(audit.report, show_suppressed)])
+
+
 def render(audits: Sequence[SetupAudit], options: RenderOptions) -> str:
-    if not options.folder:
-        blocks = []
-        for a in audits:
-            if a.report is None:
-                blocks.append(f"## `{a.path}`: could not be audited\n\n{inline(a.error or '')}")
-            else:
-                blocks.append("\n".join([f"## {inline(a.report.summary())}", "", *_body(a.report, options.show_suppressed)]))
-        return "\n\n".join(blocks)
-    sections = [f"# {inline(summary(audits))}"]
-    for a in audits:
-        if a.report is None:
-            sections.append(f"## `{a.path}`: could not be audited\n\n{inline(a.error or '')}")
-        else:
-            sections.append("\n".join([f"## `{a.path}`: {a.report.summary()}", "", *_body(a.report, options.show_suppressed)]))
+    sections = [_section(a, options.show_suppressed, options.folder) for a in audits]
+    if options.folder:
+        sections.insert(0, f"# {inline(summary(audits))}")
     return "\n\n".join(sections)

@@ -13,6 +13,6 @@ into the module of its concern (or a new module, imported here).
 from __future__ import annotations
 
 from tlaudit.auditing.checks._registry import ALIASES, REGISTRY, Check, Phase, PointsTo, checks_of, get_check, register, select_checks
-from tlaudit.auditing.checks import frozen, head, gradients, optimizer, inference, inputs, weights, execution  # noqa: F401  (registration order)
+from tlaudit.auditing.checks import frozen, head, gradients, optimizer, inference, data, weights, execution  # noqa: F401  (registration order)
 
 __all__ = ["ALIASES", "REGISTRY", "Check", "Phase", "PointsTo", "checks_of", "get_check", "register", "select_checks"]

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tlaudit.auditing.evidence import Evidence
-from tlaudit.options import unknown_check_message
 from tlaudit.auditing.report import Finding, Severity
+from tlaudit.options import unknown_check_message
 
 __all__ = [
     "ALIASES", "REGISTRY", "Check", "CheckFunc", "Phase", "PointsTo", "checks_of", "get_check", "register", "select_checks",
@@ -138,14 +138,17 @@ def get_check(check_id: str, *, field_name: str = "check") -> Check:
     return REGISTRY[key]
 
 
-def select_checks(select: Iterable[str] | str | None = None, ignore: Iterable[str] | str | None = None) -> list[Check]:
-    """The checks to run, in registry order: ``select`` (all when None) minus ``ignore``."""
+def select_checks(
+    select: Iterable[str | Check] | str | None = None, ignore: Iterable[str | Check] | str | None = None
+) -> list[Check]:
+    """The checks to run, in registry order: ``select`` (all when None) minus ``ignore``; each names
+    checks by ID or alias (a list, or a comma-separated str), or is a list of already selected :class:`Check`."""
 
-    def ids(value: Iterable[str] | str | None, name: str) -> list[str] | None:
+    def ids(value: Iterable[str | Check] | str | None, name: str) -> list[str] | None:
         if value is None:
             return None
         items = value.split(",") if isinstance(value, str) else list(value)
-        return [get_check(i.strip(), field_name=name).id for i in items if i.strip()]
+        return [i.id if isinstance(i, Check) else get_check(i.strip(), field_name=name).id for i in items if isinstance(i, Check) or i.strip()]
 
     chosen = ids(select, "select")
     dropped = set(ids(ignore, "ignore") or ())

@@ -31,8 +31,8 @@ def _missing(check: Check, setup: TransferSetup) -> str | None:
 
 def audit(
     setup: TransferSetup,
-    select: Iterable[str] | str | None = None,
-    ignore: Iterable[str] | str | None = None,
+    select: Iterable[str | Check] | str | None = None,
+    ignore: Iterable[str | Check] | str | None = None,
     *,
     progress: Callable[[str], None] | None = None,
     snapshot: str = "auto",

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tlaudit._names import pattern_matches, strip_wrapper_prefix, traced_module, unwrap
-from tlaudit.auditing.engine.inputs import synthetic_sample, synthetic_targets
+from tlaudit.auditing.engine.defaults import synthetic_sample, synthetic_targets
 from tlaudit.auditing.engine.snapshot import Snapshot
 from tlaudit.auditing.engine.tracing import trace_predict, trace_train_step
 from tlaudit.auditing.evidence import PredictTrace, Skip, TrainTrace

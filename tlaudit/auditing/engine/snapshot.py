@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tlaudit.evaluation import TrainingFlags
+
 __all__ = ["Snapshot", "ParamState", "BufferState"]
 
 _MISSING = object()
@@ -81,7 +83,7 @@ class Snapshot:
                 for module in model.modules()
                 for name, buf in module._buffers.items()
             ]
-        self.modes = [(m, m.training) for m in model.modules()]
+        self.modes = TrainingFlags.of(model)
         self.grad_enabled = torch.is_grad_enabled()
         self.rng = _rng_state()
         self.optimizer_state = _optimizer_state(optimizer) if optimizer is not None else None
@@ -104,8 +106,7 @@ class Snapshot:
                 if b.buffer is not None and b.value is not None:
                     b.buffer.copy_(b.value)
                 b.module._buffers[b.name] = b.buffer
-        for module, flag in self.modes:
-            module.training = flag
+        self.modes.restore()
         torch.set_grad_enabled(self.grad_enabled)
         _set_rng_state(self.rng)
         if self.optimizer_state is not None:

@@ -18,7 +18,7 @@ from torch import nn
 from tlaudit._names import unwrap
 from tlaudit.auditing.checks.execution import user_code_error
 from tlaudit.auditing.checks.optimizer import optimizer_state
-from tlaudit.auditing.engine.inputs import OptimizerStepFailed, default_train_step
+from tlaudit.auditing.engine.defaults import OptimizerStepFailed, default_train_step
 from tlaudit.auditing.engine.snapshot import Snapshot
 from tlaudit.auditing.evidence import BatchNormCall, PredictTrace, TrainTrace
 from tlaudit.auditing.rules.outputs import detach_outputs

@@ -1,4 +1,4 @@
-"""The checks of ``tlaudit/auditing/checks/inputs.py``: normalization, input-range, label-range.
+"""The checks of ``tlaudit/auditing/checks/data.py``: normalization, input-range, label-range.
 
 What they watch: that the inputs are normalized as the weights expect and the labels are in range.
 For each check ID, the setups that must trigger it (``TRIGGERS``) next to the setups that must not
