@@ -523,7 +523,7 @@ def test_check_doc_json(capsys):
     check = tlaudit.get_check("lr-threshold")
     assert code == ExitCode.OK
     assert data["doc"] == check.doc and data["severity"] == "error"
-    assert data["sections"] == {t: check.section(t) for t in ("What", "Why", "Why it is silent", "Example", "Fix", "References")}
+    assert data["sections"] == {t: check.section(t) for t in ("What", "Why", "Why it is silent", "Evidence", "Example", "Fix", "References")}
     assert all(data["sections"].values())
 
 

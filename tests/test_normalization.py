@@ -541,15 +541,32 @@ def test_read_normalizations_reads_known_steps_without_measuring():
     assert not n.measured and n.source.startswith("Normalize(")
 
 
-def test_read_normalizations_measures_a_readable_and_an_opaque_step_together():
-    pipeline = v1.Compose(
-        [v1.ToTensor(), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD), v1.Lambda(_standardize([0.0] * 3, [0.5] * 3))]
-    )
-    [n] = read_normalizations(pipeline, size=32)  # the Lambda doubles the scale: one measured normalization
-    assert n.measured and _stats(n) == (IMAGENET_MEAN, tuple(round(s * 0.5, 4) for s in IMAGENET_STD))
-    assert compare_normalization([n], expected_normalization(ResNet50_Weights.IMAGENET1K_V2)).kind == "different"
+def test_read_normalizations_reads_a_normalize_step_whatever_surrounds_it():
+    """A Normalize step is evidence: read, not measured, next to opaque steps (timm's RandAugment and
+    RandomErasing measure as an impossible negative std)."""
+    timm_data = pytest.importorskip("timm.data")
+    heavy = timm_data.create_transform(64, is_training=True, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25,
+                                       re_mode="pixel", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    assert opaque_steps(heavy)
+    [n] = read_normalizations(heavy, size=64)
+    assert not n.measured and _stats(n) == (IMAGENET_MEAN, IMAGENET_STD)
+    beside = v1.Compose([v1.ToTensor(), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD), v1.Lambda(lambda x: x)])
+    assert [not n.measured for n in read_normalizations(beside, size=32)] == [True]
     without = read_normalizations(v1.Compose([v1.ToTensor(), v1.Lambda(lambda x: x)]), size=32)
     assert compare_normalization(without, expected_normalization(ResNet50_Weights.IMAGENET1K_V2)).kind == "missing"
+
+
+@pytest.mark.parametrize(
+    ("step", "reason"),
+    [
+        (lambda x: 1 - x, r"its estimate is not a normalization \(mean \[1\.0, 1\.0, 1\.0\], std \[-1\.0, -1\.0, -1\.0\]"),
+        (lambda x: x / 1000, r"its estimate is not a normalization .*std \[1000\.0"),
+    ],
+    ids=["inverted", "rescaled"],
+)
+def test_measure_rejects_an_estimate_that_is_no_normalization(step, reason):
+    with pytest.raises(UnreadableNormalization, match=reason):
+        measure_normalization(v1.Compose([v1.ToTensor(), v1.Lambda(step)]), size=32)
 
 
 def test_read_normalizations_cannot_tell():

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torchvision
 from torch import nn
 
 import tlaudit
-from tlaudit.auditing.rules.new_layers import is_adapter_name, new_modules, reference_model
+from tlaudit.auditing.rules.new_layers import (
+    is_adapter_name,
+    new_modules,
+    reference_model,
+)
 
 R18 = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
 
@@ -90,3 +95,32 @@ def test_lora_on_a_frozen_backbone_audits_clean_for_feature_extraction():
     report = tlaudit.audit(setup.replace(optimizer=opt), select=["frozen-grad", "head-frozen"])
     assert report.findings == ()  # frozen adapters are not a freezing error...
     assert tlaudit.audit(setup.replace(optimizer=opt, head=["2.lora_A", "2.lora_B", "4"]), select=["head-frozen"]).errors  # ...but a frozen declared head is
+
+
+def test_hugging_face_task_heads_are_new_and_the_base_model_is_not():
+    """``from_pretrained`` initializes every child outside the base model for the task: DistilBERT's
+    ``pre_classifier`` too, so feature extraction with both trainable audits clean."""
+    transformers = pytest.importorskip("transformers")
+    from tlaudit.auditing.rules.new_layers import hf_task_heads
+
+    config = transformers.DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64, num_labels=2)
+    model = transformers.DistilBertForSequenceClassification(config)
+    assert hf_task_heads(model) == ["pre_classifier", "classifier"]
+    assert hf_task_heads(torchvision.models.resnet18()) == []
+    assert new_modules(model, None) == ["pre_classifier", "classifier"]
+    for param in model.base_model.parameters():
+        param.requires_grad = False
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+
+    def step(m, ids, y, opt):
+        m.train()
+        opt.zero_grad()
+        m(input_ids=ids, labels=y).loss.backward()
+        opt.step()
+
+    ids = (torch.arange(24).view(2, 12) * 7) % 100
+    report = tlaudit.audit(tlaudit.TransferSetup(model=model, num_classes=2, sample=ids, targets=torch.tensor([0, 1]),
+                                                 optimizer=optimizer, strategy="feature_extraction", train_step=step))
+    assert report.errors == [], str(report)
+    unfrozen = model.pre_classifier.weight
+    assert unfrozen.requires_grad

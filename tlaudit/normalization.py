@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 __all__ = [
@@ -18,6 +17,7 @@ __all__ = [
     "expected_normalization",
     "find_normalization",
     "find_normalizations",
+    "model_normalizations",
     "torchvision_weights",
 ]
 
@@ -184,7 +184,7 @@ def expected_normalization(weights: Any) -> Normalization:
                 f"unknown weights name: {weights!r} (weights); expected e.g. 'ResNet50_Weights.IMAGENET1K_V2'"
             ) from err
     if isinstance(weights, WeightsEnum):
-        return _from_preset(weights.transforms(), str(weights))
+        return _from_weights_enum(weights)
     if isinstance(weights, nn.Module):
         cfg = getattr(weights, "pretrained_cfg", None) or getattr(weights, "default_cfg", None)
         if cfg is not None:
@@ -218,6 +218,55 @@ def expected_normalization(weights: Any) -> Normalization:
     )
 
 
+def _from_weights_enum(weights: Any) -> Normalization:
+    """A torchvision weights enum's normalization: its preset's mean/std (classification, segmentation,
+    video), or, for detection weights, the ImageNet mean/std their models apply inside.
+
+    torchvision's ``ObjectDetection`` preset only scales to 0..1 floats: the detection models
+    normalize in ``GeneralizedRCNNTransform`` (``image_mean``/``image_std``, ImageNet's by default),
+    so what their backbones expect overall is ImageNet's statistics, applied inside the model.
+    """
+    preset = weights.transforms()
+    if hasattr(preset, "mean") and hasattr(preset, "std"):
+        return _from_preset(preset, str(weights))
+    if type(preset).__name__ == "ObjectDetection":
+        return Normalization(
+            IMAGENET_NORMALIZATION.mean,
+            IMAGENET_NORMALIZATION.std,
+            source=f"{weights} (normalized inside the model: GeneralizedRCNNTransform)",
+        )
+    raise ValueError(
+        f"the preset of {weights} ({type(preset).__name__}) states no mean/std (weights); pass "
+        "{'mean': ..., 'std': ...} for the statistics the model expects"
+    )
+
+
+def model_normalizations(model: nn.Module) -> list[Normalization]:
+    """The normalizations a model applies to its input itself, outermost first.
+
+    torchvision's detection models (Faster/Mask/Keypoint R-CNN, RetinaNet, FCOS, SSD) normalize in
+    ``GeneralizedRCNNTransform`` with its ``image_mean``/``image_std``: their input is 0..1 pixels,
+    and a ``Normalize`` in the transform as well is a second normalization.
+
+    Example:
+        >>> import torchvision
+        >>> m = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None)
+        >>> model_normalizations(m)[0].std
+        (0.229, 0.224, 0.225)
+    """
+    found = []
+    for name, module in model.named_modules():
+        mean, std = getattr(module, "image_mean", None), getattr(module, "image_std", None)
+        if mean is None or std is None:
+            continue
+        try:
+            found.append(Normalization(_floats(mean, "image_mean"), _floats(std, "image_std"),
+                                       source=f"`{name or type(model).__name__}` ({type(module).__name__}) inside the model"))
+        except ValueError:
+            continue
+    return found
+
+
 def _children(transform: Any) -> list[Any] | None:
     inner = getattr(transform, "transforms", None)
     if isinstance(inner, (list, tuple)):
@@ -239,9 +288,12 @@ def _is_normalize(transform: Any) -> bool:
 
 
 def _is_preset(transform: Any) -> bool:
-    from torchvision.transforms._presets import ImageClassification
-
-    return isinstance(transform, ImageClassification)
+    """A torchvision weights preset that normalizes (ImageClassification, SemanticSegmentation, VideoClassification)."""
+    return (
+        type(transform).__module__ == "torchvision.transforms._presets"
+        and hasattr(transform, "mean")
+        and hasattr(transform, "std")
+    )
 
 
 def _prefetch_loader(transform: Any) -> Normalization | None:

@@ -3,8 +3,11 @@
 What ``tlaudit checks`` and ``tlaudit checks ID`` print, and what ``docs/checks.md`` is generated
 from (``python -m tlaudit checks --format markdown > docs/checks.md``; a test keeps it in sync).
 Every check's docstring has the parts in :data:`SECTIONS`: what it checks, why it matters, why it is
-silent (what the user sees instead of an error), an example, the fix, and references (the PyTorch,
-torchvision, timm or paper source that states the rule).
+silent (what the user sees instead of an error), the evidence rule (what observation makes it an
+error, what makes it a warning or info, when it skips), an example, the fix, and references (the
+PyTorch, torchvision, timm or paper source that states the rule).
+
+The rule every check follows, :data:`PRINCIPLE`: no error without evidence.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from tabulate import tabulate
 from tlaudit.auditing.checks import Check
 
 __all__ = [
+    "PRINCIPLE",
     "SECTIONS",
     "check_to_dict",
     "format_check_list",
@@ -26,8 +30,18 @@ __all__ = [
     "anchor",
 ]
 
-SECTIONS = ("What", "Why", "Why it is silent", "Example", "Fix", "References")
+SECTIONS = ("What", "Why", "Why it is silent", "Evidence", "Example", "Fix", "References")
 """The parts every check's docstring has, each a ``Title:`` line followed by its text."""
+
+PRINCIPLE = (
+    "No error without evidence. An error says the setup will train wrong and names what was observed: a "
+    "gradient that reached a frozen parameter, a head of the wrong width, statistics that differ by a material "
+    "amount, the user's own code raising. Where the audit had to guess, or its own replay failed, the check "
+    "skips with the reason or warns. Declared intent (`frozen=`, `strategy=`) that contradicts an observation "
+    "is evidence; a flag alone is not (a parameter under `no_grad` that no optimizer holds is frozen in effect). "
+    "Each check's **Evidence** part says what makes it an error, a warning or info, and when it skips."
+)
+"""The principle the catalogue states above the checks (``docs/checks.md``)."""
 
 
 def check_to_dict(check: Check, *, doc: bool = False) -> dict[str, Any]:
@@ -99,6 +113,8 @@ def format_catalogue_markdown(checks: Iterable[Check]) -> str:
         "",
         "Generated from the check registry by `python -m tlaudit checks --format markdown > docs/checks.md`;",
         "do not edit by hand (a test keeps this page in sync). `tlaudit checks ID` prints the same in a terminal.",
+        "",
+        PRINCIPLE,
         "",
         "| check | severity | summary |",
         "|---|---|---|",

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from tlaudit.auditing.setup import TransferSetup
     from tlaudit.normalization import Normalization
 
-__all__ = ["Skip", "BatchNormCall", "TrainTrace", "PredictTrace", "Evidence"]
+__all__ = ["BatchNormCall", "Evidence", "PredictTrace", "Skip", "TrainTrace"]
 
 
 class Skip(Exception):
@@ -48,6 +48,9 @@ class TrainTrace:
     error: str | None = None
     reported_by: str = ""
     """The check whose finding reports ``error`` (set by the engine with the error)."""
+    skip_reason: str | None = None
+    """Why the step could not be observed whole although the user's code did nothing wrong: the
+    audit's own default step, or its synthesized sample or targets, did not fit the model."""
     outputs_from_heads: bool = False
     head_outputs: dict[str, Any] = field(default_factory=dict)
     """Each head module's output in the step (main and auxiliary): the logits."""
@@ -56,6 +59,8 @@ class TrainTrace:
         """This trace, or :class:`Skip` when the step raised before it could be observed whole."""
         if self.error is not None:
             raise Skip(f"the train step raised ({self.error}); see `{self.reported_by}`")
+        if self.skip_reason is not None:
+            raise Skip(self.skip_reason)
         return self
 
 
@@ -135,4 +140,7 @@ class Evidence(Protocol):
     @property
     def targets(self) -> torch.Tensor: ...
     def train_trace(self) -> TrainTrace: ...
+    def observed_gradients(self) -> set[int] | None:
+        """Parameters (by ``id``) that received a gradient in a complete traced train step; None
+        where no such step was observed (a static-only audit, a step that raised or could not run)."""
     def predict_trace(self) -> PredictTrace: ...

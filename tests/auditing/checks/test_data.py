@@ -29,6 +29,7 @@ from tests.support.cases import (
     pixels,
     size_of,
 )
+from tests.support import field_cases as fc
 from tests.support.check_cases import case_tests
 
 
@@ -187,7 +188,8 @@ TRIGGERS["normalization"] = [
         "v1-wrong-mean-std",
         nz_v1_wrong_mean_std,
         r"^the transform normalizes with mean \[0\.5, 0\.5, 0\.5\], std \[0\.5, 0\.5, 0\.5\]; the weights "
-        r"\(ResNet18_Weights\.IMAGENET1K_V1\) expect mean \[0\.485, 0\.456, 0\.406\], std \[0\.229, 0\.224, 0\.225\]$",
+        r"\(ResNet18_Weights\.IMAGENET1K_V1\) expect mean \[0\.485, 0\.456, 0\.406\], std \[0\.229, 0\.224, 0\.225\] "
+        r"\(a typical pixel moves by 0\.74 of the weights' normalized units\)$",
         count=1,
     ),
     Case(
@@ -414,6 +416,39 @@ CLEAN["label-range"] = [
 
 
 # -- the tests -------------------------------------------------------------------------------------
+
+
+# -- the rest of the field: detection, presets, heavy augmentation, graded statistics ----------------
+TRIGGERS["normalization"] += [
+    Case("detection-normalized-twice", fc.det_normalized_twice,
+         r"^the input is normalized 2 times \(double normalization, once in `transform` \(GeneralizedRCNNTransform\) "
+         r"inside the model\)$", count=1),
+    Case("cifar-statistics-error", fc.stats_cifar, r"a typical pixel moves by 0\.32 of the weights' normalized units",
+         count=1),
+    Case("std-12-percent-off-warning", fc.stats_slightly_off, r"moves by 0\.1\d of the weights' normalized units",
+         severity="warning", count=1),
+    Case("tiny-imagenet-statistics-info", fc.stats_tiny_imagenet,
+         r"^the transform normalizes with mean \[0\.4802, 0\.4481, 0\.3975\].*moves by 0\.0[45]", severity="info",
+         count=1),
+]
+CLEAN["normalization"] += [
+    Case("detection-tutorial-no-normalize", fc.det_tutorial),
+    Case("detection-backbone-classification-weights", fc.det_classification_backbone_weights),
+    Case("segmentation-preset-transform", fc.seg_preset_transform),
+    Case("timm-randaugment-randomerasing", fc.timm_heavy_augmentation),
+]
+TRIGGERS["input-range"] += [
+    Case("detection-normalized-sample", fc.det_normalized_sample,
+         r"^the sample looks normalized already, but the model normalizes inside", count=1),
+]
+CLEAN["input-range"] += [Case("detection-pixels", fc.det_tutorial)]
+TRIGGERS["label-range"] += [
+    Case("segmentation-255-loss-without-ignore-index", lambda: fc.seg_setup(None),
+         r"^targets range over \[0, 255\], outside \[0, 3\)", count=1),
+    Case("segmentation-255-ignored-by-the-loss", fc.seg_setup,
+         r"^per-pixel targets hold \[255\] outside \[0, 3\): the train step's loss ran on them without error",
+         severity="info", count=1),
+]
 
 
 test_trigger, test_clean, test_full_audit_changes_nothing = case_tests(TRIGGERS, CLEAN)

@@ -15,6 +15,7 @@ from torch import nn
 
 import tlaudit
 from tests.support.cases import normalized, Case, make, model, size_of, step_keep_zero_grads, trainable, warm_up
+from tests.support import field_cases as fc
 from tests.support.check_cases import case_tests
 
 
@@ -437,6 +438,11 @@ CLEAN["frozen-bn-train"] = [
 
 
 # -- the tests -------------------------------------------------------------------------------------
+
+
+CLEAN["frozen-grad"] += [
+    Case("no-grad-backbone-declared-feature-extraction", lambda: fc.probe_no_grad(strategy="feature_extraction")),
+]
 
 
 test_trigger, test_clean, test_full_audit_changes_nothing = case_tests(TRIGGERS, CLEAN)

@@ -11,6 +11,7 @@ from torch import nn
 
 import tlaudit
 from tests.support.cases import NC, Case, make, model, step_main_output_only, trainable
+from tests.support import field_cases as fc
 from tests.support.check_cases import case_tests
 
 
@@ -70,6 +71,13 @@ CLEAN["trainable-no-grad"] = [
 
 
 # -- the tests -------------------------------------------------------------------------------------
+
+
+TRIGGERS["trainable-no-grad"] += [
+    Case("no-grad-backbone-frozen-in-effect", fc.probe_no_grad,
+         r"^60 parameters of `backbone`: frozen in effect: no gradient reaches them in the step and no optimizer "
+         r"group holds them; with requires_grad=True they still cost 42\.6 MB", severity="info", count=1),
+]
 
 
 test_trigger, test_clean, test_full_audit_changes_nothing = case_tests(TRIGGERS, CLEAN)

@@ -11,6 +11,7 @@ from torch import nn
 
 import tlaudit
 from tests.support.cases import NC, Case, make, model, size_of, trainable
+from tests.support import field_cases as fc
 from tests.support.check_cases import case_tests
 
 
@@ -79,6 +80,7 @@ TRIGGERS["head-frozen"] = [
         "efficientnet-patterns-cover-head",
         hf_pattern_covers_head,
         r"^head `classifier\.1` is covered by TransferSetup\.frozen patterns \['features', 'classifier'\]",
+        severity="warning",
         count=1,
     ),
     Case(
@@ -205,6 +207,33 @@ CLEAN["head-size"] = [
 
 
 # -- the tests -------------------------------------------------------------------------------------
+
+
+def hf_declared_frozen_on_purpose() -> tlaudit.TransferSetup:
+    m = model("resnet18")
+    tlaudit.freeze(m)  # the whole model, head included, declared frozen through frozen=
+    return make(m, frozen=["layer1", "fc"])
+
+
+TRIGGERS["head-frozen"] += [
+    Case("resnet-head-declared-frozen", hf_declared_frozen_on_purpose,
+         r"^head `fc` has requires_grad=False \(`fc\.weight`, `fc\.bias`\), as TransferSetup\.frozen patterns "
+         r"\['layer1', 'fc'\] declare: it will not train$", severity="warning", count=1),
+]
+
+# -- detection models: the class-score layers, never box regression ------------------------------
+TRIGGERS["head-size"] += [
+    Case("detection-predictor-without-background", fc.det_predictor_without_background,
+         r"^`roi_heads\.box_predictor\.cls_score` scores 2 classes, expected 3 \(num_classes, background included",
+         count=1),
+    Case("retinanet-classification-head", lambda: fc.det_retinanet(5),
+         r"^`head\.classification_head\.cls_logits` scores 5 classes, expected 3", count=1),
+]
+CLEAN["head-size"] += [
+    Case("faster-rcnn-box-predictor", fc.det_tutorial),
+    Case("retinanet-right-classes", fc.det_retinanet),
+    Case("segmentation-per-pixel-logits", fc.seg_setup),
+]
 
 
 test_trigger, test_clean, test_full_audit_changes_nothing = case_tests(TRIGGERS, CLEAN)

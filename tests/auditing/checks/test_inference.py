@@ -12,6 +12,7 @@ from torch import nn
 
 import tlaudit
 from tests.support.cases import Case, make, model, predict_inference, size_of
+from tests.support import field_cases as fc
 from tests.support.check_cases import case_tests
 
 
@@ -262,6 +263,12 @@ CLEAN["grad-inference"] = [
 
 
 # -- the tests -------------------------------------------------------------------------------------
+
+
+TRIGGERS["eval-mode"] += [
+    Case("detection-predict-in-training-mode", fc.det_predict_in_training_mode,
+         r"^`FasterRCNN` ran in training mode during predict: predict raised there", count=1),
+]
 
 
 test_trigger, test_clean, test_full_audit_changes_nothing = case_tests(TRIGGERS, CLEAN)

@@ -21,6 +21,7 @@ from torch import nn
 
 import tlaudit
 from tests.support.cases import NC, Case, fingerprint, fingerprint_diff, make, model, normalized, pretend_pretrained, size_of, trainable
+from tests.support import field_cases as fc
 from tests.support.check_cases import case_tests
 
 
@@ -605,6 +606,12 @@ CLEAN["optimizer-state"] = [
 
 
 # -- the tests -------------------------------------------------------------------------------------
+
+
+TRIGGERS["optimizer-missing"] += [
+    Case("no-grad-probe-head-left-out", fc.probe_no_grad_head_left_out, r"^`fc\.weight`|2 parameters of `fc`", count=1),
+]
+# the no_grad probe's backbone is frozen in effect only with a traced step: tests/auditing/engine/test_audit.py
 
 
 test_trigger, test_clean, test_full_audit_changes_nothing = case_tests(TRIGGERS, CLEAN)

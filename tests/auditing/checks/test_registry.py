@@ -24,6 +24,15 @@ def test_every_check_is_documented_in_four_parts(check: Check):
         assert len(check.section(part)) > 20, f"{check.id}: docstring section {part!r} missing or empty"
 
 
+@pytest.mark.parametrize("check", list(REGISTRY.values()), ids=lambda c: c.id)
+def test_every_check_states_its_evidence_rule(check: Check):
+    """No error without evidence: each check says what observation makes its findings errors, and when it skips."""
+    evidence = check.section("Evidence")
+    word = "Error:" if check.severity is Severity.ERROR else "Warning:"
+    assert word in evidence, f"{check.id}: the Evidence section does not say what makes its {word[:-1].lower()}"
+    assert "Skip:" in evidence, f"{check.id}: the Evidence section does not say when the check skips"
+
+
 def test_registry_holds_the_checks_in_report_order():
     assert list(REGISTRY) == [
         "frozen-grad", "frozen-changed", "frozen-bn-train", "head-frozen", "head-size", "trainable-no-grad",

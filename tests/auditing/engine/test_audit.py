@@ -104,6 +104,40 @@ def test_a_model_that_cannot_take_the_sample_names_the_sample():
     assert all(torch.equal(a, b) for a, b in zip(before, setup.model.parameters()))
 
 
+def test_synthesized_targets_that_do_not_fit_skip_the_traced_checks_instead_of_blaming_targets():
+    """No SetupError about a field the user never set: the default step's synthesized labels do not fit a
+    segmentation model's (N, C, H, W) logits, so the traced checks skip with the reason and the rest report."""
+    from tests.support import field_cases as fc
+
+    setup = fc.seg_without_targets()
+    before = [p.detach().clone() for p in setup.model.parameters()]
+    report = tlaudit.audit(setup)
+    skipped = dict((s.check, s.reason) for s in report.skipped)
+    assert re.match(r"the audit's default train step does not fit this model \(RuntimeError: .*\) on synthesized "
+                    r"class labels; pass train_step= \(and targets=\) to audit the step$", skipped["trainable-no-grad"])
+    assert "optimizer-missing" in report.checks_run and "head-size" in report.checks_run
+    assert not report.by_check("user-code-error")
+    assert all(torch.equal(a, b) for a, b in zip(before, setup.model.parameters()))
+
+
+def test_given_targets_that_do_not_fit_still_name_the_targets():
+    from tests.support import field_cases as fc
+
+    setup = fc.seg_without_targets()
+    with pytest.raises(tlaudit.SetupError, match=r"^TransferSetup\.targets: cross-entropy on the model's output"):
+        tlaudit.audit(setup.replace(targets=torch.tensor([0, 1])))
+
+
+def test_a_static_audit_keeps_optimizer_missing_on_the_flag_alone():
+    """Without an observed step (a watched run's static audit) the no_grad probe's backbone is still
+    reported: frozen in effect needs the step's gradients as evidence."""
+    from tests.support import field_cases as fc
+
+    assert not tlaudit.audit(fc.probe_no_grad()).by_check("optimizer-missing")
+    [finding] = tlaudit.audit(fc.probe_no_grad(), select=["optimizer-missing"]).by_check("optimizer-missing")
+    assert finding.severity is tlaudit.Severity.ERROR and finding.subject == "backbone"
+
+
 def test_a_raising_train_step_is_a_user_code_error_finding():
     def train_step(model, sample, targets, optimizer):
         raise RuntimeError("CUDA out of memory (pretend)")

@@ -7,10 +7,22 @@ import torch
 
 from tlaudit._text import count, fmt
 from tlaudit.auditing.checks._registry import Check, register
-from tlaudit.auditing.rules.labels import label_problem
 from tlaudit.auditing.evidence import Evidence, Skip
-from tlaudit.auditing.rules.normalization import compare_normalization, expects_transform_input
-from tlaudit.normalization import IMAGENET_NORMALIZATION
+from tlaudit.auditing.rules.labels import label_problem
+from tlaudit.auditing.rules.normalization import (
+    compare_normalization,
+    effect_severity,
+    expects_transform_input,
+    normalization_effect,
+)
+from tlaudit.auditing.rules.outputs import named_outputs
+from tlaudit.normalization import (
+    IMAGENET_NORMALIZATION,
+    Normalization,
+    model_normalizations,
+)
+
+IDENTITY = Normalization((0.0,), (1.0,), source="no normalization")
 from tlaudit.auditing.report import Finding, Severity
 
 
@@ -38,6 +50,20 @@ def normalization(check: Check, ctx: Evidence) -> Iterator[Finding]:
     features just see inputs shifted from what they were trained on, and accuracy is lower with no
     error or warning anywhere.
 
+
+    Evidence:
+    Read, not guessed: a ``Normalize`` step (torchvision v1/v2, timm's pipelines, a weights
+    preset) is read whatever augmentations surround it; the model's own normalization
+    (``GeneralizedRCNNTransform``'s ``image_mean``/``image_std``) is read inside the model; only a
+    pipeline with no readable step is measured on constant images, and a measurement that is not
+    consistent (not affine, not repeatable, a non-positive or implausible std) is no reading. The
+    severity follows the effect: how far a typical pixel (the weights' mean plus or minus one std)
+    moves in the weights' normalized units, ``max_c |m_w - m| / s + |s_w / s - 1|``. Error: an effect of
+    0.25 or more (0.5/0.5 or CIFAR statistics on ImageNet weights, no normalization), a double
+    normalization, or ``transform_input`` contradicting the weights. Warning: 0.1 to 0.25. Info:
+    below 0.1 (a dataset's own statistics a few thousandths off the weights'). Skip: no
+    ``transform`` (unless the model's ``transform_input`` speaks), normalization left to a loader on
+    the device, or a pipeline that can be neither read nor measured.
     Example:
     ``Normalize([0.5] * 3, [0.5] * 3)`` with ``ResNet50_Weights.IMAGENET1K_V2``, which expects
     ``[0.485, 0.456, 0.406]`` / ``[0.229, 0.224, 0.225]``; ``inception_v3(transform_input=False)``
@@ -69,26 +95,36 @@ def normalization(check: Check, ctx: Evidence) -> Iterator[Finding]:
         yield from findings
         return
     yield from findings
-    mismatch = compare_normalization(found, expected)
+    inside = model_normalizations(ctx.inner)
+    mismatch = compare_normalization([*found, *inside], expected)
     if mismatch is None:
         return
     measured = [n for n in mismatch.found if n.measured]
     how = f" ({measured[0].source})" if measured else ""
     hint = f"Normalize(mean={fmt(expected.mean)}, std={fmt(expected.std)}), or use weights.transforms()"
-    if mismatch.kind == "missing":
-        message = (
-            f"the transform applies no normalization{how}; the weights expect mean {fmt(expected.mean)}, "
-            f"std {fmt(expected.std)}"
-        )
-    elif mismatch.kind == "double":
-        message, hint = f"the transform normalizes {len(mismatch.found)} times (double normalization)", "keep a single Normalize step"
+    severity = Severity.ERROR
+    if mismatch.kind == "double":
+        if inside:
+            message = f"the input is normalized {len(mismatch.found)} times (double normalization, once in {inside[0].source})"
+        else:
+            message = f"the transform normalizes {len(mismatch.found)} times (double normalization)"
+        hint = "drop Normalize from the transform: the model normalizes inside" if inside else "keep a single Normalize step"
     else:
-        actual = mismatch.found[0]
-        message = (
-            f"the transform normalizes with mean {fmt(actual.mean)}, std {fmt(actual.std)}{how}; "
-            f"the weights ({expected.source}) expect mean {fmt(expected.mean)}, std {fmt(expected.std)}"
-        )
-    yield check.finding(message, subject="transform", hint=hint)
+        actual = mismatch.found[0] if mismatch.kind == "different" else IDENTITY
+        effect = normalization_effect(actual, expected)
+        severity = Severity(effect_severity(effect))
+        moved = f"a typical pixel moves by {effect:.2f} of the weights' normalized units"
+        if mismatch.kind == "missing":
+            message = (
+                f"the transform applies no normalization{how}; the weights expect mean {fmt(expected.mean)}, "
+                f"std {fmt(expected.std)} ({moved})"
+            )
+        else:
+            message = (
+                f"the transform normalizes with mean {fmt(actual.mean)}, std {fmt(actual.std)}{how}; "
+                f"the weights ({expected.source}) expect mean {fmt(expected.mean)}, std {fmt(expected.std)} ({moved})"
+            )
+    yield check.finding(message, subject="transform", hint=hint, severity=severity)
 
 
 def _transform_input_findings(check: Check, ctx: Evidence) -> Iterator[Finding]:
@@ -131,6 +167,12 @@ def input_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Convolutions accept any float values: a batch of 0..255 pixels or a doubly normalized one runs
     and trains, only with activations far from those the pretrained layers expect.
 
+
+    Evidence:
+    Warning: the sample's values look like raw 0..1 or 0..255 pixels, or far from normalized (a
+    second normalization); for a model that normalizes inside (detection), 0..1 pixels are right and
+    an already normalized or 0..255 sample is the warning. Error: NaN or infinite values in the
+    sample. Skip: not a float image batch.
     Example:
     A batch from ``ToTensor()`` alone: every value in [0, 1], channel means near 0.45.
 
@@ -161,6 +203,21 @@ def input_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     means, stds = flat.mean(dim=1).tolist(), flat.std(dim=1).tolist()
     stats = f"range [{lo:.3g}, {hi:.3g}], channel means {fmt(means)}, stds {fmt(stds)}"
     hint = "normalize once with the weights' mean/std (weights.transforms())"
+    inside = model_normalizations(ctx.inner)
+    if inside:  # the model normalizes itself (detection models): its input is 0..1 pixels
+        if lo < 0:
+            yield check.finding(
+                f"the sample looks normalized already, but the model normalizes inside ({inside[0].source}): {stats}",
+                subject="sample",
+                hint="give the model 0..1 pixels (ToDtype(torch.float, scale=True)), without Normalize",
+            )
+        elif hi > 2 and hi <= 255:
+            yield check.finding(
+                f"the sample looks like 0..255 pixels; the model ({inside[0].source}) expects 0..1: {stats}",
+                subject="sample",
+                hint="scale pixels to 0..1: ToDtype(torch.float, scale=True)",
+            )
+        return
     if lo >= 0 and hi > 2 and hi <= 255:
         yield check.finding(f"the sample looks like 0..255 pixels, not normalized: {stats}", subject="sample", hint=hint)
     elif lo >= 0 and hi <= 1:
@@ -190,6 +247,12 @@ def label_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     head larger than ``num_classes`` it does not fail at all and trains toward a class that does not
     exist.
 
+
+    Evidence:
+    Error: an integer target outside ``[0, num_classes)`` (``-100`` allowed), or soft targets of
+    another width. Not an error: per-pixel targets whose only out-of-range values (VOC's 255) the
+    user's completed train step fed to a loss that did not raise, so it ignores them (info). Skip:
+    no ``num_classes`` or ``targets``.
     Example:
     ``ImageFolder`` classes remapped to start at 1; ``num_classes=10`` with a label 10.
 
@@ -200,6 +263,30 @@ def label_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - ``torch.nn.CrossEntropyLoss`` (class indices in [0, C), ``ignore_index``), https://pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html
     - torchvision ``datasets.ImageFolder`` (``class_to_idx`` starts at 0), https://pytorch.org/vision/stable/generated/torchvision.datasets.ImageFolder.html
     """
-    problem = label_problem(ctx.targets, ctx.setup.num_classes)
+    ignored = _ignored_by_the_loss(ctx)
+    problem = label_problem(ctx.targets, ctx.setup.num_classes, ignored=ignored)
     if problem is not None:
         yield check.finding(problem.message, subject="targets", hint=problem.hint)
+    elif ignored:
+        yield check.finding(
+            f"per-pixel targets hold {fmt(sorted(ignored))} outside [0, {ctx.setup.num_classes}): the train step's "
+            "loss ran on them without error, so it ignores them (ignore_index, VOC's 255 border label)",
+            subject="targets",
+            severity=Severity.INFO,
+        )
+
+
+def _ignored_by_the_loss(ctx: Evidence) -> set[int]:
+    """Out-of-range values of dense (per-pixel) targets that the user's completed train step must have
+    ignored: cross-entropy raises on a class index at or above the output's class dimension unless it
+    is the ``ignore_index``. Empty without such evidence (no user step, a step that raised, a static audit)."""
+    targets = ctx.targets
+    if ctx.setup.train_step is None or targets.is_floating_point() or targets.ndim < 2:
+        return set()
+    if ctx.observed_gradients() is None:
+        return set()
+    widths = [t.shape[1] for _, t in named_outputs(ctx.train_trace().outputs) if t.ndim == targets.ndim + 1]
+    if not widths:
+        return set()
+    values = {int(v) for v in targets.detach().unique().tolist()}
+    return {v for v in values if v >= max(widths)}

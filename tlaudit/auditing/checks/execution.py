@@ -44,6 +44,12 @@ def user_code_error(check: Check, ctx: Evidence) -> Iterator[Finding]:
     GPU a label out of range is an asynchronous "device-side assert triggered" reported at some
     later, unrelated call.
 
+
+    Evidence:
+    Error: the user's own ``train_step`` or ``predict`` raised (their code, their traceback). Not
+    reported here: the audit's own default step failing on a synthesized sample or labels, which
+    skips the traced checks with the reason instead (no ``SetupError`` for a field the user did not
+    set). Skip: neither ``train_step`` nor ``predict`` given.
     Example:
     ``ImageFolder`` labels 1..N with ``num_classes=N``: ``F.cross_entropy`` raises
     ``IndexError: Target N is out of bounds``.

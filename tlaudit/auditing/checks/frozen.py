@@ -27,6 +27,14 @@ def frozen_grad(check: Check, ctx: Evidence) -> Iterator[Finding]:
     ``p.requires_grad == False`` (a comparison whose result is thrown away) or a name filter that
     matches nothing.
 
+
+    Evidence:
+    Error: a parameter meant frozen (``strategy="feature_extraction"``, ``frozen`` patterns, or
+    ``requires_grad=False``) received a gradient in the traced step, or keeps ``requires_grad=True``
+    where no complete step shows it frozen in effect. Not an error: ``requires_grad=True`` on a
+    parameter that gets no gradient in a completed step and sits in no optimizer group (a backbone
+    run under ``torch.no_grad()``, as linear-evaluation scripts do): it cannot change, and
+    ``trainable-no-grad`` says so as info. Skip: feature extraction declared but no head found.
     Example:
     ``for p in model.parameters(): p.requires_grad = False`` followed by ``model.load_state_dict(...)``
     is fine, but ``for name, p in model.named_parameters(): if "fc" not in name: p.requires_grad == False``
@@ -42,16 +50,27 @@ def frozen_grad(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - Yosinski et al., "How transferable are features in deep neural networks?", NeurIPS 2014, https://arxiv.org/abs/1411.1792
     """
     trace = ctx.train_trace()
+    observed = ctx.observed_gradients()
     names = [
         name
         for pid, name in ctx.meant_frozen.items()
-        if ctx.requires_grad[pid] or pid in trace.grad_received
+        if pid in trace.grad_received
+        or (ctx.requires_grad[pid] and not _frozen_in_effect(ctx, pid, observed))
     ]
     yield from grouped_findings(
         check,
         names,
         f"meant frozen ({ctx.meant_frozen_source}) but requires or receives a gradient",
         "set requires_grad=False on them: tlaudit.freeze(model, '<module>') or tlaudit.freeze_backbone(model)",
+    )
+
+
+def _frozen_in_effect(ctx: Evidence, pid: int, observed: set[int] | None) -> bool:
+    """``requires_grad=True`` but no gradient in a complete step and in no optimizer group: it cannot
+    change (trainable-no-grad reports it as info)."""
+    return (
+        ctx.setup.optimizer is not None and observed is not None and pid not in observed
+        and pid not in ctx.optimizer_ids
     )
 
 
@@ -71,6 +90,11 @@ def frozen_changed(check: Check, ctx: Evidence) -> Iterator[Finding]:
     ``trainable_report``; the optimizer still applies momentum from an old ``.grad`` and decoupled
     weight decay every step, so the values drift without any error or warning.
 
+
+    Evidence:
+    Error: a frozen parameter's value differs after one traced step (observed, compared bit for
+    bit). Skip: the step raised, or the audit's own default step does not fit the model (the
+    reason says which).
     Example:
     Freezing ``layer1`` after a few steps, keeping it in an AdamW optimizer with ``weight_decay=0.05``
     and zeroing gradients with ``zero_grad(set_to_none=False)``: ``layer1`` decays every step.
@@ -118,6 +142,11 @@ def frozen_bn_train(check: Check, ctx: Evidence) -> Iterator[Finding]:
     mean and variance. Small batches make it worse, and the model evaluated later uses drifted
     statistics. (On purpose this is AdaBN: suppress the check with a reason.)
 
+
+    Evidence:
+    Warning: a BatchNorm layer in the part meant frozen ran in training mode in the traced step,
+    or keeps no running statistics (AdaBN when meant). Error: the same with a train batch of one,
+    whose batch statistics are undefined. Skip: the step raised before any BatchNorm ran.
     Example:
     ``tlaudit.freeze_backbone(model)`` then ``model.train()`` in the training loop: every backbone
     BatchNorm layer updates its running stats.

@@ -6,8 +6,14 @@ from collections.abc import Iterator
 from tlaudit._text import examples
 from tlaudit.auditing.checks._registry import Check, register
 from tlaudit.auditing.evidence import Evidence, Skip
-from tlaudit.auditing.rules.outputs import head_widths, is_single_logit, named_outputs, wrong_width
 from tlaudit.auditing.report import Finding, Severity
+from tlaudit.auditing.rules.outputs import (
+    class_score_layers,
+    head_widths,
+    is_single_logit,
+    named_outputs,
+    wrong_width,
+)
 
 
 @register("head-frozen", "error", "the head cannot train", phase="static", points_to="head")
@@ -25,6 +31,13 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
     A frozen head gets no gradient and the optimizer skips it; if anything else trains the loss moves
     a little, otherwise it stays flat. No error: a model with nothing to train is valid PyTorch.
 
+
+    Evidence:
+    Error: a head parameter has ``requires_grad=False`` that no declaration explains, or sits only
+    in optimizer groups whose LR is 0 over the scheduler's whole run (read from the objects). A
+    warm-up that starts at 0 is not evidence. Warning: the head is covered by ``frozen`` patterns
+    (declared intent, named in the message; frozen on purpose or a pattern too wide). Skip: no head
+    found.
     Example:
     ``tlaudit.freeze(model)`` after ``replace_head`` instead of before it.
 
@@ -41,7 +54,15 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
             continue
         frozen = [n for n, p in params if not ctx.requires_grad[id(p)]]
         covered = [n for n, p in params if ctx.frozen_patterns and id(p) in ctx.meant_frozen]
-        if frozen:
+        if frozen and covered:  # declared on purpose: the declaration is named, not overruled
+            yield check.finding(
+                f"head `{head}` has requires_grad=False ({examples(frozen)}), as TransferSetup.frozen patterns "
+                f"{list(ctx.frozen_patterns)} declare: it will not train",
+                subject=head,
+                hint="narrow the frozen patterns so they leave the head out, if the head is meant to train",
+                severity=Severity.WARNING,
+            )
+        elif frozen:
             yield check.finding(
                 f"head `{head}` has requires_grad=False ({examples(frozen)})",
                 subject=head,
@@ -52,6 +73,7 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
                 f"head `{head}` is covered by TransferSetup.frozen patterns {list(ctx.frozen_patterns)}",
                 subject=head,
                 hint="narrow the frozen patterns so they leave the head out",
+                severity=Severity.WARNING,
             )
         elif ctx.setup.optimizer is not None:
             peaks = ctx.schedule_peaks.lrs  # a warm-up starts at lr 0: only a group the schedule never raises is stuck
@@ -87,6 +109,14 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     head is only called in training mode, and its loss term quietly pulls the shared features toward
     the wrong task.
 
+
+    Evidence:
+    Error: an output of the traced step whose dimension 1 is not ``num_classes`` (per-pixel logits
+    ``(N, C, H, W)`` and auxiliary outputs included), or, for a detection model, a class-score layer
+    of another width (``cls_score``, ``mask_fcn_logits``, a RetinaNet/FCOS/SSD classification head;
+    box regression is never judged). Info: outputs read as features, one logit read as a binary
+    classifier. Warning: without ``num_classes``, a head as wide as the weights' class list. Skip: no
+    tensor in the output, or neither ``num_classes`` nor a class count in the weights.
     Example:
     ``model.fc = nn.Linear(2048, 10)`` on ``inception_v3`` leaves ``AuxLogits.fc`` at 1000 outputs.
 
@@ -103,6 +133,17 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
         yield from _head_still_pretrained(check, ctx)
         return
     hint = f"tlaudit.replace_head(model, {n}) (auxiliary heads included)"
+    scores = class_score_layers(ctx.inner)
+    if scores:  # a detection model: its outputs are losses or boxes; its class-score layers tell
+        for name, classes in scores:
+            if classes != n:
+                yield check.finding(
+                    f"`{name}` scores {classes} classes, expected {n} (num_classes, background included as "
+                    "torchvision's detection models count it)",
+                    subject=name,
+                    hint=f"rebuild the predictor with {n} classes (e.g. FastRCNNPredictor(in_features, {n}))",
+                )
+        return
     trace = ctx.train_trace()
     if trace.error is not None and trace.outputs is None:  # the step crashed first: read the head layers
         for head, size in head_widths(ctx.inner, ctx.heads):

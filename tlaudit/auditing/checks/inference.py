@@ -10,9 +10,8 @@ from torch import nn
 from tlaudit._text import count, examples
 from tlaudit.auditing.checks._registry import Check, register
 from tlaudit.auditing.evidence import Evidence
-from tlaudit.auditing.rules.outputs import named_outputs
 from tlaudit.auditing.report import Finding, Severity
-
+from tlaudit.auditing.rules.outputs import named_outputs
 
 _MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
 
@@ -21,7 +20,9 @@ _MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase
 def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Modules called in training mode during ``predict``: an error where dropout or BatchNorm layers
-    are affected, a warning where only other modules are (they matter if they read ``self.training``).
+    are affected, or where ``predict`` raised with the model in training mode (torchvision's detection
+    models raise "targets should be passed"), a warning where only other modules are (they matter if
+    they read ``self.training``).
 
     Why:
     In training mode dropout zeroes activations and BatchNorm normalizes with the batch's own
@@ -33,6 +34,11 @@ def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
     which other images share the batch, and BatchNorm's running statistics change with every call.
     Accuracy drops a few points and varies from run to run.
 
+
+    Evidence:
+    Error: dropout or BatchNorm layers ran in training mode during ``predict``, or ``predict``
+    raised with the model in training mode. Warning: only other modules were in training mode (they
+    matter if they read ``self.training``). Skip: no ``predict``, or it raised before any module ran.
     Example:
     ``def predict(model, x): with torch.no_grad(): return model(x)`` without ``model.eval()``.
 
@@ -44,7 +50,9 @@ def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - PyTorch tutorial "Saving and Loading Models" (call ``model.eval()`` before inference), https://pytorch.org/tutorials/beginner/saving_loading_models.html
     - ``torch.nn.Dropout`` (zeroes elements during training only), https://pytorch.org/docs/stable/generated/torch.nn.Dropout.html
     """
-    trace = ctx.predict_trace().require_complete()
+    trace = ctx.predict_trace()
+    if trace.error is not None and not trace.training_modules:
+        trace.require_complete()
     if not trace.training_modules:
         return
     modules = dict(ctx.inner.named_modules())
@@ -61,6 +69,8 @@ def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
         detail.append(f"{count(len(norms), 'BatchNorm layer')} using batch statistics ({examples(norms)})")
     if detail:
         text, severity = "; ".join(detail), None
+    elif trace.error is not None:  # the effect is the crash: torchvision's detection models refuse it
+        text, severity = f"predict raised there ({trace.error})", None
     else:
         text = (
             f"{count(len(trace.training_modules), 'module')} in training mode; no dropout or BatchNorm is affected, "
@@ -106,6 +116,10 @@ def eval_nondeterministic(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Each prediction is plausible on its own; only repeating it shows the difference, and metrics
     computed once look merely a little worse than they should.
 
+
+    Evidence:
+    Error: two ``predict`` calls on the same input gave different outputs (beyond float
+    tolerance, half precision by its own). Skip: no ``predict``, or it raised.
     Example:
     ``x = F.dropout(x, 0.5)`` in a custom ``forward``: ``training`` defaults to True for the
     functional form.
@@ -141,6 +155,10 @@ def grad_inference(check: Check, ctx: Evidence) -> Iterator[Finding]:
     The outputs are identical with or without autograd; only memory use and speed differ, and the
     first sign is an out-of-memory error at a larger batch size.
 
+
+    Evidence:
+    Warning: ``predict`` ran the model or its parts with autograd on (memory, not correctness).
+    Skip: no ``predict``, or it raised.
     Example:
     ``def predict(model, x): model.eval(); return model(x)``.
 

@@ -28,6 +28,13 @@ def optimizer_missing(check: Check, ctx: Evidence) -> Iterator[Finding]:
     layer's gradients are computed and never applied, while the optimizer steps the detached old head.
     The model runs, the loss barely moves, and no error mentions the optimizer.
 
+
+    Evidence:
+    Error: a parameter with ``requires_grad=True`` that no optimizer group holds and that received a
+    gradient in the traced step; in a static audit, where no step is observed (a watched run's
+    first audit), the flag and the groups alone. Not an error: one that gets no gradient in a
+    completed step and sits in no group (frozen in effect, reported by ``trainable-no-grad`` as
+    info). Skip: no optimizer.
     Example:
     ``opt = torch.optim.SGD(model.parameters(), lr=0.01)`` followed by ``model.fc = nn.Linear(512, 10)``.
 
@@ -38,7 +45,12 @@ def optimizer_missing(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - ``torch.optim`` ("Constructing it", per-parameter options), https://pytorch.org/docs/stable/optim.html
     - PyTorch tutorial "Finetuning Torchvision Models", https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html
     """
-    names = [name for name, p in ctx.params if ctx.requires_grad[id(p)] and id(p) not in ctx.optimizer_ids]
+    observed = ctx.observed_gradients()
+    names = [
+        name
+        for name, p in ctx.params
+        if ctx.requires_grad[id(p)] and id(p) not in ctx.optimizer_ids and (observed is None or id(p) in observed)
+    ]  # no gradient in the step and in no group: frozen in effect (trainable-no-grad says so as info)
     model_ids = {id(p) for _, p in ctx.params}
     stale = sum(1 for pid in ctx.optimizer_ids if pid not in model_ids)
     extra = f"; the optimizer holds {count(stale, 'parameter')} that are not in the model" if stale else ""
@@ -63,6 +75,11 @@ def optimizer_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
     optimizer, so nothing seems wrong until a stale gradient or weight decay moves them (see
     ``frozen-changed``) or optimizer state is allocated for them.
 
+
+    Evidence:
+    Warning: a parameter meant frozen, or with ``requires_grad=False``, in an optimizer group:
+    harmless until a stale gradient or weight decay moves it (then ``frozen-changed`` is the error).
+    Skip: no optimizer.
     Example:
     ``torch.optim.AdamW(model.parameters())`` after ``tlaudit.freeze_backbone(model)``.
 
@@ -107,6 +124,12 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
     the pretrained features are destroyed in the first steps, and the model ends up no better than one
     trained from scratch.
 
+
+    Evidence:
+    Error: a group of pretrained parameters that can move with an LR (now or at the schedule's
+    peak) above ``lr_max``. Warning: above the caution level (``lr_caution``, ``lr_max / 3`` by
+    default). Never judged: heads and new layers (adapters such as LoRA, Hugging Face task heads,
+    layers the weights' architecture lacks). Skip: no optimizer.
     Example:
     ``torch.optim.Adam(model.parameters(), lr=1e-2)``, or ``OneCycleLR(opt, max_lr=0.1)`` over a
     backbone.
@@ -183,6 +206,10 @@ def optimizer_state(check: Check, ctx: Evidence) -> Iterator[Finding]:
     a shape mismatch surfaces at the first ``step()`` as a broadcasting error inside the optimizer,
     far from the load that caused it, or not at all when the shapes broadcast.
 
+
+    Evidence:
+    Error: an optimizer state tensor whose shape or dtype cannot go with its parameter, read before
+    any step, or ``optimizer.step()`` raising in the audit's default step. Skip: no optimizer.
     Example:
     ``optimizer.load_state_dict(torch.load("imagenet_opt.pt"))`` after ``model.fc = nn.Linear(512, 5)``:
     ``fc.weight``'s ``momentum_buffer`` is (1000, 512).

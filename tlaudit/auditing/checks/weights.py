@@ -63,6 +63,11 @@ def pretrained_not_loaded(check: Check, ctx: Evidence) -> Iterator[Finding]:
     and a model built without ``weights=`` is a valid model: training runs from random features and only
     the final accuracy shows it.
 
+
+    Evidence:
+    Error: ``load_result`` with missing backbone keys or unexpected keys (nothing, or not
+    everything, was loaded). Warning: weights declared but every norm layer still at its initial
+    values. Skip: neither ``load_result`` nor norm layers to read.
     Example:
     ``model.load_state_dict(torch.load("ddp.pt"), strict=False)`` where every key starts with ``module.``.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from tlaudit.auditing.checks import Check, select_checks
+from tlaudit.auditing.checks import Check, Phase, select_checks
 from tlaudit.auditing.engine.resolve import AuditContext
 from tlaudit.auditing.engine.snapshot import Snapshot
 from tlaudit.auditing.evidence import Skip
@@ -74,6 +74,7 @@ def audit(
     except ValueError as err:
         raise SetupError(str(err), field="snapshot") from err
     ctx = AuditContext(setup, saved)
+    ctx.static_only = bool(checks) and all(check.phase is Phase.STATIC for check in checks)
     findings: list[Finding] = []
     run: list[str] = []
     skipped: list[Skipped] = []

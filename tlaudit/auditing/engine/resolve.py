@@ -13,10 +13,16 @@ from tlaudit.auditing.engine.snapshot import Snapshot
 from tlaudit.auditing.engine.tracing import trace_predict, trace_train_step
 from tlaudit.auditing.evidence import PredictTrace, Skip, TrainTrace
 from tlaudit.auditing.rules.new_layers import new_modules
-from tlaudit.auditing.rules.schedule import SchedulePeaks, peak_lrs
+from tlaudit.auditing.rules.outputs import class_score_layers, is_box_regression
 from tlaudit.auditing.rules.probing import UnreadableNormalization, read_normalizations
-from tlaudit.normalization import Normalization, deferred_normalization, expected_normalization, torchvision_weights
+from tlaudit.auditing.rules.schedule import SchedulePeaks, peak_lrs
 from tlaudit.auditing.setup import Strategy, TransferSetup
+from tlaudit.normalization import (
+    Normalization,
+    deferred_normalization,
+    expected_normalization,
+    torchvision_weights,
+)
 from tlaudit.surgery import HeadNotFoundError, resolve_heads
 
 __all__ = ["AuditContext"]
@@ -34,6 +40,9 @@ class AuditContext:
         self.requires_grad: dict[int, bool] = {id(p): p.requires_grad for _, p in self.params}
         self._train_trace: TrainTrace | None = None
         self._predict_trace: PredictTrace | None = None
+        self.static_only = False
+        """Set by the engine when every selected check reads the setup without a step (a watched
+        run's static audit): then no check may run a train step to look for gradients."""
 
     # -- what the setup says -------------------------------------------------------------------
 
@@ -41,9 +50,16 @@ class AuditContext:
     def heads(self) -> list[str]:
         """The head module names: ``TransferSetup.head`` (resolved when the setup was built), else found."""
         try:
-            return resolve_heads(self.setup.model, self.setup.head, field_name="TransferSetup.head")
+            heads = resolve_heads(self.setup.model, self.setup.head, field_name="TransferSetup.head")
         except HeadNotFoundError as err:
-            raise Skip("no classification head found; pass TransferSetup(head='<module name>')") from err
+            if self.setup.head is not None or not class_score_layers(self.inner):
+                raise Skip("no classification head found; pass TransferSetup(head='<module name>')") from err
+            heads = []
+        if self.setup.head is None:  # a detection model: its class scores, never its box regression
+            scores = [name for name, _ in class_score_layers(self.inner)]
+            if scores:
+                heads = list(dict.fromkeys([*scores, *(h for h in heads if not is_box_regression(h))]))
+        return heads
 
     def is_head(self, name: str) -> bool:
         return any(pattern_matches(h, name) for h in self.heads)
@@ -99,11 +115,7 @@ class AuditContext:
         if fe:
             _ = self.heads  # feature extraction freezes all but the head: without one, Skip says so
         for name, p in self.params:
-            if fe and not self.is_new(name):
-                out[id(p)] = name
-            elif self.frozen_patterns and any(pattern_matches(pat, name) for pat in self.frozen_patterns):
-                out[id(p)] = name
-            elif not fe and not self.frozen_patterns and not self.requires_grad[id(p)]:
+            if fe and not self.is_new(name) or self.frozen_patterns and any(pattern_matches(pat, name) for pat in self.frozen_patterns) or not fe and not self.frozen_patterns and not self.requires_grad[id(p)]:
                 out[id(p)] = name
         return out
 
@@ -202,6 +214,19 @@ class AuditContext:
                 self.requires_grad, heads,
             )
         return self._train_trace
+
+    def observed_gradients(self) -> set[int] | None:
+        """``id`` of every parameter that received a gradient in the traced train step, or None where
+        no complete step was observed (a static-only audit, a step that raised or could not run)."""
+        if self.static_only:
+            return None
+        try:
+            trace = self.train_trace()
+        except Skip:
+            return None
+        if trace.error is not None or trace.skip_reason is not None:
+            return None
+        return trace.grad_received
 
     def predict_trace(self) -> PredictTrace:
         if self._predict_trace is None:

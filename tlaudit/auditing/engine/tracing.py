@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from tlaudit._names import unwrap
-from tlaudit.batchnorm import is_batchnorm
 from tlaudit.auditing.checks.execution import user_code_error
 from tlaudit.auditing.checks.optimizer import optimizer_state
 from tlaudit.auditing.engine.defaults import OptimizerStepFailed, default_train_step
@@ -24,8 +23,9 @@ from tlaudit.auditing.engine.snapshot import Snapshot
 from tlaudit.auditing.evidence import BatchNormCall, PredictTrace, TrainTrace
 from tlaudit.auditing.rules.outputs import detach_outputs
 from tlaudit.auditing.setup import SetupError, TransferSetup
+from tlaudit.batchnorm import is_batchnorm
 
-__all__ = ["trace_train_step", "trace_predict"]
+__all__ = ["trace_predict", "trace_train_step"]
 
 
 @contextlib.contextmanager
@@ -100,6 +100,13 @@ def trace_train_step(
         except Exception as err:
             if user_step is not None:
                 trace.error, trace.reported_by = f"{type(err).__name__}: {err}", user_code_error.id
+            elif not _given(setup, "sample" if trace.outputs is None else "targets"):
+                # the audit's own guess (synthesized sample or labels, default step) does not fit the model
+                trace.skip_reason = (
+                    f"the audit's default train step does not fit this model ({type(err).__name__}: {err}) on "
+                    + ("a synthesized sample" if trace.outputs is None else "synthesized class labels")
+                    + "; pass train_step= (and targets=) to audit the step"
+                )
             else:
                 snapshot.restore()
                 field_name = "sample" if trace.outputs is None else "targets"
@@ -123,6 +130,11 @@ def trace_train_step(
                     trace.grad_received.add(id(p))
     snapshot.restore()
     return trace
+
+
+def _given(setup: TransferSetup, field_name: str) -> bool:
+    """Whether the user set ``field_name`` (a SetupError may only blame a field the user gave)."""
+    return getattr(setup, field_name) is not None
 
 
 def trace_predict(setup: TransferSetup, model: nn.Module, sample: torch.Tensor, snapshot: Snapshot) -> PredictTrace:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["LabelProblem", "label_problem", "is_binary_targets"]
+__all__ = ["LabelProblem", "is_binary_targets", "label_problem"]
 
 IGNORE_INDEX = -100
 """Cross-entropy's default ``ignore_index``: allowed anywhere."""
@@ -27,12 +27,13 @@ def is_binary_targets(targets: torch.Tensor) -> bool:
     return bool(((targets == 0) | (targets == 1)).all())
 
 
-def label_problem(targets: torch.Tensor, num_classes: int) -> LabelProblem | None:
+def label_problem(targets: torch.Tensor, num_classes: int, *, ignored: set[int] | frozenset[int] = frozenset()) -> LabelProblem | None:
     """None when ``targets`` suit a ``num_classes``-way classifier, else what is wrong.
 
     Integer class indices must lie in ``[0, num_classes)`` (``-100`` is ignored); one-hot or soft
     targets need ``num_classes`` columns; with ``num_classes == 2``, 0/1 targets of any dtype and
-    shape ``(N,)`` or ``(N, 1)`` (a binary classifier with one logit) are fine.
+    shape ``(N,)`` or ``(N, 1)`` (a binary classifier with one logit) are fine. ``ignored`` values are
+    left out: those a completed train step's loss was seen to ignore.
     """
     t = targets.detach()
     if num_classes == 2 and is_binary_targets(t):
@@ -45,6 +46,8 @@ def label_problem(targets: torch.Tensor, num_classes: int) -> LabelProblem | Non
             )
         return None
     valid = t[t != IGNORE_INDEX]
+    for value in ignored:  # values the loss was seen to ignore (a per-pixel ignore_index such as 255)
+        valid = valid[valid != value]
     if valid.numel() == 0:
         return None
     lo, hi = int(valid.min()), int(valid.max())

@@ -18,7 +18,7 @@ from torch import nn
 from tlaudit._names import unwrap
 from tlaudit.normalization import torchvision_weights
 
-__all__ = ["new_modules", "reference_model", "is_adapter_name"]
+__all__ = ["is_adapter_name", "new_modules", "reference_model"]
 
 _ADAPTER_MARKERS = ("lora_", "lora.", "adapter", "prompt_encoder")
 
@@ -88,6 +88,7 @@ def new_modules(model: nn.Module, weights: Any) -> list[str] | None:
         ['fc']
     """
     inner = unwrap(model)
+    task_heads = hf_task_heads(inner)
     reference = reference_model(weights) if weights is not None else None
     ref_modules = dict(reference.named_modules()) if reference is not None else {}
     found: list[str] = []
@@ -109,6 +110,28 @@ def new_modules(model: nn.Module, weights: Any) -> list[str] | None:
         changed = [n for n in layers if any(n == f or n.startswith(f + ".") for f in found)]
         if len(changed) > len(layers) / 2:  # not these weights' architecture (or a narrowed copy): no reference
             return [f for f in found if is_adapter_name(f)]
+    found = list(dict.fromkeys([*found, *(h for h in task_heads if not any(h.startswith(f + ".") or h == f for f in found))]))
     if reference is None and not found:
         return None
     return found
+
+
+def hf_task_heads(model: nn.Module) -> list[str]:
+    """The task-head modules of Hugging Face models inside ``model``: every child with parameters of a
+    ``PreTrainedModel`` other than its base model (``base_model_prefix``), such as DistilBERT's
+    ``pre_classifier`` and ``classifier``. ``from_pretrained`` initializes them new for the task
+    ("Some weights ... were newly initialized"); read without importing transformers. A model that
+    is no Hugging Face model has none (``[]``); ``tests/test_reference.py`` shows DistilBERT's.
+    """
+    heads: list[str] = []
+    for name, module in model.named_modules():
+        prefix = getattr(type(module), "base_model_prefix", None)
+        if not isinstance(prefix, str) or not prefix or not hasattr(module, "config"):
+            continue
+        base = getattr(module, prefix, None)
+        if not isinstance(base, nn.Module) or base is module:
+            continue
+        for child_name, child in module.named_children():
+            if child is not base and any(True for _ in child.parameters()):
+                heads.append(f"{name}.{child_name}" if name else child_name)
+    return heads

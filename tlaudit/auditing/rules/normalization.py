@@ -12,7 +12,26 @@ from typing import Any
 
 from tlaudit.normalization import Normalization, torchvision_weights
 
-__all__ = ["NormalizationMismatch", "compare_normalization", "expects_transform_input"]
+__all__ = [
+    "EFFECT_ERROR",
+    "EFFECT_WARNING",
+    "NormalizationMismatch",
+    "compare_normalization",
+    "effect_severity",
+    "expects_transform_input",
+    "normalization_effect",
+]
+
+EFFECT_ERROR = 0.25
+"""A mismatch whose effect (see :func:`normalization_effect`) reaches this many of the weights'
+normalized units is an error: a quarter of a standard deviation of the input the weights were trained
+on, for a typical pixel. ``Normalize(0.5, 0.5)``, CIFAR statistics or no normalization on ImageNet
+weights move a typical pixel by 0.3 to 1.3 units."""
+
+EFFECT_WARNING = 0.1
+"""From this effect up to :data:`EFFECT_ERROR` a mismatch is a warning; below, an info finding (a
+dataset's own statistics a few thousandths off the weights', as Tiny-ImageNet's are off ImageNet's,
+move a typical pixel by about 0.05 units)."""
 
 
 _TRANSFORM_INPUT_WEIGHTS = frozenset(
@@ -70,3 +89,36 @@ def compare_normalization(found: Sequence[Normalization], expected: Normalizatio
     else:
         return None
     return NormalizationMismatch(kind, tuple(steps) if kind != "missing" else tuple(found), expected)
+
+
+def normalization_effect(actual: Normalization, expected: Normalization) -> float:
+    """How far a typical pixel moves in the weights' normalized units when ``actual`` is applied
+    instead of ``expected``: the largest over channels and over the pixels one standard deviation
+    either side of the weights' mean (``x = m_w +- s_w``).
+
+    With ``actual = (m, s)`` and ``expected = (m_w, s_w)`` the normalized value of such a pixel moves
+    by ``(m_w - m) / s +- (s_w / s - 1)``, so the effect is ``max_c |m_w - m| / s + |s_w / s - 1|``.
+
+    Example:
+        >>> from tlaudit.normalization import IMAGENET_NORMALIZATION, Normalization
+        >>> round(normalization_effect(Normalization((0.5,) * 3, (0.5,) * 3), IMAGENET_NORMALIZATION), 2)
+        0.74
+    """
+    channels = max(len(actual.mean), len(expected.mean), len(actual.std), len(expected.std))
+
+    def at(values: Sequence[float], c: int) -> float:
+        return values[c] if len(values) > 1 else values[0]
+
+    worst = 0.0
+    for c in range(channels):
+        m, s, m_w, s_w = at(actual.mean, c), at(actual.std, c), at(expected.mean, c), at(expected.std, c)
+        worst = max(worst, abs(m_w - m) / s + abs(s_w / s - 1))
+    return worst
+
+
+def effect_severity(effect: float) -> str:
+    """``"error"``, ``"warning"`` or ``"info"`` for a normalization mismatch of this effect
+    (thresholds :data:`EFFECT_ERROR` and :data:`EFFECT_WARNING`)."""
+    if effect >= EFFECT_ERROR:
+        return "error"
+    return "warning" if effect >= EFFECT_WARNING else "info"

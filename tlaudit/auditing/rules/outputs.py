@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["named_outputs", "detach_outputs", "wrong_width", "head_widths"]
+__all__ = ["class_score_layers", "detach_outputs", "head_widths", "is_box_regression", "named_outputs", "wrong_width"]
 
 
 def named_outputs(outputs: Any, prefix: str = "output") -> list[tuple[str, torch.Tensor]]:
@@ -73,3 +73,44 @@ def wrong_width(outputs: list[tuple[str, torch.Tensor]], num_classes: int) -> li
 def is_single_logit(tensor: torch.Tensor) -> bool:
     """One logit per sample: a binary classifier's output for BCEWithLogitsLoss."""
     return tensor.ndim in (1, 2) and tuple(tensor.shape[1:]) in ((), (1,))
+
+
+def class_score_layers(model: nn.Module) -> list[tuple[str, int]]:
+    """``(name, classes)`` of each layer of a detection model that scores classes, background included
+    as torchvision counts it; empty for a model that has none.
+
+    Read by structure, never from box regression: a Fast R-CNN predictor's ``cls_score``
+    (``bbox_pred`` holds 4 box deltas per class), Mask R-CNN's ``mask_fcn_logits`` (one mask per
+    class), a RetinaNet or FCOS classification head (its ``num_classes``), an SSD classification
+    head (its ``num_columns``). Keypoint predictors score keypoints, not classes: left out.
+
+    Example:
+        >>> import torchvision
+        >>> m = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=3)
+        >>> class_score_layers(m)
+        [('roi_heads.box_predictor.cls_score', 3)]
+    """
+    found: list[tuple[str, int]] = []
+    for name, module in model.named_modules():
+        children = dict(module.named_children())
+        prefix = f"{name}." if name else ""
+        score = children.get("cls_score")
+        if isinstance(score, nn.Linear) and "bbox_pred" in children:
+            found.append((prefix + "cls_score", score.out_features))
+        masks = children.get("mask_fcn_logits")
+        if isinstance(masks, nn.modules.conv._ConvNd):
+            found.append((prefix + "mask_fcn_logits", masks.out_channels))
+        classes = getattr(module, "num_classes", None)
+        if "cls_logits" in children and isinstance(classes, int):
+            found.append((prefix + "cls_logits", classes))
+        columns = getattr(module, "num_columns", None)
+        if type(module).__name__ == "SSDClassificationHead" and isinstance(columns, int):
+            found.append((name, columns))
+    return found
+
+
+def is_box_regression(name: str) -> bool:
+    """A detection layer that regresses boxes (``bbox_pred``, ``bbox_reg``, a ``regression_head``): never
+    a class-score head."""
+    parts = name.split(".")
+    return parts[-1] in ("bbox_pred", "bbox_reg") or "regression_head" in parts

@@ -15,7 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlaudit.normalization import Normalization, _children, _is_normalize, _is_preset, find_normalizations
+from tlaudit.normalization import (
+    Normalization,
+    _children,
+    _is_normalize,
+    _is_preset,
+    find_normalizations,
+)
 
 __all__ = ["UnreadableNormalization", "measure_normalization", "opaque_steps", "read_normalizations"]
 
@@ -64,6 +70,10 @@ def opaque_steps(transform: Any) -> list[str]:
 _LEVELS = ((64, 96, 128), (192, 160, 224), (128, 208, 32))
 _SEEDS = (0, 1)
 _TOLERANCE = 2e-3
+_MAX_STD = 10.0
+_MAX_MEAN = 5.0
+"""A measured std must be positive and at most this, a mean at most this far from 0 (0..1 pixels,
+or 0..255 ones rescaled): anything else is no normalization but a step the probe cannot read."""
 
 
 def _inputs(size: int, levels: Sequence[int], channels: int) -> dict[str, Callable[[Any], Any]]:
@@ -108,7 +118,7 @@ class _RandomStates:
         self.numpy = numpy.random.get_state() if numpy is not None else None
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         torch.random.set_rng_state(self.torch)
         random.setstate(self.python)
         if self.numpy is not None:
@@ -152,7 +162,8 @@ def measure_normalization(transform: Callable[[Any], Any], *, size: int = 256, c
 
     Raises:
         UnreadableNormalization: the pipeline raises on every input kind, or on the first it takes its
-            output is not a float tensor, not affine in the level or changes with the seed; the
+            output is not a float tensor, not affine in the level, changes with the seed, or gives a
+            std that is not positive (an inverting step) or an implausible mean/std; the
             message says why for each kind tried.
 
     Example:
@@ -197,6 +208,11 @@ def _measure(transform: Callable[[Any], Any], kind: str, size: int, channels: in
             raise UnreadableNormalization("its output changes with the random seed (a random photometric step?)")
     std = 1 / slope
     mean = x[0] - y[0] * std
+    if bool((std <= 0).any()) or bool((std > _MAX_STD).any()) or bool((mean.abs() > _MAX_MEAN).any()):
+        raise UnreadableNormalization(
+            f"its estimate is not a normalization (mean {[round(float(v), 3) for v in mean]}, std "
+            f"{[round(float(v), 3) for v in std]}: an inverting or rescaling step?)"
+        )
     return Normalization(
         mean=tuple(round(float(v), 6) for v in mean),
         std=tuple(round(float(v), 6) for v in std),
@@ -207,26 +223,27 @@ def _measure(transform: Callable[[Any], Any], kind: str, size: int, channels: in
 def read_normalizations(transform: Any, *, size: int = 256) -> list[Normalization]:
     """Every normalization ``transform`` applies: read from its steps, or measured where a step is opaque.
 
-    A pipeline of known steps is read as :func:`find_normalizations` reads it. One with an opaque step
-    (see :func:`opaque_steps`) is measured as a whole (:func:`measure_normalization`): the result is
-    one measured normalization, or one identity (mean 0, std 1) where the pixels pass unchanged. Where
-    the measurement cannot tell, the normalizations read from the known steps stand when there are
-    some (a ``Normalize`` is evidence; the opaque steps are then taken not to normalize again).
+    A pipeline that holds a ``Normalize`` step (or a weights preset) is read as
+    :func:`find_normalizations` reads it, whatever augmentations surround it (RandAugment,
+    TrivialAugment, RandomErasing, timm's transforms): the step is evidence, the opaque steps are
+    taken not to normalize again. Only a pipeline with opaque steps and no readable normalization is
+    measured as a whole (:func:`measure_normalization`): the result is one measured normalization, or
+    one identity (mean 0, std 1) where the pixels pass unchanged. A measurement that is not
+    consistent (not affine, not repeatable, a non-positive or implausible std) is no reading.
 
     Raises:
         UnreadableNormalization: an opaque step, no readable normalization and no measurement;
             the message names the opaque steps and why the measurement failed.
     """
     read = find_normalizations(transform)
-    opaque = opaque_steps(transform)
-    if not opaque:
+    if read:  # a Normalize step is evidence, whatever augmentations surround it
+        return read
+    if not opaque_steps(transform):
         return read
     try:
         return [measure_normalization(transform, size=size)]
     except UnreadableNormalization as err:
-        if read:
-            return read
-        steps = ", ".join(f"`{name}`" for name in dict.fromkeys(opaque))
+        steps = ", ".join(f"`{name}`" for name in dict.fromkeys(opaque_steps(transform)))
         raise UnreadableNormalization(f"the transform could not be read ({steps}) or measured: {err}") from err
 
 
