@@ -226,8 +226,8 @@ def extract_images(
     return ExtractionRun(
         features=result, samples=len(dataset), extracted=int(result.indices.numel()), skipped=result.skipped,
         seconds=seconds, selection_seconds=selection,
-        engine=fx.config.engine if not (engine == "auto" and choice is None) else "auto (nothing ran)",
-        config=fx.config.describe() if not (engine == "auto" and choice is None) else "no batch to measure on",
+        engine=fx.config.engine if not (engine == "auto" and choice is None) else "auto",
+        config=fx.config.describe() if not (engine == "auto" and choice is None) else "nothing ran, nothing measured",
         reason=choice.reason if choice is not None else dict(fx.config.reasons).get("engine", ""),
         batch_size=batch_size, num_workers=workers,
         preprocessing=f"{preprocess.describe()}, mean {_fmt(mean)}, std {_fmt(std)}", weights=backbone.weights,
