@@ -21,6 +21,11 @@ N = len(REGISTRY)  # the counts follow the registry
 
 # script -> (command-line arguments, patterns its stdout must match)
 EXPECTED = {
+    "cached_features_head.py": (["--epochs", "2", "--train", "128", "--batch-size", "32"], [
+        r"^recompute the backbone every epoch +\d+\.\d +0\.\d{3}$",
+        r"^extract once, train on cached features +\d+\.\d +0\.\d{3}$",
+        r"^cached: \d+\.\dx faster \(extraction ",
+    ]),
     "feature_extraction.py": ([], [
         rf"^tlaudit: ResNet: {N - 2} checks run, 0 errors, 0 warnings, 2 skipped\.$",
         r"^epoch 2: loss \d+\.\d+, train accuracy (0\.[3-9]\d|1\.00)$",
@@ -51,7 +56,7 @@ EXPECTED = {
 
 
 # scripts with a main(argv): run in this process; the others as users run them, in a subprocess
-IN_PROCESS = {"digits_transfer.py", "timm_fine_tuning.py"}
+IN_PROCESS = {"cached_features_head.py", "digits_transfer.py", "timm_fine_tuning.py"}
 
 
 def test_every_example_has_expectations():

@@ -27,5 +27,5 @@ def test_cached_features_example_prints_both_ways(capsys):
     cached = re.search(r"^extract once, train on cached features +(\d+\.\d) +(0\.\d{3}|1\.000)$", out, re.MULTILINE)
     assert plain and cached, out
     assert abs(float(plain.group(2)) - float(cached.group(2))) <= 0.05  # the same head on the same features
-    assert float(cached.group(2)) > 0.5  # a linear probe on frozen features learns the digits
+    assert float(cached.group(2)) > 0.3  # a linear probe on frozen features learns (chance: 0.1)
     assert re.search(r"^cached: \d+\.\dx faster \(extraction \d+\.\d s, engine eager, ", out, re.MULTILINE), out

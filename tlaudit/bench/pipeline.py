@@ -91,6 +91,16 @@ class PipelineReport:
         return self.to_table()
 
 
+def _worker_context() -> Any:
+    """``forkserver`` workers: the engines' thread pools already exist here, and forking a process with
+    live thread pools can crash; the server starts clean with torch and the data sets preloaded."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "torchvision", "tlaudit.extract.files"])
+    return ctx
+
+
 def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
 
@@ -156,8 +166,9 @@ def run_pipeline_bench(
         model.eval()
         for w in workers:
             for pipeline, data, forward in (("plain", plain_data, plain_forward), ("tlaudit", files, fx)):
-                def loader() -> DataLoader:
-                    return DataLoader(data, batch_size=batch_size, num_workers=w, shuffle=False)
+                def loader(data: Any = data, w: int = w) -> DataLoader:
+                    return DataLoader(data, batch_size=batch_size, num_workers=w, shuffle=False,
+                                      multiprocessing_context=_worker_context() if w else None)
 
                 e2e, dec, net = [], [], []
                 for _ in range(repeats):

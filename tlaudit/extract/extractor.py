@@ -350,9 +350,13 @@ class FeatureExtractor:
         bar = progress_bar(len(shard) - done, progress, rank)
         rows, idx, count = [], [], 0
         started = time.perf_counter()
+        selecting = self._auto and self._delegate is None
         with self._running():
             for images, indices in prefetch(source, self.device):
                 features = self._forward(images).cpu()
+                if selecting and bar is not None:  # the first batch measured the engines: restart the bar's clock
+                    bar.reset()
+                selecting = False
                 count += len(indices)
                 idx.append(indices)
                 if writer is not None:

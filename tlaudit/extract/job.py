@@ -44,7 +44,8 @@ class ExtractionRun:
     Attributes:
         features: the :class:`~tlaudit.extract.Features` of this process (rows in memory without ``output``).
         samples: images in the data set; ``extracted`` of them by this call (``skipped`` already on disk).
-        seconds: wall time of the extraction loop; ``selection_seconds`` the ``auto`` measurement before it.
+        seconds: wall time of the extraction loop without ``selection_seconds``, the ``auto`` measurement
+            on its first batch.
         engine: the engine that ran; ``config`` its label (``openvino+bf16``); ``reason`` why it was chosen.
         batch_size, num_workers: the loader's settings.
         preprocessing: what was done to each image (``resize 256, crop 224``) and the mean/std.
@@ -71,8 +72,10 @@ class ExtractionRun:
 
     @property
     def images_per_second(self) -> float:
-        """All ranks' images over the slowest rank's time (one process: this process's rate)."""
-        return self.features.aggregate_images_per_second
+        """Images over the loop's time without the ``auto`` measurement (under torchrun: all ranks over the slowest)."""
+        if self.features.aggregate_images_per_second != self.features.images_per_second:
+            return self.features.aggregate_images_per_second
+        return self.extracted / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
         """One line: images, rate, engine, configuration."""
@@ -204,20 +207,13 @@ def extract_images(
         classes = getattr(dataset, "classes", None)
         if classes:
             (out / "classes.json").write_text(json.dumps(list(classes)) + "\n", encoding="utf-8")
-    selection = 0.0
-    if engine == "auto" and len(dataset):  # choose on real images, before the timed loop
-        from torch.utils.data import default_collate
-
-        from tlaudit.extract.inputs import _images
-
-        started = time.perf_counter()
-        first = _images(default_collate([dataset[i] for i in range(min(batch_size, len(dataset)))]), "data")
-        fx.select_engine(first)
-        selection = time.perf_counter() - started
     started = time.perf_counter()
     result = fx.extract(dataset, batch_size=batch_size, output=output, chunk_size=chunk_size, num_workers=workers,
                         progress=progress, rank=this_rank, world_size=world)
-    seconds = time.perf_counter() - started
+    # `auto` chose on the loop's first batch: after the DataLoader forked its workers, never before (a
+    # process that forks while an engine's thread pools exist can crash), and apart from the rate
+    selection = fx.choice.seconds if fx.choice is not None else 0.0
+    seconds = time.perf_counter() - started - selection
     parquet = None
     if format == "parquet":
         import torch.distributed as dist
@@ -229,7 +225,9 @@ def extract_images(
     choice = fx.choice
     return ExtractionRun(
         features=result, samples=len(dataset), extracted=int(result.indices.numel()), skipped=result.skipped,
-        seconds=seconds, selection_seconds=selection, engine=fx.config.engine, config=fx.config.describe(),
+        seconds=seconds, selection_seconds=selection,
+        engine=fx.config.engine if not (engine == "auto" and choice is None) else "auto",
+        config=fx.config.describe() if not (engine == "auto" and choice is None) else "nothing ran, nothing measured",
         reason=choice.reason if choice is not None else dict(fx.config.reasons).get("engine", ""),
         batch_size=batch_size, num_workers=workers,
         preprocessing=f"{preprocess.describe()}, mean {_fmt(mean)}, std {_fmt(std)}", weights=backbone.weights,

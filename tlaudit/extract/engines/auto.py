@@ -56,9 +56,10 @@ class EngineChoice:
     measurements: tuple[EngineMeasurement, ...]
     cached: bool
     extractor: Any = None
+    seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "reason": self.reason, "cached": self.cached,
+        return {"engine": self.engine, "reason": self.reason, "cached": self.cached, "seconds": self.seconds,
                 "measurements": [m.to_dict() for m in self.measurements]}
 
 
@@ -137,6 +138,7 @@ def select_engine(
         EngineUnavailable: no candidate ran, or none kept the features.
     """
     device = torch.device(device)
+    begun = time.perf_counter()
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive int: {rounds!r} (rounds)")
     if candidates is None:
@@ -153,7 +155,8 @@ def select_engine(
             chosen = make(entry["engine"])
             if _cosine(chosen(example), ref) >= MIN_COSINE:
                 measured = tuple(EngineMeasurement(**m) for m in entry["measurements"])
-                return EngineChoice(entry["engine"], entry["reason"] + " (cached measurement)", measured, True, chosen)
+                return EngineChoice(entry["engine"], entry["reason"] + " (cached measurement)", measured, True, chosen,
+                                    time.perf_counter() - begun)
     results: dict[str, EngineMeasurement] = {}
     running: dict[str, Any] = {}
     for name in names:
@@ -201,4 +204,4 @@ def select_engine(
     measured = tuple(results[n] for n in names)
     if path is not None:
         _write(path, key, {"engine": best.engine, "reason": reason, "measurements": [m.to_dict() for m in measured]})
-    return EngineChoice(best.engine, reason, measured, False, running[best.engine][0])
+    return EngineChoice(best.engine, reason, measured, False, running[best.engine][0], time.perf_counter() - begun)
