@@ -183,7 +183,7 @@ def typo_freeze_loop() -> tlaudit.TransferSetup:
         param.requires_grad = True  # the tutorial's loop, undone...
     for name, param in model.named_parameters():
         if "fc" not in name:
-            param.requires_grad == False  # noqa: B015  ...and "redone" with a comparison
+            param.requires_grad == False  # noqa: B015, E712  ...and "redone" with a comparison
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
     return setup.replace(optimizer=optimizer, scheduler=None)
 

@@ -41,7 +41,7 @@ def _writable(array: np.ndarray) -> np.ndarray:
 
 
 def _one(image: Any) -> torch.Tensor:
-    t = torch.from_numpy(_writable(np.ascontiguousarray(np.asarray(image, dtype=np.uint8) if getattr(image, "dtype", None) == object else image)))
+    t = torch.from_numpy(_writable(np.ascontiguousarray(np.asarray(image, dtype=np.uint8) if getattr(image, "dtype", None) == object else image)))  # noqa: E721 - a NumPy object array (ragged images)
     if t.ndim == 2:
         t = t.unsqueeze(-1).expand(*t.shape, 3)
     if t.ndim == 3 and t.shape[-1] in (1, 3, 4) and t.shape[0] not in (1, 3):

@@ -12,7 +12,9 @@ into the module of its concern (or a new module, imported here).
 """
 from __future__ import annotations
 
+# isort: off
 from tlaudit.auditing.checks._registry import ALIASES, REGISTRY, Check, Phase, PointsTo, checks_of, get_check, register, select_checks
-from tlaudit.auditing.checks import frozen, head, gradients, optimizer, inference, data, weights, execution  # noqa: F401  (registration order)
+from tlaudit.auditing.checks import frozen, head, gradients, optimizer, inference, data, weights, execution  # noqa: F401  (the report order)
+# isort: on
 
 __all__ = ["ALIASES", "REGISTRY", "Check", "Phase", "PointsTo", "checks_of", "get_check", "register", "select_checks"]

@@ -85,7 +85,7 @@ def trace_train_step(
                 handles.append(module.register_forward_hook(keep_head))
         for p in inner.parameters():
             if p.requires_grad:
-                handles.append(p.register_hook(lambda grad, pid=id(p): trace.grad_received.add(pid)))
+                handles.append(p.register_hook(lambda grad, pid=id(p): trace.grad_received.add(pid)))  # noqa: B008 - binds each parameter's id
 
         def keep_output(mod: nn.Module, args: Any, output: Any) -> None:
             if trace.outputs is None:
@@ -126,8 +126,12 @@ def trace_train_step(
                 trace.changed.add(id(p))
             # a requires_grad=False leaf can only get a gradient if the step switched the flag on
             if not requires_grad.get(id(p), True) and p.requires_grad and p.grad is not None:
-                if s.grad is None or p.grad is not s.grad or not torch.equal(p.grad, s.grad_value.to(p.grad.device)):
+                if s.grad is None or p.grad is not s.grad:
                     trace.grad_received.add(id(p))
+                else:
+                    assert s.grad_value is not None  # copied from s.grad, which is set
+                    if not torch.equal(p.grad, s.grad_value.to(p.grad.device)):
+                        trace.grad_received.add(id(p))
     snapshot.restore()
     return trace
 
@@ -145,6 +149,7 @@ def trace_predict(setup: TransferSetup, model: nn.Module, sample: torch.Tensor, 
     in the trace (``error``).
     """
     predict = setup.predict
+    assert predict is not None  # the caller skips a setup without predict
     trace = PredictTrace()
     training: dict[str, None] = {}
     with_grad: dict[str, None] = {}
