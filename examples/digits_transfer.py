@@ -449,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shots=args.shots, seeds=range(args.seeds), short=args.short, long=args.long,
         broken_shots=args.broken_shots, source=args.source, how=args.shift,
     )
-    domain = f"digits 0-4 -> 5-9" if args.source == "disjoint" else f"half A -> half B, {args.shift}"
+    domain = "digits 0-4 -> 5-9" if args.source == "disjoint" else f"half A -> half B, {args.shift}"
     print(f"source -> target: {domain}; pretrained CNN, held-out source accuracy {source_accuracy:.2f}")
     print(f"target: held-out accuracy, mean ± std over {args.seeds} seeds; batch {BATCH}, Adam, LR {NEW_LR:g} new / {PRETRAINED_LR:g} pretrained layers")
     print(table(results, short=args.short, long=args.long, target=args.target))

@@ -132,7 +132,7 @@ def peak_flops(device: torch.device | str, dtype: str = "float32", *, tf32: bool
     device = torch.device(device)
     if device.type == "cuda":
         return gpu_peak_flops(torch.cuda.get_device_name(device), dtype, tf32=tf32)
-    caps = getattr(torch.cpu, "get_capabilities", dict)()
+    caps: dict[str, Any] = getattr(torch.cpu, "get_capabilities", dict)()
     per_cycle = 64.0 if caps.get("avx512_f", True) else 32.0
     if dtype in ("bfloat16", "float16"):
         if caps.get("amx_bf16") or caps.get("amx_fp16"):

@@ -42,7 +42,7 @@ __all__ = ["INPUTS", "MODES", "Measurement", "measure_modes"]
 
 from tlaudit.bench.names import INPUTS, MODE_REGISTRY, MODES
 
-_BASELINE_CONFIG = {"dtype": "float32", "channels_last": False, "fold_batchnorm": False, "compile": False}
+_BASELINE_CONFIG: dict[str, Any] = {"dtype": "float32", "channels_last": False, "fold_batchnorm": False, "compile": False}
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,7 @@ def choose_config(device: torch.device | str, capabilities: Capabilities | None 
         reasons["dtype"] = f"compute capability {major}.x: " + (
             "bf16 tensor cores" if major >= 8 else "fp16 tensor cores" if major >= 7 else "no tensor cores, fp32"
         )
-        auto = {
+        auto: dict[str, Any] = {
             "dtype": dtype,
             "channels_last": True,
             "fold_batchnorm": True,
@@ -242,7 +242,7 @@ def choose_config(device: torch.device | str, capabilities: Capabilities | None 
 def with_overrides(config: ExtractConfig, **overrides: Any) -> ExtractConfig:
     """``config`` with the non-None ``overrides`` applied (validated like :func:`choose_config`'s)."""
     _check_overrides(overrides)
-    changes = {k: (str(v).replace("torch.", "") if k == "dtype" else v) for k, v in overrides.items() if v is not None}
+    changes: dict[str, Any] = {k: (str(v).replace("torch.", "") if k == "dtype" else v) for k, v in overrides.items() if v is not None}
     reasons = dict(config.reasons) | {k: "set by the caller" for k in changes}
     return replace(config, reasons=tuple(sorted(reasons.items())), **changes)
 
@@ -285,20 +285,21 @@ def backend_flags(config: ExtractConfig) -> Iterator[None]:
         yield
         return
     cudnn = torch.backends.cudnn
+    conv: Any = getattr(cudnn, "conv", None)  # set on torch's module object; its annotations lack it
     matmul = torch.backends.cuda.matmul
     new_api = hasattr(matmul, "fp32_precision")
-    saved = (cudnn.benchmark, matmul.fp32_precision, cudnn.conv.fp32_precision) if new_api else (
+    saved = (cudnn.benchmark, matmul.fp32_precision, conv.fp32_precision) if new_api else (
         cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32)
     try:
         cudnn.benchmark = config.cudnn_benchmark
         if config.tf32:
             if new_api:
-                matmul.fp32_precision = cudnn.conv.fp32_precision = "tf32"
+                matmul.fp32_precision = conv.fp32_precision = "tf32"
             else:
                 matmul.allow_tf32 = cudnn.allow_tf32 = True
         yield
     finally:
         if new_api:
-            cudnn.benchmark, matmul.fp32_precision, cudnn.conv.fp32_precision = saved
+            cudnn.benchmark, matmul.fp32_precision, conv.fp32_precision = saved
         else:
             cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32 = saved

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from tlaudit._names import closest, unwrap
+from tlaudit.evaluation import inference
 from tlaudit.extract._run import aggregate_rate, data_length, progress_bar, rank_and_world
 from tlaudit.extract.config import ExtractConfig, backend_flags, choose_config, with_engine, with_overrides
 from tlaudit.extract.engines import get_engine
 from tlaudit.extract.engines._built import Built
 from tlaudit.extract.inputs import batches, normalize_uint8, prefetch, shard_range
 from tlaudit.extract.storage import ChunkWriter, Features
-from tlaudit.evaluation import inference
 from tlaudit.normalization import Normalization, expected_normalization
 
 __all__ = ["FeatureExtractor"]

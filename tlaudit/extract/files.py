@@ -142,13 +142,14 @@ def image_files(data: str | os.PathLike[str], preprocess: Preprocess | None = No
     else:
         classes = sorted(d.name for d in root.iterdir() if d.is_dir() and any(_is_image(f) for f in d.rglob("*")))
         if classes:
-            paths, labels = [], []
+            files: list[str] = []
+            labels: list[int] = []
             for label, name in enumerate(classes):
                 for f in sorted((root / name).rglob("*")):
                     if _is_image(f):
-                        paths.append(str(f))
+                        files.append(str(f))
                         labels.append(label)
-            found = ImageFiles(paths, labels, classes, preprocess)
+            found = ImageFiles(files, labels, classes, preprocess)
         else:
             found = ImageFiles([str(f) for f in sorted(root.iterdir()) if _is_image(f)], preprocess=preprocess)
     if not len(found):

@@ -106,7 +106,7 @@ def batches(
         loader = _rebuilt_loader(data, span, pin_memory)
         return n, _with_indices(loader, span, "data")
     if isinstance(data, Dataset) and hasattr(data, "__len__"):
-        n = len(data)  # type: ignore[arg-type]
+        n = len(data)
         span = positions if positions is not None else range(n)
         loader = DataLoader(data, batch_size=batch_size, sampler=list(span), num_workers=num_workers, pin_memory=pin_memory)
         return n, _with_indices(loader, span, "data")

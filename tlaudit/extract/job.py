@@ -19,10 +19,10 @@ import csv
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -224,7 +224,7 @@ def extract_images(
             parquet = str(write_parquet(output, paths, labels))  # type: ignore[arg-type]
     choice = fx.choice
     return ExtractionRun(
-        features=result, samples=len(dataset), extracted=int(result.indices.numel()), skipped=result.skipped,
+        features=result, samples=len(cast(Sized, dataset)), extracted=int(result.indices.numel()), skipped=result.skipped,
         seconds=seconds, selection_seconds=selection,
         engine=fx.config.engine if not (engine == "auto" and choice is None) else "auto",
         config=fx.config.describe() if not (engine == "auto" and choice is None) else "nothing ran, nothing measured",

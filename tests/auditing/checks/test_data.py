@@ -17,6 +17,7 @@ from torchvision import transforms as v1
 from torchvision.transforms import v2
 
 import tlaudit
+from tests.support import field_cases as fc
 from tests.support.cases import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -29,9 +30,7 @@ from tests.support.cases import (
     pixels,
     size_of,
 )
-from tests.support import field_cases as fc
 from tests.support.check_cases import case_tests
-
 
 TRIGGERS: dict[str, list[Case]] = {}
 CLEAN: dict[str, list[Case]] = {}

@@ -14,10 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import tlaudit
-from tests.support.cases import normalized, Case, make, model, size_of, step_keep_zero_grads, trainable, warm_up
 from tests.support import field_cases as fc
+from tests.support.cases import Case, make, model, normalized, size_of, step_keep_zero_grads, trainable, warm_up
 from tests.support.check_cases import case_tests
-
 
 TRIGGERS: dict[str, list[Case]] = {}
 CLEAN: dict[str, list[Case]] = {}

@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 import tlaudit
-from tests.support.cases import NC, Case, make, model, step_main_output_only, trainable
 from tests.support import field_cases as fc
+from tests.support.cases import NC, Case, make, model, step_main_output_only, trainable
 from tests.support.check_cases import case_tests
-
 
 TRIGGERS: dict[str, list[Case]] = {}
 CLEAN: dict[str, list[Case]] = {}

@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import tlaudit
-from tests.support.cases import Case, make, model, predict_inference, size_of
 from tests.support import field_cases as fc
+from tests.support.cases import Case, make, model, predict_inference, size_of
 from tests.support.check_cases import case_tests
-
 
 TRIGGERS: dict[str, list[Case]] = {}
 CLEAN: dict[str, list[Case]] = {}

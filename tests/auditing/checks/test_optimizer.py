@@ -20,10 +20,9 @@ import torchvision
 from torch import nn
 
 import tlaudit
-from tests.support.cases import NC, Case, fingerprint, fingerprint_diff, make, model, normalized, pretend_pretrained, size_of, trainable
 from tests.support import field_cases as fc
+from tests.support.cases import NC, Case, fingerprint, fingerprint_diff, make, model, normalized, pretend_pretrained, size_of, trainable
 from tests.support.check_cases import case_tests
-
 
 TRIGGERS: dict[str, list[Case]] = {}
 CLEAN: dict[str, list[Case]] = {}

@@ -6,11 +6,10 @@ import re
 
 import pytest
 
+from tests.support.cases import Case
 from tlaudit.auditing import checks as checks_module
 from tlaudit.auditing.checks import REGISTRY, Check, get_check, select_checks
 from tlaudit.auditing.report import Severity
-from tests.support.cases import Case
-
 
 # -- the registry ----------------------------------------------------------------------------------
 

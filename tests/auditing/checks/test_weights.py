@@ -13,7 +13,6 @@ import tlaudit
 from tests.support.cases import RESNET18_WEIGHTS, Case, make, model, size_of
 from tests.support.check_cases import case_tests
 
-
 TRIGGERS: dict[str, list[Case]] = {}
 CLEAN: dict[str, list[Case]] = {}
 

@@ -11,9 +11,6 @@ import torchvision
 from torch import nn
 
 import tlaudit
-from tlaudit.auditing.checks import REGISTRY, Check
-from tlaudit.auditing.report import Skipped
-from tlaudit.auditing.report import Severity
 from tests.support.cases import (
     NC,
     RESNET18_WEIGHTS,
@@ -26,7 +23,8 @@ from tests.support.cases import (
     predict_inference,
     size_of,
 )
-
+from tlaudit.auditing.checks import REGISTRY, Check
+from tlaudit.auditing.report import Severity, Skipped
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -15,7 +15,6 @@ import torch
 import tlaudit
 from tests.support.cases import fingerprint, fingerprint_diff, make, model, size_of, warm_up
 
-
 # -- the fingerprint itself sees every kind of change ----------------------------------------------
 
 

@@ -1,9 +1,8 @@
 """The traced train step and predict calls: the user's own code raising is a SetupError naming the field."""
 from __future__ import annotations
 
-import re
-
 import random
+import re
 from typing import Any
 
 import numpy
@@ -14,7 +13,6 @@ from torch import nn
 
 import tlaudit
 from tests.support.cases import fingerprint, fingerprint_diff, make, model, normalized, warm_up
-
 
 # -- the user's own code raising -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import torch
 from tlaudit._text import count, fmt
 from tlaudit.auditing.checks._registry import Check, register
 from tlaudit.auditing.evidence import Evidence, Skip
+from tlaudit.auditing.report import Finding, Severity
 from tlaudit.auditing.rules.labels import label_problem
 from tlaudit.auditing.rules.normalization import (
     compare_normalization,
@@ -23,7 +24,6 @@ from tlaudit.normalization import (
 )
 
 IDENTITY = Normalization((0.0,), (1.0,), source="no normalization")
-from tlaudit.auditing.report import Finding, Severity
 
 
 @register("normalization", "error", "the transform's mean/std differ from the weights' expected ones", needs=("weights",), phase="static", points_to="transform")
@@ -81,6 +81,7 @@ def normalization(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - torchvision ``inception_v3`` / ``googlenet`` builders (``transform_input`` set with weights), https://pytorch.org/vision/stable/models/generated/torchvision.models.inception_v3.html
     """
     expected = ctx.expected
+    assert expected is not None  # needs=("weights",): audit() runs this check only with weights
     findings = list(_transform_input_findings(check, ctx))
     if ctx.setup.transform is None:
         if not findings:
@@ -133,7 +134,9 @@ def _transform_input_findings(check: Check, ctx: Evidence) -> Iterator[Finding]:
     if not isinstance(flag, bool):
         return
     name = type(ctx.inner).__name__
-    weights = ctx.expected.source
+    expected = ctx.expected
+    assert expected is not None  # called by the normalization check, which needs weights
+    weights = expected.source
     if not flag and expects_transform_input(ctx.setup.weights):
         yield check.finding(
             f"`{name}` has `transform_input=False`, but torchvision builds it with `transform_input=True` for "
@@ -143,10 +146,10 @@ def _transform_input_findings(check: Check, ctx: Evidence) -> Iterator[Finding]:
             hint="build the model with transform_input=True (the weights' builder does), "
             "or set model.transform_input = True",
         )
-    elif flag and not ctx.expected.matches(IMAGENET_NORMALIZATION):
+    elif flag and not expected.matches(IMAGENET_NORMALIZATION):
         yield check.finding(
             f"`{name}` has `transform_input=True`, which re-normalizes input from ImageNet's mean/std, but the "
-            f"weights ({weights}) expect mean {fmt(ctx.expected.mean)}, std {fmt(ctx.expected.std)}",
+            f"weights ({weights}) expect mean {fmt(expected.mean)}, std {fmt(expected.std)}",
             subject="transform_input",
             hint="build the model with transform_input=False, or declare the weights it was trained with",
         )
@@ -264,7 +267,9 @@ def label_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - torchvision ``datasets.ImageFolder`` (``class_to_idx`` starts at 0), https://pytorch.org/vision/stable/generated/torchvision.datasets.ImageFolder.html
     """
     ignored = _ignored_by_the_loss(ctx)
-    problem = label_problem(ctx.targets, ctx.setup.num_classes, ignored=ignored)
+    num_classes = ctx.setup.num_classes
+    assert num_classes is not None  # needs=("num_classes", ...): audit() runs this check only with it
+    problem = label_problem(ctx.targets, num_classes, ignored=ignored)
     if problem is not None:
         yield check.finding(problem.message, subject="targets", hint=problem.hint)
     elif ignored:

@@ -5,9 +5,9 @@ from collections.abc import Iterator
 
 from tlaudit.auditing.checks._registry import Check, register
 from tlaudit.auditing.evidence import Evidence, Skip
+from tlaudit.auditing.report import Finding
 from tlaudit.auditing.rules.labels import label_problem
 from tlaudit.auditing.rules.outputs import head_widths
-from tlaudit.auditing.report import Finding
 
 
 def _explanation(ctx: Evidence) -> str:

@@ -145,13 +145,14 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
     names = {id(p): n for n, p in ctx.params}
     lr_max = ctx.lr_max
     optimizer = ctx.setup.optimizer
+    assert optimizer is not None  # needs=("optimizer",): audit() runs this check only with one
 
-    def can_move(p: object) -> bool:
+    def can_move(p: torch.Tensor) -> bool:
         """Trainable before the audit, or holding a gradient or optimizer state (momentum, exp_avg)."""
         trainable = ctx.requires_grad.get(id(p), bool(getattr(p, "requires_grad", True)))
         return trainable or getattr(p, "grad", None) is not None or bool(optimizer.state.get(p))
 
-    def pretrained(p: object) -> bool:
+    def pretrained(p: torch.Tensor) -> bool:
         return id(p) in names and id(p) not in ctx.head_ids and can_move(p)
 
     adaptive = not isinstance(optimizer, torch.optim.SGD)
@@ -225,7 +226,9 @@ def optimizer_state(check: Check, ctx: Evidence) -> Iterator[Finding]:
     names = {id(p): n for n, p in ctx.params}
     wrong: list[str] = []
     example = ""
-    for param, state in ctx.setup.optimizer.state.items():
+    optimizer = ctx.setup.optimizer
+    assert optimizer is not None  # needs=("optimizer",): audit() runs this check only with one
+    for param, state in optimizer.state.items():
         if not isinstance(param, torch.Tensor) or not isinstance(state, dict):
             continue
         for key, value in state.items():

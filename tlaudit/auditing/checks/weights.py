@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from tlaudit._text import count, examples
-from tlaudit.batchnorm import BN_TYPES, FrozenBatchNorm
 from tlaudit.auditing.checks._registry import Check, register
 from tlaudit.auditing.evidence import Evidence, Skip
 from tlaudit.auditing.report import Finding, Severity
+from tlaudit.batchnorm import BN_TYPES, FrozenBatchNorm
 
 
 def _missing_unexpected(load_result: Any) -> tuple[list[str], list[str]]:

@@ -174,7 +174,9 @@ class AuditContext:
     @cached_property
     def schedule_peaks(self) -> SchedulePeaks:
         """Each optimizer group's peak LR over the scheduler's run, read once for every check."""
-        return peak_lrs(self.setup.optimizer, self.setup.scheduler)
+        optimizer = self.setup.optimizer
+        assert optimizer is not None  # read only by checks that have an optimizer
+        return peak_lrs(optimizer, self.setup.scheduler)
 
     @cached_property
     def lr_caution(self) -> float:

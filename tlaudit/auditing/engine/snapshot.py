@@ -10,7 +10,7 @@ import copy
 import random
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import nn
@@ -115,10 +115,18 @@ class Snapshot:
             _restore_scheduler(self.scheduler, self.scheduler_state)
 
 
+@overload
+def _clone(t: torch.Tensor) -> torch.Tensor: ...
+@overload
+def _clone(t: torch.Tensor | None) -> torch.Tensor | None: ...
 def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.detach().clone()
 
 
+@overload
+def _to_host(t: torch.Tensor) -> torch.Tensor: ...
+@overload
+def _to_host(t: torch.Tensor | None) -> torch.Tensor | None: ...
 def _to_host(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.detach().to("cpu", copy=True)
 
@@ -200,9 +208,9 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) 
     optimizer.param_groups[:] = [group for group, _ in saved["groups"]]
     if saved["opt_called"] is _MISSING:
         if "_opt_called" in vars(optimizer):
-            del optimizer._opt_called
+            delattr(optimizer, "_opt_called")  # torch's private flag on the instance, not in its stubs
     else:
-        optimizer._opt_called = saved["opt_called"]
+        setattr(optimizer, "_opt_called", saved["opt_called"])  # noqa: B010 - as above, not in the stubs
 
 
 def _scheduler_state(scheduler: Any) -> tuple[dict[str, Any], dict[str, Any]]:

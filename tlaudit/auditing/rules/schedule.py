@@ -34,11 +34,10 @@ simulated. ``OneCycleLR`` and ``CyclicLR`` cost nothing measurable, whatever the
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import torch
 
@@ -122,7 +121,11 @@ class _StandIn(torch.optim.Optimizer):
             {},
         )
 
-    def step(self, closure: Any = None) -> None:
+    @overload
+    def step(self, closure: None = None) -> None: ...
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # the supertype's signature
         return None
 
 
@@ -323,7 +326,7 @@ def groups_above(
     The LR-ceiling rule, shared by the ``lr-threshold`` check and ``assert_lr_below``. ``peaks``:
     :func:`peak_lrs` of this optimizer and scheduler when already computed (it is read once per audit).
     """
-    found = []
+    found: list[GroupExcess] = []
     groups = [(index, group, tuple(p for p in group["params"] if counted(p))) for index, group in enumerate(optimizer.param_groups)]
     if not any(params for _, _, params in groups):
         return found

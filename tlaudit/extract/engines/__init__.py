@@ -10,12 +10,14 @@ Importing this package imports no engine library and not torch.
 """
 from __future__ import annotations
 
+# isort: off
 # registration order is the order `auto` measures and tables list the engines in
 from tlaudit.extract.engines import torch_eager as _torch_eager  # noqa: F401, I001  (registers eager, torch-compile)
 from tlaudit.extract.engines import openvino as _openvino  # noqa: F401
 from tlaudit.extract.engines import onnxruntime as _onnxruntime  # noqa: F401
 from tlaudit.extract.engines import tensorrt as _tensorrt  # noqa: F401
 from tlaudit.extract.engines._interface import ENGINES, Engine, EngineUnavailable, Runner, get_engine, register
+# isort: on
 
 __all__ = ["ENGINES", "ENGINE_NAMES", "Engine", "EngineUnavailable", "Runner", "available_engines", "get_engine", "register"]
 

@@ -35,6 +35,7 @@ class OnnxRuntime(Engine):
 
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
             program = torch.onnx.export(backbone, (example,), dynamo=True, input_names=["images"], verbose=False)
+        assert program is not None  # the dynamo exporter returns the program
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.log_severity_level = 3
