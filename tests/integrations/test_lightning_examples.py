@@ -1,0 +1,94 @@
+"""Lightning's computer-vision fine-tuning example (tests/scripts/lightning_finetune.py), under
+``tlaudit run`` and with the ``TransferAudit`` callback, clean and with a seeded mistake.
+
+The example's ways are what matter here: ``training_step`` calls ``self.forward`` (no module call of
+the LightningModule itself), Lightning steps the optimizer with a closure, the loss is called with
+keywords, and ``BaseFinetuning(train_bn=False)`` makes BatchNorm parameters trainable at a milestone
+while leaving them out of the optimizer on purpose. Where tlaudit is wrong today, the test says what
+is right and is marked ``xfail(strict=True)`` with the reason.
+"""
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightning.pytorch")
+pytest.importorskip("torchmetrics")
+
+from tests.programs import SCRIPTS, Run, run_plain, run_watched, write_image_folder  # noqa: E402
+from tlaudit import AuditFailed  # noqa: E402
+
+SCRIPT = "lightning_finetune.py"
+pytestmark = pytest.mark.filterwarnings(
+    # Lightning's advice for a machine with more cores, about the example's num_workers=0 loaders
+    "ignore:The '(train|val)_dataloader' does not have many workers:UserWarning",
+    "ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning",
+)
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    data = write_image_folder(tmp_path_factory.mktemp("cats-and-dogs"))
+    return str(data), str(tmp_path_factory.mktemp("checkpoints"))
+
+
+def assert_clean(run: Run) -> None:
+    assert run.code == 0, run.err[-3000:]
+    assert not run.checks("error"), run.findings()
+    assert "the run is stopped" not in run.err
+
+
+@pytest.mark.xfail(strict=True, reason="training calls through self.forward reach the frozen feature_extractor and the fc "
+                   "separately; the frozen one, which no backward reaches, is taken for a validation pass (false eval-mode)")
+def test_the_example_under_tlaudit_run_is_not_stopped_and_unchanged(paths):
+    plain = run_plain(SCRIPT, *paths)
+    watched = run_watched(SCRIPT, *paths)
+    assert_clean(watched)
+    assert watched.checksum == plain.checksum
+    assert watched.audits[0]["model"].startswith("TransferLearningModel"), watched.audits[0].get("model")
+
+
+@pytest.mark.xfail(strict=True, reason="the replay of the closure-based step fails ('backward through the graph a second "
+                   "time') and is reported as the user's user-code-error")
+def test_backbone_finetuning_under_tlaudit_run_is_not_stopped(paths):
+    watched = run_watched(SCRIPT, *paths, "--finetuning", "backbone")
+    assert_clean(watched)
+
+
+@pytest.mark.xfail(strict=True, reason="the unfreeze at the milestone is never re-audited under tlaudit run")
+def test_a_too_high_lr_at_the_milestone_under_tlaudit_run_is_caught(paths):
+    watched = run_watched(SCRIPT, *paths, "--bug", "milestone-lr")
+    assert watched.code == 1
+    assert watched.checks("error") == {"lr-threshold"}
+    assert "Epoch 1" not in watched.out
+
+
+@pytest.mark.xfail(strict=True, reason="BatchNorm parameters left out of the optimizer by BaseFinetuning(train_bn=False) "
+                   "are reported as an optimizer-missing error at the milestone")
+def test_the_example_with_the_callback_is_not_stopped(paths):
+    run = run_plain(SCRIPT, *paths, "--audit-callback")
+    assert_clean(run)
+    assert any("train_bn=False" in note for note in run.notes().splitlines()), run.notes()  # says what is left out, and why
+
+
+def test_backbone_finetuning_with_the_callback_is_not_stopped(paths):
+    """``BackboneFinetuning`` freezes with ``train_bn=True`` before training: BatchNorm parameters are
+    in the optimizer from the start, and the unfreeze at epoch 1 is re-audited clean."""
+    run = run_plain(SCRIPT, *paths, "--finetuning", "backbone", "--audit-callback")
+    assert_clean(run)
+    assert run.stages[-1] == "train audit after the param groups or trainable parameters changed (epoch 1)"
+
+
+@pytest.mark.xfail(strict=True, reason="the re-audit at the milestone stops on the BatchNorm parameters left out by design "
+                   "(optimizer-missing), and the AuditFailed message repeats the whole report")
+def test_a_too_high_lr_at_the_milestone_with_the_callback_is_caught_once(paths, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [str(SCRIPTS / SCRIPT), *paths, "--bug", "milestone-lr", "--audit-callback"])
+    with pytest.raises(AuditFailed) as failed:
+        runpy.run_path(str(SCRIPTS / SCRIPT), run_name="__main__")
+    assert {f.check for f in failed.value.report.errors} == {"lr-threshold"}
+    assert "\n" not in str(failed.value)  # one line: the report itself was written once, before
+    err = capsys.readouterr().err
+    assert err.count("lr-threshold") == 1
