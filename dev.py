@@ -1,6 +1,7 @@
 """Set-up and entry point for the two README commands.
 
     python3 dev.py demo   # create .venv if missing, install tlaudit into it, audit the bundled examples
+    python3 dev.py lint   # the same install step if needed, then ruff (lint, format check) and mypy
     python3 dev.py test   # the same install step if needed, then the whole test suite
 
 Only the Python standard library is used here, so it runs on a fresh machine.
@@ -19,7 +20,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".tlaudit-install"
-EXTRAS = "test,examples"
+EXTRAS = "test,examples,lint"
 
 
 def _fingerprint() -> str:
@@ -43,7 +44,7 @@ def ensure_installed() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test"}:
+    if not argv or argv[0] not in {"demo", "lint", "test"}:
         print(__doc__, file=sys.stderr)
         return 2
     ensure_installed()
@@ -58,6 +59,13 @@ def main(argv: list[str]) -> int:
             if code == 2:
                 rc = 2
             print(flush=True)
+        return rc
+    if argv[0] == "lint":
+        rc = 0
+        for step in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]):
+            print(f"$ {' '.join(step)}", flush=True)
+            code = subprocess.run([str(PYTHON), "-m", *step], cwd=ROOT, env=env).returncode
+            rc = rc or code  # every step runs; the first failure decides
         return rc
     code = subprocess.run(
         [str(PYTHON), "-m", "pytest", "-n", "2", *argv[1:]], cwd=ROOT, env=env

@@ -29,7 +29,7 @@ WORK_MEMORY_RATIO_MAX = 1.5
 
 _SETUP = """
 import torch, torchvision, tlaudit
-from tlaudit.engine.inputs import default_train_step
+from tlaudit.auditing.engine.defaults import default_train_step
 from tlaudit.examples._common import pretend_pretrained
 torch.manual_seed(0)
 torch.set_num_threads({threads})

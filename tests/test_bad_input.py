@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import tlaudit
-from tests.cases import fingerprint, fingerprint_diff
+from tests.support.cases import fingerprint, fingerprint_diff
 from tlaudit.cli import main
 
 settings.register_profile(

@@ -1,4 +1,4 @@
-"""Baselines (tlaudit/baseline.py): fingerprints that survive reordering and counts, matching, stale
+"""Baselines (tlaudit/auditing/baseline.py): fingerprints that survive reordering and counts, matching, stale
 entries, and the baseline file."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 import torchvision
 
 import tlaudit
-from tlaudit.baseline import BaselineError, apply_baseline, baseline_dict, entry_for, read_baseline, write_baseline
-from tlaudit.findings import Finding, Severity, fingerprint
-from tlaudit.report import Report
+from tlaudit.auditing.baseline import BaselineError, apply_baseline, baseline_dict, entry_for, read_baseline, write_baseline
+from tlaudit.auditing.findings import Finding, Severity, fingerprint
+from tlaudit.auditing.report import Report
 
 
 def frozen_in_optimizer(*, reorder: bool = False, unfrozen: tuple[str, ...] = ()) -> Report:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import TINY_PARAMS, TinyCNN, build_torchvision, build_torchvision_meta, trainable
+from tests.support.helpers import TINY_PARAMS, TinyCNN, build_torchvision, build_torchvision_meta, trainable
 from tlaudit import (
     BatchNormMode,
     FrozenBatchNorm,

@@ -1,4 +1,4 @@
-"""The check catalogue (tlaudit/catalogue.py): every part of every check's documentation, ``tlaudit
+"""The check catalogue (tlaudit/auditing/catalogue.py): every part of every check's documentation, ``tlaudit
 checks ID``, and docs/checks.md kept in sync with the registry."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tlaudit.catalogue import SECTIONS, format_catalogue_markdown, format_check_doc, format_check_markdown
-from tlaudit.checks import REGISTRY
+from tlaudit.auditing.catalogue import SECTIONS, format_catalogue_markdown, format_check_doc, format_check_markdown
+from tlaudit.auditing.checks import REGISTRY
 from tlaudit.cli import ExitCode, main
 
 DOCS = Path(__file__).parent.parent / "docs" / "checks.md"

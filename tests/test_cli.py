@@ -1,4 +1,4 @@
-"""Tests for the ``tlaudit`` command line (tlaudit/cli.py) and the report formats (tlaudit/formatters.py).
+"""Tests for the ``tlaudit`` command line (tlaudit/cli/): ``audit``, ``inspect``, ``checks`` and the process entry points.
 
 Most tests call ``main(argv)`` in-process. The bundled examples build a ResNet-18 and take seconds to
 audit, so a module-scoped fixture runs each (example, --select, --ignore, --lr-max) audit once and
@@ -28,9 +28,9 @@ import tlaudit.inspection
 from tlaudit import cli
 from tlaudit.cli import ExitCode, main
 from tlaudit.examples import EXAMPLES
-from tlaudit.formats import Format
-from tlaudit.formatters import format_junit, format_markdown
-from tlaudit.report import Finding, Report, Severity
+from tlaudit.reports import Format
+from tlaudit.auditing import files
+from tlaudit.auditing.report import Finding, Report, Severity
 
 GOLDEN = Path(__file__).with_name("golden")
 UPDATE_GOLDEN = os.environ.get("TLAUDIT_UPDATE_GOLDEN") == "1"
@@ -58,20 +58,20 @@ def assert_golden(name: str, text: str) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def reuse_example_audits():
     """Audit each bundled example once per (select, ignore, lr_max); later ``main`` calls reuse the Report."""
-    real = cli.run_audit
+    real = files.audit_file
     bundled = {str(path) for path in EXAMPLES.values()}
     cache: dict[tuple, Report] = {}
 
-    def run_audit(spec, *, select=None, ignore=None, lr_max=None, lr_caution=None, progress=None):
+    def audit_file(spec, *, select=None, ignore=None, progress=None, lr_max=None, lr_caution=None):
         if spec not in bundled or progress is not None or lr_caution is not None:
-            return real(spec, select=select, ignore=ignore, lr_max=lr_max, lr_caution=lr_caution, progress=progress)
-        key = (spec, select, ignore, lr_max)
+            return real(spec, select=select, ignore=ignore, progress=progress, lr_max=lr_max, lr_caution=lr_caution)
+        key = (spec, tuple(select or ()), tuple(ignore or ()), lr_max)
         if key not in cache:
             cache[key] = real(spec, select=select, ignore=ignore, lr_max=lr_max)
         return cache[key]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli, "run_audit", run_audit)
+        mp.setattr(files, "audit_file", audit_file)
         yield cache
 
 
@@ -190,7 +190,7 @@ def test_audit_example_buggy_exits_1_with_the_table(capsys, reuse_example_audits
     code, out, err = run(capsys, "audit", "--example", "buggy")
     assert code == ExitCode.FINDINGS
     assert err == BUGGY_SUMMARY + "\n"
-    report = cli.run_audit(str(EXAMPLES["buggy"]))  # the same (cached) Report main printed
+    report = files.audit_file(str(EXAMPLES["buggy"]), select=[c.id for c in tlaudit.REGISTRY.values()])  # the same (cached) Report main printed
     assert out == report.to_text(summary=False) + "\n"
     assert out.splitlines()[0].split() == ["severity", "check", "subject", "message"]
     assert {f.check for f in report.errors} == BUGGY_ERRORS
@@ -310,7 +310,7 @@ def test_json_on_stdout_only(capsys, reuse_example_audits):
     keys = {"check", "severity", "message", "subject", "hint", "fingerprint", "location"}
     assert all(set(f) == keys for f in data["findings"])
     assert {f["check"] for f in data["findings"] if f["severity"] == "error"} == BUGGY_ERRORS
-    assert out == json.dumps(cli.run_audit(str(EXAMPLES["buggy"])).to_dict(), indent=2) + "\n"
+    assert out == json.dumps(files.audit_file(str(EXAMPLES["buggy"]), select=[c.id for c in tlaudit.REGISTRY.values()]).to_dict(), indent=2) + "\n"
 
 
 def test_markdown_golden(capsys):
@@ -321,20 +321,6 @@ def test_markdown_golden(capsys):
     assert_golden("audit-buggy.md", out)
 
 
-def test_markdown_with_no_findings_skips_and_notes():
-    report = Report(findings=(), checks_run=("head-size",), skipped=(("eval-mode", "no `predict` given"),),
-                    notes=("the sample was synthesized",), model="TinyCNN")
-    assert format_markdown(report) == (
-        "## tlaudit: TinyCNN: 1 check run, 0 errors, 0 warnings, 1 skipped.\n\nNo findings.\n\n"
-        "### Skipped checks\n\n- `eval-mode`: no `predict` given\n\n### Notes\n\n- the sample was synthesized"
-    )
-
-
-def test_markdown_escapes_pipes_newlines_and_html():
-    finding = Finding("head-size", Severity.ERROR, "output `a|b`\nhas 10 > 5 columns", "a|b", "freeze(model, '<module>') or `x<y>`")
-    lines = format_markdown(Report(findings=(finding,), checks_run=("head-size",))).splitlines()
-    assert lines[4] == r"| error | `head-size` | `a\|b` | output `a\|b` has 10 &gt; 5 columns |"
-    assert lines[-1] == "- `head-size`: freeze(model, '&lt;module&gt;') or `x<y>`"
 
 
 def junit(text: str) -> ET.Element:
@@ -391,28 +377,6 @@ def test_junit_ignore(capsys, setup_file):
     assert suite.find(".//system-out") is None and suite.find(".//failure") is None
 
 
-def test_junit_counts_skipped_and_keeps_info_as_output():
-    report = Report(
-        findings=(Finding("head-size", Severity.INFO, "fyi"), Finding("head-size", Severity.ERROR, "bad", "fc", "fix it"),
-                  Finding("head-size", Severity.ERROR, "worse")),
-        checks_run=("head-size",), skipped=(("eval-mode", "no `predict` given"),), model="",
-    )
-    suite = junit(format_junit(report))
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("2", "1", "1")
-    case = suite.find("testcase[@name='head-size']")
-    assert case.get("classname") == "tlaudit"
-    assert case.find("failure").get("message") == "bad"
-    assert case.find("failure").text == "error: bad [fc]\n  hint: fix it\nerror: worse"
-    assert case.find("system-out").text == "info: fyi"
-
-
-def test_format_enum_picks_the_formatter():
-    report = Report(findings=(), checks_run=("head-size",))
-    assert [f.value for f in Format] == ["table", "json", "markdown", "junit", "sarif"]
-    assert Format("table").render(report) == report.to_text(summary=False)
-    assert json.loads(Format.JSON.render(report))["checks_run"] == ["head-size"]
-    with pytest.raises(ValueError):
-        Format("xml")
 
 
 def test_output_file(capsys, tmp_path):
@@ -606,6 +570,6 @@ def test_a_crash_in_tlaudit_exits_2_not_1(capsys, monkeypatch):
 
 def test_building_the_parser_imports_no_torch():
     """``tlaudit --help`` (every subcommand's parser) stays cheap: torch is imported by the handlers only."""
-    code = "import sys; from tlaudit.cli import build_parser; build_parser(); print(sorted(m for m in ('torch', 'tlaudit.engine', 'tlaudit.checks') if m in sys.modules))"
+    code = "import sys; from tlaudit.cli import build_parser; build_parser(); print(sorted(m for m in ('torch', 'tlaudit.auditing.engine', 'tlaudit.auditing.checks') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"

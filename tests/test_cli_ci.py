@@ -1,6 +1,6 @@
 """The CI side of ``tlaudit audit``: folder audits, --baseline/--write-baseline, --show-suppressed.
 
-Setups are the tiny ones of tests/ci_setups.py, written into ``tmp_path``; every test runs in
+Setups are the tiny ones of tests/support/ci_setups.py, written into ``tmp_path``; every test runs in
 ``tmp_path`` so the paths in the reports are relative (``setups/warn.py``) and the golden files
 stable. Golden files (tests/golden/) hold output people read; regenerate them after an intended
 change with ``TLAUDIT_UPDATE_GOLDEN=1 python -m pytest tests/test_cli_ci.py`` and review the diff.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tlaudit.batch import setup_files
+from tlaudit.cli.folder import setup_files
 from tlaudit.cli import ExitCode, main
-from tests.ci_setups import write_setups
+from tests.support.ci_setups import write_setups
 
 GOLDEN = Path(__file__).with_name("golden")
 UPDATE_GOLDEN = os.environ.get("TLAUDIT_UPDATE_GOLDEN") == "1"

@@ -20,7 +20,7 @@ import torchvision
 from torch.utils.data import DataLoader, TensorDataset
 
 import tlaudit
-from tests.helpers import TinyCNN
+from tests.support.helpers import TinyCNN
 from tlaudit.extract import Capabilities, ExtractConfig, FeatureExtractor, choose_config, load_features, shard_range
 from tlaudit.extract.config import backend_flags, device_capabilities, with_overrides
 from tlaudit.extract.inputs import batches, normalize_uint8, prefetch

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import TINY_PARAMS, TinyCNN, build_torchvision_meta, flags, trainable
+from tests.support.helpers import TINY_PARAMS, TinyCNN, build_torchvision_meta, flags, trainable
 from tlaudit import (
     FrozenBatchNorm,
     HeadNotFoundError,

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers import TiedHead, TinyCNN, build_torchvision_meta
+from tests.support.helpers import TiedHead, TinyCNN, build_torchvision_meta
 from tlaudit import freeze, param_groups
 
 

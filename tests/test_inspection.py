@@ -7,7 +7,7 @@ import re
 import pytest
 from torch import nn
 
-from tests.helpers import (
+from tests.support.helpers import (
     TiedHead,
     TinyCNN,
     WithGetClassifier,

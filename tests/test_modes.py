@@ -1,10 +1,10 @@
-"""Tests for tlaudit.modes: inference()."""
+"""Tests for tlaudit.evaluation: inference()."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tests.helpers import TinyCNN
+from tests.support.helpers import TinyCNN
 from tlaudit import inference
 
 

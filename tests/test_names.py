@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import TiedHead, TinyCNN
+from tests.support.helpers import TiedHead, TinyCNN
 from tlaudit._names import (
     PatternError,
     closest,

@@ -14,16 +14,10 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, ViT_B_16_Weights
 from torchvision.transforms import InterpolationMode, v2
 
-from tlaudit.assertions import assert_normalization
-from tlaudit.measure import UnreadableNormalization, measure_normalization, opaque_steps, read_normalizations
-from tlaudit.normalization import (
-    Normalization,
-    compare_normalization,
-    expected_normalization,
-    expects_transform_input,
-    find_normalization,
-    find_normalizations,
-)
+from tlaudit.auditing.assertions import assert_normalization
+from tlaudit.auditing.rules.probing import UnreadableNormalization, measure_normalization, opaque_steps, read_normalizations
+from tlaudit.auditing.rules.normalization import compare_normalization, expects_transform_input
+from tlaudit.normalization import Normalization, expected_normalization, find_normalization, find_normalizations
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -144,7 +144,7 @@ def test_loading_the_plugin_imports_neither_torch_nor_the_engine(pytester: pytes
         def test_plugin_is_loaded_without_torch(pytestconfig, tlaudit):
             assert pytestconfig.pluginmanager.hasplugin("tlaudit")
             assert "torch" not in sys.modules
-            assert "tlaudit.engine" not in sys.modules
+            assert "tlaudit.auditing.engine" not in sys.modules
             # only the torch-free modules the plugin shares with the CLI
             loaded = {m for m in sys.modules if m == "tlaudit" or m.startswith("tlaudit.")}
             assert loaded <= {"tlaudit", "tlaudit._version", "tlaudit._text", "tlaudit.options"}, loaded
@@ -184,7 +184,7 @@ def test_a_mistyped_check_id_in_a_marker_fails_the_test_without_importing_torch(
             pass
 
         def test_torch_still_not_imported():
-            assert "torch" not in sys.modules and "tlaudit.checks" not in sys.modules
+            assert "torch" not in sys.modules and "tlaudit.auditing.checks" not in sys.modules
         '''
     )
     result = pytester.runpytest_subprocess("-v", timeout=TIMEOUT)

@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 import tlaudit
-from tlaudit.reference import is_adapter_name, new_modules, reference_model
+from tlaudit.auditing.rules.new_layers import is_adapter_name, new_modules, reference_model
 
 R18 = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
 

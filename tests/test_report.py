@@ -6,7 +6,7 @@ import json
 import pytest
 
 import tlaudit
-from tlaudit.report import AuditFailed, Finding, Report, Severity
+from tlaudit.auditing.report import AuditFailed, Finding, Report, Severity
 
 
 def make_report() -> Report:

@@ -1,4 +1,4 @@
-"""Tests for ``tlaudit run`` (tlaudit/run.py): real training scripts run in-process under the watcher.
+"""Tests for ``tlaudit run`` (tlaudit/cli/run.py): real training scripts run in-process under the watcher.
 
 The scripts live in ``tests/scripts/``: an ImageFolder feature-extraction loop with seeded mistakes,
 the structure of PyTorch's transfer-learning tutorial, and a small CNN trained with

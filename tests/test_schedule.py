@@ -1,4 +1,4 @@
-"""``tlaudit/schedule.py``: the peak LR over a scheduler's whole run, read or computed on copies.
+"""``tlaudit/auditing/rules/schedule.py``: the peak LR over a scheduler's whole run, read or computed on copies.
 
 Every schedule here is a real torch (or timm) scheduler on a real optimizer. Where a peak is
 computed, it is checked against stepping a deep copy of the same optimizer and scheduler (the
@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as sched
 
-import tlaudit.schedule as schedule
-from tlaudit.schedule import groups_above, peak_lrs
+import tlaudit.auditing.rules.schedule as schedule
+from tlaudit.auditing.rules.schedule import groups_above, peak_lrs
 
 WARMUP, TOTAL = 20_000, 100_000
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import tlaudit
-from tlaudit.setup import SetupError, Strategy, TransferSetup, load_setup
+from tlaudit.auditing.setup import SetupError, Strategy, TransferSetup, load_setup
 
 
 @pytest.mark.parametrize(

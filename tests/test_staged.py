@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.helpers import TINY_PARAMS, TinyCNN, flags, frozen_setup, params_by_id, trainable
+from tests.support.helpers import TINY_PARAMS, TinyCNN, flags, frozen_setup, params_by_id, trainable
 from tlaudit import PatternError, Stage, StagedUnfreezer, freeze, freeze_backbone
 
 

@@ -1,4 +1,4 @@
-"""Suppressions: TransferSetup.ignore (tlaudit/setup.py, tlaudit/suppressions.py, the engine) and the
+"""Suppressions: TransferSetup.ignore (tlaudit/auditing/setup.py, tlaudit/auditing/suppressions.py, the engine) and the
 ``tlaudit_suppress`` pytest marker (plugin/pytest_tlaudit/_options.py)."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torchvision
 from torch import nn
 
 import tlaudit
-from tlaudit.formats import Format
-from tlaudit.report import Report
-from tlaudit.setup import SetupError, TransferSetup
+from tlaudit.reports import Format
+from tlaudit.auditing.report import Report
+from tlaudit.auditing.setup import SetupError, TransferSetup
 
 REASON = "AdaBN: BatchNorm statistics adapt to the target domain"
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import (
+from tests.support.helpers import (
     ALL_TORCHVISION_MODELS,
     SLOW_MODELS,
     TiedHead,

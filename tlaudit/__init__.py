@@ -14,18 +14,18 @@ from tlaudit._version import __version__
 if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getattr__ imports these
     from tlaudit._names import PatternError
     from tlaudit.batchnorm import FrozenBatchNorm, eval_frozen_batchnorm, freeze_batchnorm
-    from tlaudit.checks import REGISTRY, Check, get_check
-    from tlaudit.engine import audit
+    from tlaudit.auditing.checks import REGISTRY, Check, get_check
+    from tlaudit.auditing.engine import audit
     from tlaudit.errors import SetupError
     from tlaudit.extract import ExtractConfig, FeatureExtractor, Features, load_features
     from tlaudit.freezing import BatchNormMode, freeze, freeze_backbone, unfreeze
     from tlaudit.groups import param_groups
     from tlaudit.inspection import Description, TrainableReport, describe, trainable_report
-    from tlaudit.modes import inference
-    from tlaudit.reference import new_modules
+    from tlaudit.evaluation import inference
+    from tlaudit.auditing.rules.new_layers import new_modules
     from tlaudit.normalization import Normalization, expected_normalization, find_normalization, find_normalizations
-    from tlaudit.report import AuditFailed, Finding, Report, Severity
-    from tlaudit.setup import Strategy, TransferSetup, load_setup
+    from tlaudit.auditing.report import AuditFailed, Finding, Report, Severity
+    from tlaudit.auditing.setup import Strategy, TransferSetup, load_setup
     from tlaudit.staged import Stage, StagedUnfreezer
     from tlaudit.surgery import HeadNotFoundError, find_heads, remove_head, replace_head, truncate
     from tlaudit.watcher import watch
@@ -35,10 +35,10 @@ _EXPORTS: dict[str, str] = {
     "FrozenBatchNorm": "tlaudit.batchnorm",
     "eval_frozen_batchnorm": "tlaudit.batchnorm",
     "freeze_batchnorm": "tlaudit.batchnorm",
-    "REGISTRY": "tlaudit.checks",
-    "Check": "tlaudit.checks",
-    "get_check": "tlaudit.checks",
-    "audit": "tlaudit.engine",
+    "REGISTRY": "tlaudit.auditing.checks",
+    "Check": "tlaudit.auditing.checks",
+    "get_check": "tlaudit.auditing.checks",
+    "audit": "tlaudit.auditing.engine",
     "SetupError": "tlaudit.errors",
     "ExtractConfig": "tlaudit.extract",
     "FeatureExtractor": "tlaudit.extract",
@@ -53,19 +53,19 @@ _EXPORTS: dict[str, str] = {
     "TrainableReport": "tlaudit.inspection",
     "describe": "tlaudit.inspection",
     "trainable_report": "tlaudit.inspection",
-    "inference": "tlaudit.modes",
-    "new_modules": "tlaudit.reference",
+    "inference": "tlaudit.evaluation",
+    "new_modules": "tlaudit.auditing.rules.new_layers",
     "Normalization": "tlaudit.normalization",
     "expected_normalization": "tlaudit.normalization",
     "find_normalization": "tlaudit.normalization",
     "find_normalizations": "tlaudit.normalization",
-    "AuditFailed": "tlaudit.report",
-    "Finding": "tlaudit.report",
-    "Report": "tlaudit.report",
-    "Severity": "tlaudit.report",
-    "Strategy": "tlaudit.setup",
-    "TransferSetup": "tlaudit.setup",
-    "load_setup": "tlaudit.setup",
+    "AuditFailed": "tlaudit.auditing.report",
+    "Finding": "tlaudit.auditing.report",
+    "Report": "tlaudit.auditing.report",
+    "Severity": "tlaudit.auditing.report",
+    "Strategy": "tlaudit.auditing.setup",
+    "TransferSetup": "tlaudit.auditing.setup",
+    "load_setup": "tlaudit.auditing.setup",
     "Stage": "tlaudit.staged",
     "StagedUnfreezer": "tlaudit.staged",
     "HeadNotFoundError": "tlaudit.surgery",

@@ -14,13 +14,11 @@ from torch import nn
 __all__ = [
     "IMAGENET_NORMALIZATION",
     "Normalization",
-    "NormalizationMismatch",
-    "compare_normalization",
     "deferred_normalization",
     "expected_normalization",
-    "expects_transform_input",
     "find_normalization",
     "find_normalizations",
+    "torchvision_weights",
 ]
 
 
@@ -342,32 +340,7 @@ def find_normalization(transform: Any) -> Normalization | None:
     return found[0] if found else None
 
 
-# -- input re-normalization inside the model -------------------------------------------------------
-
-_TRANSFORM_INPUT_WEIGHTS = frozenset(
-    {"Inception_V3_Weights", "GoogLeNet_Weights", "Inception_V3_QuantizedWeights", "GoogLeNet_QuantizedWeights"}
-)
-"""torchvision weights whose builders (``inception_v3``, ``googlenet`` and their quantized versions) set
-``transform_input=True`` unless told otherwise: the model re-normalizes ImageNet-normalized input to the
-mean/std 0.5 the original weights were trained on."""
-
 IMAGENET_NORMALIZATION = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), source="ImageNet")
-
-
-def expects_transform_input(weights: Any) -> bool | None:
-    """Whether torchvision's builder of ``weights`` turns on ``transform_input``; None for weights that are
-    not a torchvision weights enum (or its name).
-
-    Example:
-        >>> expects_transform_input("Inception_V3_Weights.IMAGENET1K_V1")
-        True
-        >>> expects_transform_input("ResNet18_Weights.DEFAULT")
-        False
-    """
-    weights = torchvision_weights(weights)
-    if weights is None:
-        return None  # not torchvision weights: cannot tell
-    return type(weights).__name__ in _TRANSFORM_INPUT_WEIGHTS
 
 
 def torchvision_weights(weights: Any) -> Any:
@@ -380,36 +353,3 @@ def torchvision_weights(weights: Any) -> Any:
         except (ValueError, KeyError, AttributeError):
             return None
     return weights if isinstance(weights, WeightsEnum) else None
-
-
-@dataclass(frozen=True)
-class NormalizationMismatch:
-    """How a pipeline's normalization differs from the expected one: the normalization rule's verdict.
-
-    ``kind`` is ``"missing"`` (no normalization found), ``"double"`` (more than one) or ``"different"``
-    (one, with another mean/std). Shared by the ``normalization`` check and ``assert_normalization``.
-    """
-
-    kind: str
-    found: tuple[Normalization, ...]
-    expected: Normalization
-
-
-def compare_normalization(found: Sequence[Normalization], expected: Normalization) -> NormalizationMismatch | None:
-    """None when ``found`` is exactly one normalization matching ``expected``, else what is wrong.
-
-    A measured identity (mean 0, std 1: the pixels pass unchanged) counts as no normalization; it stays
-    in the mismatch's ``found`` so that messages can say it was measured.
-    """
-    steps = [n for n in found if not n.is_identity]
-    if not steps:
-        if expected.is_identity:
-            return None
-        kind = "missing"
-    elif len(steps) > 1:
-        kind = "double"
-    elif not steps[0].matches(expected):
-        kind = "different"
-    else:
-        return None
-    return NormalizationMismatch(kind, tuple(steps) if kind != "missing" else tuple(found), expected)

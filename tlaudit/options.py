@@ -116,16 +116,16 @@ def unknown_check_message(check_id: str, known: Iterable[str], field: str) -> st
 
 
 def declared_check_ids() -> dict[str, str]:
-    """Every check ID and alias declared with ``@register`` in ``tlaudit/checks/``, mapped to its check's ID.
+    """Every check ID and alias declared with ``@register`` in ``tlaudit/auditing/checks/``, mapped to its check's ID.
 
     Read from the source with :mod:`ast`, so that option validation needs no torch; when the registry is
     already imported it is used instead (a test keeps the two equal).
     """
-    checks = sys.modules.get("tlaudit.checks")
+    checks = sys.modules.get("tlaudit.auditing.checks")
     if checks is not None:
         return {**{i: i for i in checks.REGISTRY}, **checks.ALIASES}
     found: dict[str, str] = {}
-    for path in sorted((Path(__file__).parent / "checks").glob("*.py")):
+    for path in sorted((Path(__file__).parent / "auditing" / "checks").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "register" and node.args):
                 continue

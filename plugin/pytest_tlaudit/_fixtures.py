@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; never imported at runtime
     from torch import nn
 
     from tlaudit import Report, TransferSetup
-    from tlaudit.throughput import Throughput
+    from tlaudit.bench.throughput import Throughput
 
 __all__ = ["TlauditFixture", "ThroughputBench", "tlaudit", "tlaudit_bench"]
 
@@ -122,14 +122,14 @@ class TlauditFixture:
     def assert_frozen(self, model: nn.Module, *patterns: str) -> None:
         """Every parameter under ``patterns`` (all with none) has ``requires_grad=False``."""
         __tracebackhide__ = True
-        from tlaudit.assertions import assert_frozen
+        from tlaudit.auditing.assertions import assert_frozen
 
         assert_frozen(model, *patterns)
 
     def assert_trainable(self, model: nn.Module, *patterns: str) -> None:
         """Every parameter under ``patterns`` (all with none) has ``requires_grad=True``."""
         __tracebackhide__ = True
-        from tlaudit.assertions import assert_trainable
+        from tlaudit.auditing.assertions import assert_trainable
 
         assert_trainable(model, *patterns)
 
@@ -138,14 +138,14 @@ class TlauditFixture:
     ) -> None:
         """The head(s) (auxiliary included) have ``num_classes`` outputs; with ``sample``, every output too."""
         __tracebackhide__ = True
-        from tlaudit.assertions import assert_head
+        from tlaudit.auditing.assertions import assert_head
 
         assert_head(model, num_classes, sample, head=head)
 
     def assert_eval_inference(self, predict: Callable[..., Any], model: nn.Module, sample: torch.Tensor) -> None:
         """``predict(model, sample)`` runs in eval mode, without gradients, deterministically (warnings fail)."""
         __tracebackhide__ = True
-        from tlaudit.assertions import eval_inference_report, raise_for_eval_inference
+        from tlaudit.auditing.assertions import eval_inference_report, raise_for_eval_inference
 
         report = eval_inference_report(predict, model, sample)
         self._record(report)
@@ -154,7 +154,7 @@ class TlauditFixture:
     def assert_normalization(self, transform: Any, weights: Any) -> None:
         """``transform`` normalizes once, with the mean/std ``weights`` expect."""
         __tracebackhide__ = True
-        from tlaudit.assertions import assert_normalization
+        from tlaudit.auditing.assertions import assert_normalization
 
         assert_normalization(transform, weights)
 
@@ -173,7 +173,7 @@ class TlauditFixture:
         a list. ``lr_max=None`` takes the configured ``lr_max`` (marker, option or ini).
         """
         __tracebackhide__ = True
-        from tlaudit.assertions import assert_lr_below
+        from tlaudit.auditing.assertions import assert_lr_below
 
         if lr_max is None:
             lr_max = self.options.lr_max
@@ -226,7 +226,7 @@ class ThroughputBench:
         Records ``images_per_second`` (median-based), ``batch_size``, ``device`` and ``dtype`` in
         ``benchmark.extra_info``, which ``--benchmark-json`` writes out.
         """
-        from tlaudit.throughput import measure_throughput
+        from tlaudit.bench.throughput import measure_throughput
 
         return measure_throughput(
             self.benchmark, model, sample, rounds=rounds, warmup_rounds=warmup_rounds, iterations=iterations

@@ -121,7 +121,7 @@ def setup_items(collector: pytest.Collector, name: str, obj: Callable[..., Any],
         options = marker_options(session.settings, tlaudit_marks, where, suppress_marks)
     except MarkerError as err:
         raise collector.CollectError(str(err)) from None
-    from tlaudit.checks import select_checks
+    from tlaudit.auditing.checks import select_checks
 
     checks = select_checks(options.select, options.ignore)  # validated with the marker
     runner = _SetupRunner(obj, where, options, session)

@@ -143,17 +143,10 @@ class AuditOptions:
     """Check ID -> reason from ``@pytest.mark.tlaudit_suppress``; added to the setup's ``ignore``."""
 
     def apply(self, setup: Any) -> Any:
-        """``setup`` (a TransferSetup) with this test's ``lr_max`` and suppressions (the marker's reason wins)."""
-        changes: dict[str, Any] = {}
-        if self.lr_max is not None:
-            changes["lr_max"] = self.lr_max
-            if getattr(setup, "lr_caution", None) is not None and setup.lr_caution > self.lr_max and self.lr_caution is None:
-                changes["lr_caution"] = self.lr_max
-        if self.lr_caution is not None:
-            changes["lr_caution"] = self.lr_caution
-        if self.suppress:
-            changes["ignore"] = {**(setup.ignore or {}), **self.suppress}
-        return setup.replace(**changes) if changes else setup
+        """``setup`` (a TransferSetup) with this test's ``lr_max``, ``lr_caution`` and suppressions, by
+        the rule every override follows (:meth:`tlaudit.TransferSetup.with_overrides`; the marker's
+        reason wins)."""
+        return setup.with_overrides(lr_max=self.lr_max, lr_caution=self.lr_caution, ignore=self.suppress or None)
 
 
 class MarkerError(ValueError):

@@ -13,7 +13,7 @@ from tlaudit._text import count
 from pytest_tlaudit._options import Settings
 
 if TYPE_CHECKING:
-    from tlaudit.report import Report
+    from tlaudit.auditing.report import Report
 
 __all__ = ["State", "STATE", "state", "write_report", "merge_worker", "summarize"]
 

@@ -112,9 +112,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from tlaudit.bench.report import run_bench
-    from tlaudit.console import ExitCode, emit
+    from tlaudit.cli._console import ExitCode, emit
     from tlaudit.errors import UsageError
-    from tlaudit.models import load_model
+    from tlaudit.cli._models import load_model
     from tlaudit.surgery import HeadNotFoundError, remove_head
 
     batch_sizes = list(dict.fromkeys(size for group in args.batch_size for size in group))

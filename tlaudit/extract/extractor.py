@@ -17,7 +17,7 @@ from tlaudit._names import closest, unwrap
 from tlaudit.extract.config import ExtractConfig, backend_flags, choose_config, with_overrides
 from tlaudit.extract.inputs import batches, normalize_uint8, prefetch, shard_range
 from tlaudit.extract.storage import ChunkWriter, Features
-from tlaudit.modes import inference
+from tlaudit.evaluation import inference
 from tlaudit.normalization import Normalization, expected_normalization
 
 __all__ = ["FeatureExtractor"]

@@ -12,43 +12,26 @@ and goes on. Reports are in ``callback.reports`` by stage.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
-from tlaudit.report import Report
+from tlaudit.auditing.report import Report
 from tlaudit.watcher import Watch
 from tlaudit.watcher.build import dataset_fields
-from tlaudit.watcher.session import STATIC_CHECKS, AuditSession
+from tlaudit.watcher.session import AuditSession
 
 __all__ = ["TransferAuditCallback"]
 
 
 class TransferAuditCallback(TrainerCallback):
     """Audit ``Trainer.train()``: statically at its start, at the first optimizer step, and after the
-    first evaluation pass. Keywords as for :func:`tlaudit.watch`."""
+    first evaluation pass. Keywords: the options of every watched run (see
+    :class:`~tlaudit.watcher.session.AuditSession`), as for :func:`tlaudit.watch`."""
 
-    def __init__(
-        self,
-        *,
-        strategy: str | None = None,
-        frozen: Iterable[str] | str | None = None,
-        num_classes: int | None = None,
-        weights: Any = None,
-        head: Iterable[str] | str | None = None,
-        lr_max: float | None = None,
-        fail_on: str | None = "error",
-        select: Iterable[str] | str | None = None,
-        ignore: Iterable[str] | str | None = None,
-        output: str | Path | None = None,
-        format: str = "table",
-        stream: TextIO | None = None,
-    ) -> None:
-        intent = {"strategy": strategy, "frozen": frozen, "num_classes": num_classes, "weights": weights, "head": head, "lr_max": lr_max}
-        self.session = AuditSession(intent, select=select, ignore=ignore, fail_on=fail_on, output=output, format=format, stream=stream)
+    def __init__(self, **options: Any) -> None:
+        self.session = AuditSession(**options)
         self._watch: Watch | None = None
 
     @property
@@ -58,8 +41,7 @@ class TransferAuditCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         model, optimizer = kwargs.get("model"), kwargs.get("optimizer")
         optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps it
-        chosen = [c for c in self.session.checks("train") if c in STATIC_CHECKS]
-        if chosen and isinstance(model, torch.nn.Module):
+        if self.session.checks("static") and isinstance(model, torch.nn.Module):
             fields: dict[str, Any] = {"model": model}
             observed = {"model": type(model).__name__}
             if isinstance(optimizer, torch.optim.Optimizer):
@@ -70,7 +52,7 @@ class TransferAuditCallback(TrainerCallback):
             more, seen, notes = dataset_fields([dataset] if dataset is not None else [])
             fields.update(more)
             observed.update(seen)
-            self.session.audit("static", fields, observed, [*notes, "the train audit follows at the first optimizer step"], only=chosen)
+            self.session.audit("static", fields, observed, [*notes, "the train audit follows at the first optimizer step"])
         self._watch = Watch(self.session)
         self._watch.__enter__()
 

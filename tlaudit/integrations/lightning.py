@@ -19,20 +19,19 @@ goes on. Reports are in ``callback.reports`` by stage.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch.utils.data import DataLoader
 
-from tlaudit.report import Report
+from tlaudit.auditing.checks.frozen import frozen_bn_train
+from tlaudit.auditing.report import Report
 from tlaudit.watcher.build import dataset_fields
-from tlaudit.watcher.session import STATIC_CHECKS, AuditSession
+from tlaudit.watcher.session import AuditSession
 
-__all__ = ["TransferAudit", "STATIC_CHECKS"]
+__all__ = ["TransferAudit"]
 
 
 _BN_NOTE = (
@@ -45,26 +44,11 @@ _BN_NOTE = (
 
 class TransferAudit(Callback):
     """Audit the fit: statically at its start, traced on the first batch and after each unfreeze, and
-    inference on the first validation batch. Keywords as for :func:`tlaudit.watch`."""
+    inference on the first validation batch. Keywords: the options of every watched run (see
+    :class:`~tlaudit.watcher.session.AuditSession`), as for :func:`tlaudit.watch`."""
 
-    def __init__(
-        self,
-        *,
-        strategy: str | None = None,
-        frozen: Iterable[str] | str | None = None,
-        num_classes: int | None = None,
-        weights: Any = None,
-        head: Iterable[str] | str | None = None,
-        lr_max: float | None = None,
-        fail_on: str | None = "error",
-        select: Iterable[str] | str | None = None,
-        ignore: Iterable[str] | str | None = None,
-        output: str | Path | None = None,
-        format: str = "table",
-        stream: TextIO | None = None,
-    ) -> None:
-        intent = {"strategy": strategy, "frozen": frozen, "num_classes": num_classes, "weights": weights, "head": head, "lr_max": lr_max}
-        self.session = AuditSession(intent, select=select, ignore=ignore, fail_on=fail_on, output=output, format=format, stream=stream)
+    def __init__(self, **options: Any) -> None:
+        self.session = AuditSession(**options)
         self._audited: tuple[int, frozenset[int]] | None = None
         self._inference_done = False
 
@@ -103,11 +87,10 @@ class TransferAudit(Callback):
     # -- the hooks -----------------------------------------------------------------------------
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        chosen = [c for c in self.session.checks("train") if c in STATIC_CHECKS]
-        if not chosen:
+        if not self.session.checks("static"):
             return
         fields, observed, notes = self._fields(trainer, pl_module)
-        self.session.audit("static", fields, observed, [*notes, "the train audit follows on the first batch"], only=chosen)
+        self.session.audit("static", fields, observed, [*notes, "the train audit follows on the first batch"])
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         state = self._state(trainer, pl_module)
@@ -129,7 +112,7 @@ class TransferAudit(Callback):
         finetuning = any(isinstance(c, BaseFinetuning) for c in trainer.callbacks)  # type: ignore[attr-defined]
 
         def explain(report: Report) -> list[str]:
-            return [_BN_NOTE] if finetuning and report.by_check("frozen-bn-train") else []
+            return [_BN_NOTE] if finetuning and report.by_check(frozen_bn_train.id) else []
 
         self.session.audit(stage, fields, observed, notes, explain=explain)
 

@@ -18,14 +18,13 @@ loop that silently froze nothing into an error. ``fail_on`` decides whether a fi
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
-from tlaudit.report import Report
+from tlaudit.auditing.report import Report
 from tlaudit.watcher.build import dataset_fields, find_datasets, inference_fields, sample_slot, train_fields
 from tlaudit.watcher.observe import ModelCall, Observer
 from tlaudit.watcher.session import AuditSession
@@ -104,7 +103,7 @@ class Watch:
 
         @functools.wraps(func)
         def watched(*args: Any, **kwargs: Any) -> Any:
-            fresh = Watch(_copy_session(self.session), max_steps=self.max_steps, stop_after_audit=self.stop_after_audit)
+            fresh = Watch(self.session.fresh(), max_steps=self.max_steps, stop_after_audit=self.stop_after_audit)
             with fresh:
                 return func(*args, **kwargs)
 
@@ -200,47 +199,17 @@ def _holds(optimizer: torch.optim.Optimizer, call: ModelCall) -> bool:
     return any(id(p) in ids for p in call.module.parameters())
 
 
-def _copy_session(session: AuditSession) -> AuditSession:
-    return AuditSession(
-        session.intent,
-        select=session.select,
-        ignore=session.ignore,
-        fail_on=session.fail_on,
-        output=session.output,
-        format=session.format.value,
-        stream=session.stream,
-    )
-
-
-def watch(
-    *,
-    strategy: str | None = None,
-    frozen: Iterable[str] | str | None = None,
-    num_classes: int | None = None,
-    weights: Any = None,
-    head: Iterable[str] | str | None = None,
-    lr_max: float | None = None,
-    fail_on: str | None = "error",
-    select: Iterable[str] | str | None = None,
-    ignore: Iterable[str] | str | None = None,
-    output: str | Path | None = None,
-    format: str = "table",
-    max_steps: int | None = None,
-    stop_after_audit: bool = False,
-    stream: TextIO | None = None,
-) -> Watch:
+def watch(*, max_steps: int | None = None, stop_after_audit: bool = False, **options: Any) -> Watch:
     """Watch the training run inside the ``with`` block (or the decorated function) and audit it.
 
     Args:
-        strategy, frozen, num_classes, weights, head, lr_max: what you mean (``TransferSetup`` fields);
-            each wins over what the watcher infers.
-        fail_on: ``"error"`` (default) or ``"warning"``: a finding at or above it raises
-            :class:`~tlaudit.AuditFailed` before the step executes; None: report and go on.
-        select, ignore: check IDs, as for :func:`tlaudit.audit`.
-        output: append the reports to this file instead of writing them to ``stream`` (stderr).
-        format: ``table``, ``json`` (one object per line, with its ``stage``), ``markdown`` or ``junit``.
         max_steps: end the run (:class:`RunStopped`, suppressed by the ``with``) after this many steps.
         stop_after_audit: end the run as soon as both audits are done.
+        **options: the keywords every watched run takes, documented once on
+            :class:`~tlaudit.watcher.session.AuditSession`: the intent (``strategy``, ``frozen``,
+            ``num_classes``, ``weights``, ``head``, ``lr_max``: what you mean, which wins over what the
+            watcher infers), ``fail_on`` (``"error"``, ``"warning"``, or None to report and go on),
+            ``select``, ``ignore``, ``output``, ``format`` and ``stream``.
 
     Raises:
         SetupError: a bad intent value (here) or one that does not fit the model (at the first step).
@@ -258,6 +227,4 @@ def watch(
         >>> sorted({f.check for f in w.reports["train"].findings})
         ['frozen-bn-train', 'frozen-grad', 'optimizer-missing']
     """
-    intent = {"strategy": strategy, "frozen": frozen, "num_classes": num_classes, "weights": weights, "head": head, "lr_max": lr_max}
-    session = AuditSession(intent, select=select, ignore=ignore, fail_on=fail_on, output=output, format=format, stream=stream)
-    return Watch(session, max_steps=max_steps, stop_after_audit=stop_after_audit)
+    return Watch(AuditSession(**options), max_steps=max_steps, stop_after_audit=stop_after_audit)

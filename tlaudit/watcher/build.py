@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from tlaudit._names import unwrap
-from tlaudit.outputs import named_outputs
+from tlaudit.auditing.rules.outputs import named_outputs
 from tlaudit.watcher.observe import ModelCall
 
 __all__ = ["find_schedulers", "find_datasets", "dataset_fields", "sample_slot", "train_fields", "inference_fields"]

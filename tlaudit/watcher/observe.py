@@ -26,7 +26,7 @@ from torch.nn.modules import module as module_hooks
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.overrides import TorchFunctionMode
 
-from tlaudit.outputs import named_outputs
+from tlaudit.auditing.rules.outputs import named_outputs
 
 __all__ = ["LOSS_FUNCTIONS", "LossCall", "ModelCall", "Observer"]
 

@@ -26,26 +26,24 @@ from typing import Any, TextIO
 
 from torch import nn
 
-from tlaudit.engine import audit
+from tlaudit.auditing.engine import audit
 from tlaudit.errors import SetupError
-from tlaudit.findings import Severity
-from tlaudit.formats import Format
+from tlaudit.auditing.findings import Severity
+from tlaudit.reports import Format
 from tlaudit.options import parse_check_ids, parse_fail_on, validate_check_ids
-from tlaudit.report import AuditFailed, Report
-from tlaudit.setup import Strategy, TransferSetup
+from tlaudit.auditing.report import AuditFailed, Report
+from tlaudit.auditing.setup import Strategy, TransferSetup
 
-__all__ = ["INTENT_FIELDS", "STATIC_CHECKS", "AuditSession", "Stage"]
+__all__ = ["INTENT_FIELDS", "AuditSession", "Stage"]
 
 INTENT_FIELDS = ("strategy", "frozen", "num_classes", "weights", "head", "lr_max")
 """The ``TransferSetup`` fields a watched run takes as keywords: what the user means, which no hook sees."""
 
-STATIC_CHECKS = ("head-frozen", "optimizer-missing", "optimizer-frozen", "lr-threshold", "normalization", "pretrained-not-loaded")
-"""The checks of a callback's audit at the start of training: those that read the setup without running a step."""
 
 Stage = str
 """``"train"`` (the first optimizer step), ``"inference"`` (the first validation pass), or a label
-of the callbacks' other audits (``"static"``, a re-audit after an unfreeze); all but ``"inference"``
-run the train checks."""
+of the callbacks' other audits (``"static"``: the checks that read the setup without a step, and a
+re-audit after an unfreeze, which runs the train checks)."""
 
 _HEADINGS = {
     "train": "train audit at the first optimizer step",
@@ -55,39 +53,46 @@ _HEADINGS = {
 
 
 class AuditSession:
-    """The intent, options and output of a watched run, and the two audits.
+    """The intent, options and output of a watched run, and its audits: the one set of keywords that
+    :func:`tlaudit.watch`, ``tlaudit run``, the Lightning and the Hugging Face callbacks take.
 
     Args:
-        intent: ``TransferSetup`` fields from :data:`INTENT_FIELDS`; they win over what is inferred.
+        strategy, frozen, num_classes, weights, head, lr_max: what the user means (``TransferSetup``
+            fields no hook observes, :data:`INTENT_FIELDS`); each wins over what is inferred.
+        fail_on: ``"error"`` (default) or ``"warning"``: a finding at or above it raises
+            :class:`~tlaudit.AuditFailed` (before the step, so the run stops); None never stops the run
+            (the reports are still written).
         select, ignore: check IDs (a list or a comma-separated str), as for :func:`tlaudit.audit`.
-        fail_on: ``"error"``, ``"warning"``, or None to never stop the run (the reports are still written).
         output: a file the reports are appended to; None writes them to ``stream`` (default stderr).
-        format: a :class:`~tlaudit.formats.Format` value; ``json`` writes one JSON object per line.
+        format: a :class:`~tlaudit.reports.Format` value; ``json`` writes one JSON object per line,
+            with its ``stage``.
+        stream: where reports go without ``output`` (default ``sys.stderr``).
+
+    Raises:
+        SetupError: a bad intent value (its field named); one that does not fit the model raises at
+            the first audit.
+        ValueError: an unknown check ID, a bad ``fail_on`` or ``format``.
     """
 
     def __init__(
         self,
-        intent: dict[str, Any] | None = None,
         *,
+        strategy: str | None = None,
+        frozen: Iterable[str] | str | None = None,
+        num_classes: int | None = None,
+        weights: Any = None,
+        head: Iterable[str] | str | None = None,
+        lr_max: float | None = None,
+        fail_on: str | None = "error",
         select: Iterable[str] | str | None = None,
         ignore: Iterable[str] | str | None = None,
-        fail_on: str | None = "error",
         output: str | Path | None = None,
         format: str = "table",
         stream: TextIO | None = None,
     ) -> None:
-        intent = dict(intent or {})
-        unknown = sorted(set(intent) - set(INTENT_FIELDS))
-        if unknown:
-            raise TypeError(f"unknown intent keyword: {unknown[0]!r} (watch); expected one of {', '.join(INTENT_FIELDS)}")
-        if intent.get("strategy") is not None:
-            try:
-                intent["strategy"] = Strategy(intent["strategy"])
-            except ValueError:
-                raise SetupError(
-                    f"TransferSetup.strategy: expected 'feature_extraction', 'fine_tuning' or None, got {intent['strategy']!r}",
-                    field="strategy",
-                ) from None
+        intent = {"strategy": strategy, "frozen": frozen, "num_classes": num_classes, "weights": weights, "head": head, "lr_max": lr_max}
+        if strategy is not None:
+            intent["strategy"] = Strategy.parse(strategy)  # wrong at once, not at the first step
         self.intent = {k: v for k, v in intent.items() if v is not None}
         self.select = parse_check_ids(select, "select") if select is not None else None
         self.ignore = parse_check_ids(ignore, "ignore") if ignore is not None else None
@@ -101,13 +106,24 @@ class AuditSession:
         if self.output is not None:
             self.output.write_text("", encoding="utf-8")
 
+    def fresh(self) -> AuditSession:
+        """A new session with the same intent and options, and no reports yet (the output file emptied)."""
+        return AuditSession(
+            **self.intent, fail_on=self.fail_on, select=self.select, ignore=self.ignore, output=self.output,
+            format=self.format.value, stream=self.stream,
+        )
+
     # -- the audits ----------------------------------------------------------------------------
 
     def checks(self, stage: Stage) -> list[str]:
-        """The selected check IDs of ``stage``: inference checks are the ones that need ``predict``."""
-        from tlaudit.checks import select_checks
+        """The selected check IDs of ``stage``: ``inference`` runs the inference checks, ``static`` those
+        that read the setup without a step, every other stage all but the inference checks."""
+        from tlaudit.auditing.checks import Phase, select_checks
 
-        return [c.id for c in select_checks(self.select, self.ignore) if ("predict" in c.needs) == (stage == "inference")]
+        chosen = select_checks(self.select, self.ignore)
+        if stage == "static":
+            return [c.id for c in chosen if c.phase is Phase.STATIC]
+        return [c.id for c in chosen if (c.phase is Phase.INFERENCE) == (stage == "inference")]
 
     def audit(
         self,
@@ -132,12 +148,11 @@ class AuditSession:
         ids = [c for c in self.checks(stage) if only is None or c in set(only)]
         if not ids:
             return None
-        values = {k: v for k, v in fields.items() if v is not None}
-        values.update(self.intent)
+        values = {k: v for k, v in fields.items() if v is not None and k not in self.intent}
         dropped: list[str] = []
-        setup = _build_setup(values, self.intent, dropped)
+        setup = _observed_setup(values, dropped).with_overrides(**self.intent)
         report = audit(setup, ids)
-        extra = [*notes, *dropped, *_provenance(values, observed, self.intent, stage)]
+        extra = [*notes, *dropped, *_provenance({**values, **self.intent}, observed, self.intent, stage)]
         if stage != "inference" and self.checks("inference"):
             extra.append("eval-mode, eval-nondeterministic and grad-inference run after the first validation pass")
         if explain is not None:
@@ -179,14 +194,14 @@ def _heading(stage: Stage) -> str:
     return _HEADINGS.get(stage, f"{stage} audit")
 
 
-def _build_setup(values: dict[str, Any], intent: dict[str, Any], notes: list[str]) -> TransferSetup:
-    """A TransferSetup of ``values``; an observed field it rejects is dropped (with a note), an intent
-    field it rejects raises."""
+def _observed_setup(values: dict[str, Any], notes: list[str]) -> TransferSetup:
+    """A TransferSetup of what the run showed; an observed field it rejects is left out, with a note
+    (what a hook sees is not the user's word; the intent is applied after, and a bad intent raises)."""
     while True:
         try:
             return TransferSetup(**values)
         except SetupError as err:
-            if err.field in intent or err.field not in values or err.field == "model":
+            if err.field not in values or err.field == "model":
                 raise
             values.pop(err.field)
             notes.append(f"the observed `{err.field}` was left out: {err}")

@@ -1,0 +1,1 @@
+"""Tests of ``tlaudit/auditing/``, mirroring its modules."""

@@ -1,0 +1,1 @@
+"""Tests of ``tlaudit/auditing/checks/``, one module per module there."""

@@ -1,0 +1,1 @@
+"""Tests of ``tlaudit/auditing/engine/``, one module per module there."""

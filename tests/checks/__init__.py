@@ -1,1 +1,0 @@
-"""Tests of ``tlaudit/checks/``, one module per module there."""

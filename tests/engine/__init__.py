@@ -1,1 +1,0 @@
-"""Tests of ``tlaudit/engine/``, one module per module there."""

@@ -1,0 +1,1 @@
+"""Tests of ``tlaudit/reports/``, one module per format."""

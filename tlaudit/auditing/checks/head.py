@@ -1,0 +1,149 @@
+"""Checks on the head: it can train, and it has one output per class."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from tlaudit._text import examples
+from tlaudit.auditing.checks._registry import Check, register
+from tlaudit.auditing.evidence import Evidence, Skip
+from tlaudit.auditing.rules.outputs import head_widths, is_single_logit, named_outputs, wrong_width
+from tlaudit.auditing.report import Finding, Severity
+
+
+@register("head-frozen", "error", "the head cannot train", phase="static", points_to="head")
+def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Head layers (from ``find_heads`` or ``TransferSetup.head``) with parameters that have
+    ``requires_grad=False``, that ``frozen`` patterns cover, or whose optimizer group has LR 0 and
+    no scheduler that raises it (a warm-up that starts at 0 is fine).
+
+    Why:
+    Freezing the whole model and forgetting to unfreeze the new head trains nothing; the loss
+    stays flat and it looks like a data problem.
+
+    Why it is silent:
+    A frozen head gets no gradient and the optimizer skips it; if anything else trains the loss moves
+    a little, otherwise it stays flat. No error: a model with nothing to train is valid PyTorch.
+
+    Example:
+    ``tlaudit.freeze(model)`` after ``replace_head`` instead of before it.
+
+    Fix:
+    ``tlaudit.unfreeze(model, "<head>")``, or replace the head after freezing (new layers are trainable).
+
+    References:
+    - PyTorch tutorial "Finetuning Torchvision Models", https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html
+    - PyTorch tutorial "Transfer Learning for Computer Vision", https://pytorch.org/tutorials/beginner/transfer_learning_tutorial.html
+    """
+    for head in ctx.heads:
+        params = [(n, p) for n, p in ctx.params if n == head or n.startswith(head + ".")]
+        if not params:
+            continue
+        frozen = [n for n, p in params if not ctx.requires_grad[id(p)]]
+        covered = [n for n, p in params if ctx.frozen_patterns and id(p) in ctx.meant_frozen]
+        if frozen:
+            yield check.finding(
+                f"head `{head}` has requires_grad=False ({examples(frozen)})",
+                subject=head,
+                hint=f"tlaudit.unfreeze(model, '{head}')",
+            )
+        elif covered:
+            yield check.finding(
+                f"head `{head}` is covered by TransferSetup.frozen patterns {list(ctx.frozen_patterns)}",
+                subject=head,
+                hint="narrow the frozen patterns so they leave the head out",
+            )
+        elif ctx.setup.optimizer is not None:
+            peaks = ctx.schedule_peaks.lrs  # a warm-up starts at lr 0: only a group the schedule never raises is stuck
+            zero = sorted({ctx.optimizer_ids[id(p)] for _, p in params if id(p) in ctx.optimizer_ids and peaks[ctx.optimizer_ids[id(p)]] == 0})
+            if zero:
+                yield check.finding(
+                    f"head `{head}` sits in optimizer group(s) {zero} with lr 0"
+                    + (", and the scheduler never raises it" if ctx.setup.scheduler is not None else ""),
+                    subject=head,
+                    hint="give the head's group a positive LR",
+                )
+
+
+@register("head-size", "error", "a model output does not have num_classes columns", needs=("num_classes|weights",), phase="train", points_to="head")
+def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    """What:
+    Every output of the model in the train step (auxiliary outputs too) has ``num_classes``
+    columns (dimension 1); where the step called ``model.forward(x)``, the head modules' outputs
+    are read instead, and where it crashed first, the head layers' sizes. Where the model returns
+    more tensors than it has heads (``(features, logits)``), the head modules' outputs are the
+    logits and the rest are features, left alone (an info finding says how they were read). With
+    ``num_classes=2``, one logit per sample is a binary classifier (an info finding says so). Without ``num_classes``, a head that still has as many outputs as the
+    declared ``weights`` have classes (1000 for ImageNet) is a warning: most likely never replaced.
+
+    Why:
+    A head left at 1000 ImageNet classes trains without error on labels below 1000, and an
+    auxiliary head left unreplaced (Inception's ``AuxLogits.fc``, GoogLeNet's ``aux1``/``aux2``)
+    only shows up once training mode adds its loss.
+
+    Why it is silent:
+    ``CrossEntropyLoss`` accepts any label below the number of output columns, so a 1000-class head
+    trains on 10 classes without complaint (990 columns are never the target); an unreplaced auxiliary
+    head is only called in training mode, and its loss term quietly pulls the shared features toward
+    the wrong task.
+
+    Example:
+    ``model.fc = nn.Linear(2048, 10)`` on ``inception_v3`` leaves ``AuxLogits.fc`` at 1000 outputs.
+
+    Fix:
+    ``tlaudit.replace_head(model, num_classes)`` replaces the main and auxiliary heads.
+
+    References:
+    - PyTorch tutorial "Finetuning Torchvision Models", https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html
+    - ``torch.nn.CrossEntropyLoss`` (targets in [0, C)), https://pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html
+    - Szegedy et al., "Rethinking the Inception Architecture for Computer Vision" (auxiliary classifier), CVPR 2016, https://arxiv.org/abs/1512.00567
+    """
+    n = ctx.setup.num_classes
+    if n is None:
+        yield from _head_still_pretrained(check, ctx)
+        return
+    hint = f"tlaudit.replace_head(model, {n}) (auxiliary heads included)"
+    trace = ctx.train_trace()
+    if trace.error is not None and trace.outputs is None:  # the step crashed first: read the head layers
+        for head, size in head_widths(ctx.inner, ctx.heads):
+            if size is not None and size != n and not (n == 2 and size == 1):
+                yield check.finding(f"head `{head}` has {size} outputs, expected {n} (num_classes)", subject=head, hint=hint)
+        return
+    outputs = named_outputs(trace.outputs)
+    if not outputs:
+        raise Skip(f"the model's output holds no tensor ({type(trace.outputs).__name__})")
+    logits = named_outputs(trace.head_outputs)
+    if logits and not trace.outputs_from_heads and len(outputs) > len(logits):
+        # (features, logits) and the like: the head modules' outputs are the logits, the rest is left alone
+        returned = [name for name, _ in outputs]
+        yield check.finding(
+            f"the model returns {len(returned)} tensors ({examples(returned)}): read the outputs of "
+            f"{examples(list(trace.head_outputs))} as logits, the others as features (not checked)",
+            subject=next(iter(trace.head_outputs)),
+            severity=Severity.INFO,
+        )
+        outputs = logits
+    binary = [name for name, tensor in outputs if n == 2 and is_single_logit(tensor)]
+    for name, shape in wrong_width(outputs, n):
+        yield check.finding(f"output `{name}` has shape {shape}, expected {n} columns (num_classes)", subject=name, hint=hint)
+    if binary:
+        yield check.finding(
+            f"read {examples(binary)} as a binary classifier's single logit (BCEWithLogitsLoss) for num_classes 2",
+            subject=binary[0],
+            severity=Severity.INFO,
+        )
+
+
+def _head_still_pretrained(check: Check, ctx: Evidence) -> Iterator[Finding]:
+    classes = ctx.weights_classes
+    if classes is None:
+        raise Skip("no `num_classes` given, and the weights do not say how many classes they have")
+    for head in ctx.heads:
+        size = getattr(ctx.inner.get_submodule(head), "out_features", None)
+        if size == classes:
+            yield check.finding(
+                f"head `{head}` still has the {classes} outputs of the weights' classes: not replaced for the new task?",
+                subject=head,
+                hint="tlaudit.replace_head(model, num_classes), and pass num_classes= to check the outputs",
+                severity=Severity.WARNING,
+            )
