@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from tlaudit.cli import main
-from tlaudit.run import run_script
+from tlaudit.cli.run import run_script
 
 SCRIPTS = Path(__file__).parent / "scripts"
 

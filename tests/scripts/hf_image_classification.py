@@ -33,7 +33,12 @@ if not os.path.exists(model_name_or_path):  # the "pretrained" checkpoint: a 10-
     torch.manual_seed(1)
     config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                        intermediate_size=64, num_labels=10, hidden_dropout_prob=0.1)
-    ViTForImageClassification(config).save_pretrained(model_name_or_path)
+    pretrained = ViTForImageClassification(config)
+    with torch.no_grad():  # trained norms, as a real checkpoint has them (an untrained init looks unloaded)
+        for module in pretrained.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.normal_(1.0, 0.1)
+    pretrained.save_pretrained(model_name_or_path)
     ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
                       ).save_pretrained(model_name_or_path)
 torch.manual_seed(0)

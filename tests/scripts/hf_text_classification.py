@@ -29,7 +29,12 @@ if not os.path.exists(model_name_or_path):
     torch.manual_seed(1)
     config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                         max_position_embeddings=32)
-    BertModel(config).save_pretrained(model_name_or_path)
+    pretrained = BertModel(config)
+    with torch.no_grad():  # trained norms, as a real checkpoint has them (an untrained init looks unloaded)
+        for module in pretrained.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.normal_(1.0, 0.1)
+    pretrained.save_pretrained(model_name_or_path)
 torch.manual_seed(0)
 
 

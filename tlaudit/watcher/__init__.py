@@ -25,7 +25,9 @@ from typing import Any, TypeVar
 import torch
 
 from tlaudit.auditing.report import Report
-from tlaudit.watcher.build import dataset_fields, find_datasets, inference_fields, sample_slot, train_fields
+from tlaudit.watcher.build import dataset_fields, find_datasets, find_loaders, inference_fields, sample_slot, train_fields
+from tlaudit.watcher.calls import training_call, validation_call
+from tlaudit.watcher.facts import hf_weights
 from tlaudit.watcher.observe import ModelCall, Observer
 from tlaudit.watcher.session import AuditSession
 from tlaudit.watcher.weights import WeightsObserver
@@ -64,6 +66,8 @@ class Watch:
         self._observer: Observer | None = None
         self._weights = WeightsObserver()
         self._pending_notes: list[str] = []
+        self._trained: set[int] = set()
+        """The ids of the modules train-audited: a later call of one that no backward reaches is inference."""
         self._done: set[str] = set()
         """The audits done (or with no selected check): ``"train"``, ``"inference"``."""
 
@@ -91,9 +95,10 @@ class Watch:
         observer = self._observer
         try:
             if observer is not None and kind is None and "inference" not in self._done:
-                validation = [c for c in observer.calls if not c.backward]
-                if validation and "train" in self._done:
-                    self._audit_inference(validation[0])
+                validation = validation_call(observer.calls, self._trained)
+                if validation is not None and "train" in self._done:
+                    observer.paused = True
+                    self._audit_inference(validation)
         finally:
             self._close()
         return kind is RunStopped
@@ -133,23 +138,23 @@ class Watch:
         observer.paused = True
         try:
             if "train" not in self._done:
-                trained = [c for c in pending if c.backward]
-                # the model this optimizer steps; else the one trained (an optimizer built before a head swap holds none)
-                trained = [c for c in trained if _holds(optimizer, c)] or trained
-                if trained:
-                    validation = [c for c in pending[: pending.index(trained[-1])] if not c.backward]
-                    self._audit_train(trained[-1], optimizer)
-                    if validation and "inference" not in self._done:
-                        self._audit_inference(validation[0])
+                trained = training_call(pending, optimizer)
+                if trained is not None:
+                    before = pending[: pending.index(trained)] if trained in pending else pending
+                    validation = validation_call(before, self._trained)
+                    self._audit_train(trained, optimizer)
+                    if validation is not None and "inference" not in self._done:
+                        self._audit_inference(validation)
                 else:
                     self._pending_notes.append(
                         f"no model call before optimizer step {self.steps} reached backward (a closure-based step?); "
                         "the audit waited for the next step"
                     )
+                    observer.calls = [c for c in pending if c.validation][:3]  # keep the validation pass seen
             elif "inference" not in self._done:
-                validation = [c for c in pending if not c.backward]
-                if validation:
-                    self._audit_inference(validation[0])
+                validation = validation_call(pending, self._trained)
+                if validation is not None:
+                    self._audit_inference(validation)
         except BaseException:
             self._close()
             raise
@@ -172,14 +177,22 @@ class Watch:
 
     def _audit_train(self, call: ModelCall, optimizer: torch.optim.Optimizer) -> None:
         fields, observed, notes = train_fields(call, optimizer)
-        more, seen, more_notes = dataset_fields(find_datasets())
+        loaders = find_loaders()
+        more, seen, more_notes = dataset_fields(find_datasets(), loaders)
         fields.update(more)
         observed.update(seen)
         loaded, where, weight_notes = self._weights.fields(call.module)
         fields.update(loaded)
         observed.update(where)
-        self._weights.close()  # the model is built and loaded by the first step
+        if "weights" not in fields:
+            expected = self._weights.timm_model(call.module) or hf_weights(call.module)
+            if expected is not None:
+                fields["weights"], observed["weights"] = expected
+        parts = getattr(call, "parts", None)
+        if parts:
+            observed["model"] = f"{type(call.module).__name__}, the module holding the parts the loop called ({', '.join(parts)})"
         notes = [*self._pending_notes, *notes, *more_notes, *weight_notes]
+        self._trained.add(id(call.module))
         self.session.audit("train", fields, observed, notes)
         self._done.add("train")
         if not self.session.checks("inference"):
@@ -191,12 +204,6 @@ class Watch:
         fields, observed = inference_fields(call)
         self.session.audit("inference", fields, observed)
         self._done.add("inference")
-
-
-def _holds(optimizer: torch.optim.Optimizer, call: ModelCall) -> bool:
-    """Whether ``optimizer`` steps any parameter of the called module."""
-    ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    return any(id(p) in ids for p in call.module.parameters())
 
 
 def watch(*, max_steps: int | None = None, stop_after_audit: bool = False, **options: Any) -> Watch:
