@@ -112,7 +112,6 @@ def test_text_classification_with_the_callback_is_clean(checkpoints):
     assert_clean(run_plain(TEXT, checkpoints, "--audit-callback"))
 
 
-@pytest.mark.xfail(strict=True, reason="a crash in the model's own loss before the first step is not diagnosed")
 def test_text_labels_past_the_head_crash_is_diagnosed(checkpoints):
     watched = run_watched(TEXT, checkpoints, "--bug", "num-labels")
     assert watched.code == 1

@@ -23,11 +23,15 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
-from tlaudit.auditing.report import Report
+from tlaudit.auditing.report import AuditFailed, Report
+from tlaudit.errors import SetupError
 from tlaudit.watcher.build import dataset_fields, find_datasets, find_loaders, inference_fields, sample_slot, train_fields
 from tlaudit.watcher.calls import training_call, validation_call
 from tlaudit.watcher.facts import hf_weights
+from tlaudit.watcher.labels import LabelWatch
+from tlaudit.watcher.whole_run import Fingerprint, by_design, changed_since_audit, diagnose_crash, fingerprint, report_labels
 from tlaudit.watcher.observe import ModelCall, Observer
 from tlaudit.watcher.session import AuditSession
 from tlaudit.watcher.weights import WeightsObserver
@@ -70,6 +74,13 @@ class Watch:
         """The ids of the modules train-audited: a later call of one that no backward reaches is inference."""
         self._done: set[str] = set()
         """The audits done (or with no selected check): ``"train"``, ``"inference"``."""
+        self._labels = LabelWatch()
+        self._known: dict[int, tuple[nn.Module, Fingerprint]] = {}
+        """Each audited optimizer's model and fingerprint: a change is audited at the step it shows."""
+        self._inference_stage = "inference"
+        self._next_inference: str | None = None
+        self._model: nn.Module | None = None
+        self._sample: torch.Tensor | None = None
 
     @property
     def reports(self) -> dict[str, Report]:
@@ -89,11 +100,14 @@ class Watch:
         self._observer = Observer(self._on_step)
         self._observer.open()
         self._weights.open()
+        self._labels.open()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> bool:
         observer = self._observer
         try:
+            if isinstance(error, Exception) and not isinstance(error, (AuditFailed, SetupError)):
+                diagnose_crash(self, error)
             if observer is not None and kind is None and "inference" not in self._done:
                 validation = validation_call(observer.calls, self._trained)
                 if validation is not None and "train" in self._done:
@@ -116,6 +130,8 @@ class Watch:
 
     def _close(self, *, in_step: bool = False) -> None:
         self._weights.close()
+        if not in_step:
+            self._labels.close()
         if self._observer is not None:
             self._observer.close(in_step=in_step)
             if not in_step:
@@ -131,10 +147,16 @@ class Watch:
         pending, observer.calls = observer.calls, []
         self.steps += 1
         over = self.max_steps is not None and self.steps > self.max_steps
+        if self._labels.problems and "labels" not in self._done:
+            self._done.add("labels")
+            report_labels(self, stop=True)  # targets past the head that did not raise (a GPU asserts later)
         if observer.counting:
             if over:
                 self._stop()
+            changed_since_audit(self, optimizer)
             return
+        if self._known:  # after the first train audit: a new optimizer, or a change, is audited at this step
+            changed_since_audit(self, optimizer)
         observer.paused = True
         try:
             if "train" not in self._done:
@@ -165,10 +187,9 @@ class Watch:
         if {"train", "inference"} <= self._done:
             if self.stop_after_audit:
                 self._stop()
-            if self.max_steps is not None:
-                observer.count_only()  # only the step hook stays, to end the run at max_steps
-            else:
-                self._close(in_step=True)  # nothing left to observe: the rest of the run costs nothing
+            # only the step hook stays: it ends the run at max_steps and watches for a new optimizer or a
+            # change of the trainable parameters and param groups (a fingerprint, microseconds a step)
+            observer.count_only()
 
     def _stop(self) -> None:
         self.stopped = True
@@ -193,7 +214,12 @@ class Watch:
             observed["model"] = f"{type(call.module).__name__}, the module holding the parts the loop called ({', '.join(parts)})"
         notes = [*self._pending_notes, *notes, *more_notes, *weight_notes]
         self._trained.add(id(call.module))
-        self.session.audit("train", fields, observed, notes)
+        self._model = call.module
+        sample = fields.get("sample")
+        self._sample = sample if isinstance(sample, torch.Tensor) else self._sample
+        self._known[id(optimizer)] = (call.module, fingerprint(optimizer, call.module))
+        stage = "train" if "train" not in self.session.reports else f"train (step {self.steps})"
+        self.session.audit(stage, fields, observed, notes, adjust=by_design(call.module, optimizer))
         self._done.add("train")
         if not self.session.checks("inference"):
             self._done.add("inference")
@@ -202,8 +228,11 @@ class Watch:
         if sample_slot(call) is None:
             return
         fields, observed = inference_fields(call)
-        self.session.audit("inference", fields, observed)
+        self.session.audit(self._inference_stage, fields, observed)
         self._done.add("inference")
+        if self._next_inference is not None:  # a new model trains since: its first validation pass is next
+            self._inference_stage, self._next_inference = self._next_inference, None
+            self._done.discard("inference")
 
 
 def watch(*, max_steps: int | None = None, stop_after_audit: bool = False, **options: Any) -> Watch:

@@ -100,8 +100,9 @@ class _LossMode(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if func in LOSS_FUNCTIONS and not self.observer.paused:
-            self.observer.record_loss(func, args, kwargs)
+        original = getattr(func, "__wrapped__", func)  # the label check's wrapper (tlaudit.watcher.labels)
+        if original in LOSS_FUNCTIONS and not self.observer.paused:
+            self.observer.record_loss(original, args, kwargs)
         return func(*args, **kwargs)
 
 
@@ -123,6 +124,7 @@ class Observer:
         self._mode: _LossMode | None = None
         self.closing = False
         self.counting = False
+        self.entered: tuple[nn.Module, tuple[Any, ...]] | None = None
 
     def open(self) -> None:
         self._post_handle = module_hooks.register_module_forward_hook(self._post_forward, with_kwargs=True, always_call=True)
@@ -148,6 +150,16 @@ class Observer:
                 _remove(handle)
         self._handles = keep
 
+    def resume(self) -> None:
+        """Observe model calls and losses again after :meth:`count_only` (a new optimizer, or the
+        trainable parameters or param groups changed: the next step is audited with its calls)."""
+        if not self.counting:
+            return
+        self.counting = False
+        self._depth = 0
+        self._post_handle = module_hooks.register_module_forward_hook(self._post_forward, with_kwargs=True, always_call=True)
+        self._handles = [module_hooks.register_module_forward_pre_hook(self._pre_forward), self._post_handle, *self._handles]
+
     def count_only(self) -> None:
         """Stop observing model calls and losses; the step hook stays and only hands on the steps."""
         self.leave_loss_mode()
@@ -166,6 +178,8 @@ class Observer:
             return
         if self.paused or torch.compiler.is_compiling() or isinstance(module, nn.modules.loss._Loss):
             return
+        if not self._depth and next(iter(module.parameters()), None) is not None:
+            self.entered = (module, tuple(args))  # the outermost call under way (a crash inside it leaves no call)
         self._depth += 1
 
     def _post_forward(self, module: nn.Module, args: tuple[Any, ...], *rest: Any) -> None:

@@ -50,6 +50,7 @@ _HEADINGS = {
     "train": "train audit at the first optimizer step",
     "inference": "inference audit after the first validation pass",
     "static": "static audit at the start of the fit",
+    "crash": "diagnosis of the exception that ended the run (the program's traceback follows)",
 }
 
 
@@ -128,7 +129,7 @@ class AuditSession:
         chosen = select_checks(self.select, self.ignore)
         if stage == "static":
             return [c.id for c in chosen if c.phase is Phase.STATIC]
-        return [c.id for c in chosen if (c.phase is Phase.INFERENCE) == (stage == "inference")]
+        return [c.id for c in chosen if (c.phase is Phase.INFERENCE) == stage.startswith("inference")]
 
     def audit(
         self,
@@ -170,7 +171,7 @@ class AuditSession:
         if adjust is not None:
             report = adjust(report)
         extra = [*notes, *dropped, *_provenance({**values, **self.intent}, observed, self.intent, stage)]
-        if stage != "inference" and self.checks("inference"):
+        if not stage.startswith("inference") and self.checks("inference"):
             extra.append("eval-mode, eval-nondeterministic and grad-inference run after the first validation pass")
         if explain is not None:
             extra.extend(explain(report))
@@ -213,6 +214,15 @@ def _reason(stage: Stage, report: Report, fail_on: str, output: Path | None) -> 
 
 
 def _heading(stage: Stage) -> str:
+    if stage.startswith("train (step ") and ":" in stage:  # a watched run's re-audit: "train (step 5: why)"
+        step, why = stage[len("train (step "):-1].split(": ", 1)
+        return f"static audit at optimizer step {step}, before it runs: {why}"
+    if stage.startswith("train (step "):
+        return f"train audit at optimizer step {stage[len('train (step '):-1]}"
+    if stage.startswith("inference (after"):
+        return f"inference audit after the first validation pass of the new model ({stage[len('inference ('):-1]})"
+    if stage.startswith("labels (step "):
+        return f"label audit at optimizer step {stage[len('labels (step '):-1]}"
     if stage.startswith("train ("):  # a callback's re-audit: "train (epoch 3)"
         return f"train audit after the param groups or trainable parameters changed {stage[6:]}"
     return _HEADINGS.get(stage, f"{stage} audit")
@@ -240,7 +250,7 @@ def _provenance(values: dict[str, Any], observed: dict[str, str], intent: dict[s
     if intent:
         notes.append("given as intent: " + ", ".join(sorted(intent)))
     missing = [n for n in ("optimizer", "scheduler", "transform", "num_classes", "weights", "targets") if n not in values]
-    if missing and stage != "inference":
+    if missing and not stage.startswith("inference"):
         notes.append("not observed: " + ", ".join(missing))
     return notes
 
