@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -77,6 +78,8 @@ def no_hooks_left() -> bool:
         return False
     if nn.Module.__dict__["load_state_dict"].__qualname__ != "Module.load_state_dict":
         return False
+    if "__wrapped__" in vars(F.cross_entropy) or "__wrapped__" in vars(F.nll_loss):  # the label check's wrappers
+        return False
     return not (
         module_hooks._global_forward_hooks
         or module_hooks._global_forward_pre_hooks
@@ -102,14 +105,18 @@ def test_a_clean_run_audits_clean_twice_and_leaves_nothing_behind():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)
     with quiet() as watched:
         train(model, optimizer, loader())
-        assert no_hooks_left()  # gone during the run, right after the audits: the rest costs nothing
+        # after the audits only the step hook (a fingerprint a step) and the label check stay
+        assert not (module_hooks._global_forward_hooks or module_hooks._global_forward_pre_hooks)
+        assert not torch.overrides._get_current_function_mode_stack()
+        assert len(optimizer_hooks._global_optimizer_pre_hooks) == 1
+        assert "__wrapped__" in vars(F.cross_entropy)
     assert set(watched.reports) == {"train", "inference"}
     assert all(not r.findings for r in watched.reports.values()), [r.to_text() for r in watched.reports.values()]
     assert {"frozen-grad", "optimizer-missing", "lr-threshold"} <= set(watched.reports["train"].checks_run)
     assert watched.reports["inference"].checks_run == ("eval-mode", "eval-nondeterministic", "grad-inference")
     notes = "\n".join(watched.reports["train"].notes)
     assert "scheduler (StepLR)" in notes and "targets (the targets given to cross_entropy)" in notes
-    assert watched.steps == 3  # the hooks went away at the step after the validation pass
+    assert watched.steps == 4  # the step hook counts every step
     assert no_hooks_left()
 
 
@@ -141,10 +148,15 @@ def test_a_typo_in_the_freeze_loop_stops_the_run_before_the_step():
             p.requires_grad == False  # noqa: E712, B015 -- the seeded typo
     optimizer = torch.optim.SGD(model.fc.parameters(), lr=0.005)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    with pytest.raises(AuditFailed, match=r"error +frozen-grad +backbone +4 parameters of `backbone`: meant frozen") as failed:
-        with quiet(strategy="feature_extraction"):
+    stream = io.StringIO()
+    with pytest.raises(AuditFailed, match=r"^train audit at the first optimizer step: frozen-grad, optimizer-missing at or "
+                       r"above fail_on=error \(the report is above\)$") as failed:
+        with tlaudit.watch(strategy="feature_extraction", stream=stream):
             train(model, optimizer, loader())
     assert {f.check for f in failed.value.report.errors} == {"frozen-grad", "optimizer-missing"}
+    # the report was written once, before the one-line reason was raised
+    assert re.search(r"error +frozen-grad +backbone +4 parameters of `backbone`: meant frozen", stream.getvalue())
+    assert stream.getvalue().count("frozen-grad  ") == 1
     assert all(torch.equal(before[name], p) for name, p in model.named_parameters())  # no step ran
     assert no_hooks_left()
 
@@ -302,7 +314,7 @@ def test_a_model_called_with_keywords_that_computes_its_own_loss():
     assert "the replayed step uses cross-entropy" not in notes
 
 
-def test_a_long_validation_pass_holds_at_most_four_batches():
+def test_a_long_validation_pass_holds_at_most_six_batches():
     model = tiny()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.005)
     x, y = next(iter(loader()))
@@ -317,7 +329,7 @@ def test_a_long_validation_pass_holds_at_most_four_batches():
         model.train()
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
-    assert kept == 4
+    assert kept == 6
     assert not watched.reports["inference"].findings
 
 

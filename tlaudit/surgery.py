@@ -189,7 +189,8 @@ def replace_head(
     The new layers have the same kind (Linear or 1x1 Conv2d), input size, bias, dtype and device
     as the old ones, ``num_classes`` outputs, and are trainable. A timm model (one whose
     ``get_classifier()`` names its head) is reset with its own ``reset_classifier(num_classes)``,
-    which keeps its ``num_classes`` and head structure consistent. Returns ``model``.
+    which keeps its ``num_classes`` and head structure consistent; a Hugging Face model's config gets
+    the new ``num_labels`` (and ``id2label``/``label2id``), so that its own loss still works. Returns ``model``.
 
     Example:
         >>> import torchvision
@@ -208,7 +209,22 @@ def replace_head(
         _set_submodule(inner, name, _new_head(inner.get_submodule(name), num_classes, name))
     if isinstance(getattr(inner, "num_classes", None), int) and not isinstance(inner.num_classes, bool):
         inner.num_classes = num_classes
+    _update_config(inner, num_classes)
     return model
+
+
+def _update_config(inner: nn.Module, num_classes: int) -> None:
+    """A Hugging Face model's config follows its new head: ``num_labels`` (its own loss reads it),
+    and ``id2label``/``label2id`` renumbered ``LABEL_0``... where they no longer fit."""
+    config = getattr(inner, "config", None)
+    if config is None or not isinstance(getattr(config, "num_labels", None), int):
+        return
+    if getattr(config, "num_labels", None) != num_classes or len(getattr(config, "id2label", None) or {}) != num_classes:
+        config.num_labels = num_classes  # transformers renumbers id2label/label2id to LABEL_0...
+    id2label = getattr(config, "id2label", None)
+    if not isinstance(id2label, dict) or len(id2label) != num_classes:
+        config.id2label = {i: f"LABEL_{i}" for i in range(num_classes)}
+        config.label2id = {f"LABEL_{i}": i for i in range(num_classes)}
 
 
 def _reset_classifier(inner: nn.Module, num_classes: int) -> bool:

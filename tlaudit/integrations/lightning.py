@@ -30,6 +30,7 @@ from tlaudit.auditing.checks.frozen import frozen_bn_train
 from tlaudit.auditing.report import Report
 from tlaudit.watcher.build import dataset_fields
 from tlaudit.watcher.session import AuditSession
+from tlaudit.watcher.verdicts import bn_left_out, finetuners_without_bn, without_by_design
 
 __all__ = ["TransferAudit"]
 
@@ -114,7 +115,8 @@ class TransferAudit(Callback):
         def explain(report: Report) -> list[str]:
             return [_BN_NOTE] if finetuning and report.by_check(frozen_bn_train.id) else []
 
-        self.session.audit(stage, fields, observed, notes, explain=explain)
+        by_design = bn_left_out(pl_module, trainer.optimizers, finetuners_without_bn(trainer.callbacks))  # type: ignore[attr-defined]
+        self.session.audit(stage, fields, observed, notes, explain=explain, adjust=lambda r: without_by_design(r, *by_design))
 
     def on_validation_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0

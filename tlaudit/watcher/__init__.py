@@ -23,9 +23,15 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
-from tlaudit.auditing.report import Report
-from tlaudit.watcher.build import dataset_fields, find_datasets, inference_fields, sample_slot, train_fields
+from tlaudit.auditing.report import AuditFailed, Report
+from tlaudit.errors import SetupError
+from tlaudit.watcher.build import dataset_fields, find_datasets, find_loaders, inference_fields, sample_slot, train_fields
+from tlaudit.watcher.calls import training_call, validation_call
+from tlaudit.watcher.facts import hf_weights
+from tlaudit.watcher.labels import LabelWatch
+from tlaudit.watcher.whole_run import Fingerprint, by_design, changed_since_audit, diagnose_crash, fingerprint, report_labels
 from tlaudit.watcher.observe import ModelCall, Observer
 from tlaudit.watcher.session import AuditSession
 from tlaudit.watcher.weights import WeightsObserver
@@ -64,8 +70,17 @@ class Watch:
         self._observer: Observer | None = None
         self._weights = WeightsObserver()
         self._pending_notes: list[str] = []
+        self._trained: set[int] = set()
+        """The ids of the modules train-audited: a later call of one that no backward reaches is inference."""
         self._done: set[str] = set()
         """The audits done (or with no selected check): ``"train"``, ``"inference"``."""
+        self._labels = LabelWatch()
+        self._known: dict[int, tuple[nn.Module, Fingerprint]] = {}
+        """Each audited optimizer's model and fingerprint: a change is audited at the step it shows."""
+        self._inference_stage = "inference"
+        self._next_inference: str | None = None
+        self._model: nn.Module | None = None
+        self._sample: torch.Tensor | None = None
 
     @property
     def reports(self) -> dict[str, Report]:
@@ -85,15 +100,19 @@ class Watch:
         self._observer = Observer(self._on_step)
         self._observer.open()
         self._weights.open()
+        self._labels.open()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> bool:
         observer = self._observer
         try:
+            if isinstance(error, Exception) and not isinstance(error, (AuditFailed, SetupError)):
+                diagnose_crash(self, error)
             if observer is not None and kind is None and "inference" not in self._done:
-                validation = [c for c in observer.calls if not c.backward]
-                if validation and "train" in self._done:
-                    self._audit_inference(validation[0])
+                validation = validation_call(observer.calls, self._trained)
+                if validation is not None and "train" in self._done:
+                    observer.paused = True
+                    self._audit_inference(validation)
         finally:
             self._close()
         return kind is RunStopped
@@ -111,6 +130,8 @@ class Watch:
 
     def _close(self, *, in_step: bool = False) -> None:
         self._weights.close()
+        if not in_step:
+            self._labels.close()
         if self._observer is not None:
             self._observer.close(in_step=in_step)
             if not in_step:
@@ -126,30 +147,36 @@ class Watch:
         pending, observer.calls = observer.calls, []
         self.steps += 1
         over = self.max_steps is not None and self.steps > self.max_steps
+        if self._labels.problems and "labels" not in self._done:
+            self._done.add("labels")
+            report_labels(self, stop=True)  # targets past the head that did not raise (a GPU asserts later)
         if observer.counting:
             if over:
                 self._stop()
+            changed_since_audit(self, optimizer)
             return
+        if self._known:  # after the first train audit: a new optimizer, or a change, is audited at this step
+            changed_since_audit(self, optimizer)
         observer.paused = True
         try:
             if "train" not in self._done:
-                trained = [c for c in pending if c.backward]
-                # the model this optimizer steps; else the one trained (an optimizer built before a head swap holds none)
-                trained = [c for c in trained if _holds(optimizer, c)] or trained
-                if trained:
-                    validation = [c for c in pending[: pending.index(trained[-1])] if not c.backward]
-                    self._audit_train(trained[-1], optimizer)
-                    if validation and "inference" not in self._done:
-                        self._audit_inference(validation[0])
+                trained = training_call(pending, optimizer)
+                if trained is not None:
+                    before = pending[: pending.index(trained)] if trained in pending else pending
+                    validation = validation_call(before, self._trained)
+                    self._audit_train(trained, optimizer)
+                    if validation is not None and "inference" not in self._done:
+                        self._audit_inference(validation)
                 else:
                     self._pending_notes.append(
                         f"no model call before optimizer step {self.steps} reached backward (a closure-based step?); "
                         "the audit waited for the next step"
                     )
+                    observer.calls = [c for c in pending if c.validation][:3]  # keep the validation pass seen
             elif "inference" not in self._done:
-                validation = [c for c in pending if not c.backward]
-                if validation:
-                    self._audit_inference(validation[0])
+                validation = validation_call(pending, self._trained)
+                if validation is not None:
+                    self._audit_inference(validation)
         except BaseException:
             self._close()
             raise
@@ -160,10 +187,9 @@ class Watch:
         if {"train", "inference"} <= self._done:
             if self.stop_after_audit:
                 self._stop()
-            if self.max_steps is not None:
-                observer.count_only()  # only the step hook stays, to end the run at max_steps
-            else:
-                self._close(in_step=True)  # nothing left to observe: the rest of the run costs nothing
+            # only the step hook stays: it ends the run at max_steps and watches for a new optimizer or a
+            # change of the trainable parameters and param groups (a fingerprint, microseconds a step)
+            observer.count_only()
 
     def _stop(self) -> None:
         self.stopped = True
@@ -172,15 +198,28 @@ class Watch:
 
     def _audit_train(self, call: ModelCall, optimizer: torch.optim.Optimizer) -> None:
         fields, observed, notes = train_fields(call, optimizer)
-        more, seen, more_notes = dataset_fields(find_datasets())
+        loaders = find_loaders()
+        more, seen, more_notes = dataset_fields(find_datasets(), loaders)
         fields.update(more)
         observed.update(seen)
         loaded, where, weight_notes = self._weights.fields(call.module)
         fields.update(loaded)
         observed.update(where)
-        self._weights.close()  # the model is built and loaded by the first step
+        if "weights" not in fields:
+            expected = self._weights.timm_model(call.module) or hf_weights(call.module)
+            if expected is not None:
+                fields["weights"], observed["weights"] = expected
+        parts = getattr(call, "parts", None)
+        if parts:
+            observed["model"] = f"{type(call.module).__name__}, the module holding the parts the loop called ({', '.join(parts)})"
         notes = [*self._pending_notes, *notes, *more_notes, *weight_notes]
-        self.session.audit("train", fields, observed, notes)
+        self._trained.add(id(call.module))
+        self._model = call.module
+        sample = fields.get("sample")
+        self._sample = sample if isinstance(sample, torch.Tensor) else self._sample
+        self._known[id(optimizer)] = (call.module, fingerprint(optimizer, call.module))
+        stage = "train" if "train" not in self.session.reports else f"train (step {self.steps})"
+        self.session.audit(stage, fields, observed, notes, adjust=by_design(call.module, optimizer))
         self._done.add("train")
         if not self.session.checks("inference"):
             self._done.add("inference")
@@ -189,14 +228,11 @@ class Watch:
         if sample_slot(call) is None:
             return
         fields, observed = inference_fields(call)
-        self.session.audit("inference", fields, observed)
+        self.session.audit(self._inference_stage, fields, observed)
         self._done.add("inference")
-
-
-def _holds(optimizer: torch.optim.Optimizer, call: ModelCall) -> bool:
-    """Whether ``optimizer`` steps any parameter of the called module."""
-    ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    return any(id(p) in ids for p in call.module.parameters())
+        if self._next_inference is not None:  # a new model trains since: its first validation pass is next
+            self._inference_stage, self._next_inference = self._next_inference, None
+            self._done.discard("inference")
 
 
 def watch(*, max_steps: int | None = None, stop_after_audit: bool = False, **options: Any) -> Watch:

@@ -26,9 +26,10 @@ from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from tlaudit._names import unwrap
 from tlaudit.auditing.rules.outputs import named_outputs
+from tlaudit.watcher.facts import class_count, find_schedulers, prefetch_loaders, processor_statistics, rebound
 from tlaudit.watcher.observe import ModelCall
 
-__all__ = ["find_schedulers", "find_datasets", "dataset_fields", "sample_slot", "train_fields", "inference_fields"]
+__all__ = ["find_loaders", "find_datasets", "dataset_fields", "sample_slot", "train_fields", "inference_fields"]
 
 
 def _callable_model(model: nn.Module) -> nn.Module:
@@ -38,27 +39,24 @@ def _callable_model(model: nn.Module) -> nn.Module:
     return inner if type(model).__name__ == "OptimizedModule" else model
 
 
-def find_schedulers(optimizer: torch.optim.Optimizer) -> list[Any]:
-    """The live LR schedulers that step ``optimizer``; composite ones (SequentialLR, ChainedScheduler) first."""
-    lr = torch.optim.lr_scheduler
-    kinds = (lr.LRScheduler, lr.ReduceLROnPlateau)
-    found = [o for o in gc.get_objects() if issubclass(type(o), kinds) and getattr(o, "optimizer", None) is optimizer]
-    return sorted(found, key=lambda s: not isinstance(s, (lr.SequentialLR, lr.ChainedScheduler)))
+def find_loaders() -> list[Any]:
+    """The DataLoaders whose iterators have yielded a batch (the ones the loop is iterating), else the only live one."""
+    objects = gc.get_objects()
+    active = [o for o in objects if issubclass(type(o), _BaseDataLoaderIter) and getattr(o, "_num_yielded", 0) > 0]
+    loaders = [o for o in objects if issubclass(type(o), DataLoader)]
+    datasets = {id(it._dataset) for it in active}
+    iterated = [loader for loader in loaders if id(loader.dataset) in datasets]
+    return iterated or (loaders if len(loaders) == 1 else [])
 
 
 def find_datasets() -> list[Dataset[Any]]:
     """The datasets of the DataLoader iterators that have yielded a batch, else of the only live DataLoader."""
-    objects = gc.get_objects()
-    active = [o for o in objects if issubclass(type(o), _BaseDataLoaderIter) and getattr(o, "_num_yielded", 0) > 0]
-    datasets = list({id(it._dataset): it._dataset for it in active}.values())
-    if datasets:
-        return datasets
-    loaders = [o for o in objects if issubclass(type(o), DataLoader)]
-    return [loaders[0].dataset] if len(loaders) == 1 else []
+    return list({id(loader.dataset): loader.dataset for loader in find_loaders()}.values())
 
 
-def dataset_fields(datasets: list[Dataset[Any]]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
-    """``transform`` and ``num_classes`` (its ``classes``) of the dataset being iterated, with provenance and notes."""
+def dataset_fields(datasets: list[Dataset[Any]], loaders: list[Any] | None = None) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """``transform`` (the dataset's, an image processor's statistics, or a timm ``PrefetchLoader`` that
+    normalizes on the device) and ``num_classes`` of the dataset being iterated, with provenance and notes."""
     fields: dict[str, Any] = {}
     observed: dict[str, str] = {}
     notes: list[str] = []
@@ -71,13 +69,23 @@ def dataset_fields(datasets: list[Dataset[Any]]) -> tuple[dict[str, Any], dict[s
         dataset = dataset.dataset
         where = f"{where} of {type(dataset).__name__}"
     transform = getattr(dataset, "transform", None)
-    if transform is not None:
+    stats = processor_statistics(transform) if transform is not None and hasattr(transform, "image_mean") else None
+    if stats is not None:  # an image processor used as the transform: the statistics it applies
+        from torchvision import transforms
+
+        fields["transform"] = transforms.Normalize(stats["mean"], stats["std"])
+        observed["transform"] = f"{where}.transform, {type(transform).__name__}'s image_mean/image_std"
+    elif transform is not None:
         fields["transform"] = transform
         observed["transform"] = f"{where}.transform"
-    classes = getattr(dataset, "classes", None)
-    if isinstance(classes, (list, tuple)) and classes:
-        fields["num_classes"] = len(classes)
-        observed["num_classes"] = f"{len(classes)}, {where}.classes"
+    prefetchers = prefetch_loaders(loaders or [])
+    if prefetchers:  # timm normalizes on the device: the loader is the transform that normalizes
+        fields["transform"] = prefetchers[0]
+        observed["transform"] = f"{type(prefetchers[0]).__name__} over the DataLoader of {where}"
+    counted = class_count(dataset)
+    if counted is not None:
+        fields["num_classes"] = counted[0]
+        observed["num_classes"] = f"{counted[0]}, {where}.{counted[1]}"
     return fields, observed, notes
 
 
@@ -85,31 +93,89 @@ def _batch(sample: Any) -> int | None:
     return sample.shape[0] if isinstance(sample, torch.Tensor) and sample.ndim else None
 
 
+_LABEL_NAMES = frozenset({"labels", "label", "targets", "target", "y"})
+
+
+def _input_names(module: nn.Module) -> list[str]:
+    """The model's input names in order: its ``main_input_name`` (Hugging Face models declare it),
+    then the parameters of its ``forward`` signature."""
+    import inspect
+
+    names: list[str] = []
+    main = getattr(module, "main_input_name", None)
+    if isinstance(main, str):
+        names.append(main)
+    try:
+        names.extend(n for n in inspect.signature(module.forward).parameters if n not in names)
+    except (TypeError, ValueError):
+        pass
+    return names
+
+
 def sample_slot(call: ModelCall) -> int | str | None:
-    """Where the model's input batch is: ``0`` (the first argument), a keyword (``pixel_values``), or None."""
+    """Where the model's input batch is: ``0`` (the first argument), a keyword the model's signature
+    names (``pixel_values``, ``input_ids``), or None. A 0-d tensor (``num_items_in_batch``) or the
+    labels are never the input."""
     if call.args:
-        return 0 if isinstance(call.args[0], torch.Tensor) else None
-    return next((k for k, v in call.kwargs.items() if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+        return 0 if isinstance(call.args[0], torch.Tensor) and call.args[0].ndim else None
+
+    def batch_like(name: str) -> bool:
+        value = call.kwargs.get(name)
+        return isinstance(value, torch.Tensor) and value.ndim > 0 and name not in _LABEL_NAMES
+
+    for name in _input_names(_callable_model(call.module)):
+        if batch_like(name):
+            return name
+    return next((k for k in call.kwargs if batch_like(k)), None)
 
 
-def _call(module: nn.Module, call: ModelCall, slot: int | str, sample: torch.Tensor, targets: torch.Tensor | None = None) -> Any:
-    """Call ``module`` as the run did, with ``sample`` (and ``targets`` for a ``labels`` keyword) in place."""
+def _target_slot(call: ModelCall, slot: int | str) -> int | str | None:
+    """Where a model that computes its own loss takes the targets: ``labels=``, or a second positional
+    integer tensor of the input's batch size (timm's ``ClassificationTask(input, target)``)."""
+    if slot != 0 and isinstance(call.kwargs.get("labels"), torch.Tensor):
+        return "labels"
+    if slot == 0 and len(call.args) > 1:
+        second = call.args[1]
+        if isinstance(second, torch.Tensor) and second.ndim and not second.is_floating_point() and _batch(second) == _batch(call.args[0]):
+            return 1
+    return None
+
+
+def _detached(value: Any) -> Any:
+    """A tensor argument cut from the run's graph (the replay must never backward into the run's own)."""
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
+def _call(
+    module: nn.Module, call: ModelCall, slot: int | str, sample: torch.Tensor, targets: torch.Tensor | None = None,
+    target_slot: int | str | None = None,
+) -> Any:
+    """Call ``module`` as the run did, with ``sample`` (and ``targets`` where the model takes them) in place."""
+    args = [_detached(a) for a in call.args]
+    kwargs = {k: _detached(v) for k, v in call.kwargs.items()}
     if slot == 0:
-        return module(sample, *call.args[1:], **call.kwargs)
-    kwargs = {**call.kwargs, str(slot): sample}
-    if targets is not None and isinstance(kwargs.get("labels"), torch.Tensor):
-        kwargs["labels"] = targets
-    return module(*call.args, **kwargs)
+        args[0] = sample
+    else:
+        kwargs[str(slot)] = sample
+    if targets is not None and target_slot is not None:
+        if isinstance(target_slot, int):
+            args[target_slot] = targets
+        else:
+            kwargs[target_slot] = targets
+    return module(*args, **kwargs)
 
 
-def train_fields(call: ModelCall, optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, str], list[str]]:
-    """``model``, ``sample``, ``targets``, ``optimizer``, ``scheduler`` and the replayed ``train_step``."""
+def train_fields(
+    call: ModelCall, optimizer: torch.optim.Optimizer, given: Any = None,
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """``model``, ``sample``, ``targets``, ``optimizer``, ``scheduler`` (``given``: the one a framework
+    handed over) and the replayed ``train_step``."""
     notes: list[str] = []
     fields: dict[str, Any] = {"model": call.module, "optimizer": optimizer}
     observed = {"model": f"{type(call.module).__name__}, the outermost module called", "optimizer": type(optimizer).__name__}
-    schedulers = find_schedulers(optimizer)
+    schedulers = find_schedulers(optimizer, given)
     if schedulers:
-        fields["scheduler"] = schedulers[0]
+        fields["scheduler"] = rebound(schedulers[0], optimizer)
         observed["scheduler"] = type(schedulers[0]).__name__
         if len(schedulers) > 1:
             notes.append(f"{len(schedulers)} schedulers step the optimizer; the audit read {type(schedulers[0]).__name__}")
@@ -117,13 +183,15 @@ def train_fields(call: ModelCall, optimizer: torch.optim.Optimizer) -> tuple[dic
     if slot is None:
         notes.append("the model's input is not a tensor: the audit used a synthesized sample and its default train step")
         return fields, observed, notes
-    sample = call.args[0] if slot == 0 else call.kwargs[slot]
+    sample = (call.args[0] if slot == 0 else call.kwargs[slot]).detach()  # never a way back into the run's graph
     fields["sample"] = sample
     observed["sample"] = f"the batch of the first step, shape {tuple(sample.shape)}"
     loss = call.loss
     targets, source = (loss.targets, f"the targets given to {loss.function.__name__}") if loss is not None else (None, "")
-    if targets is None and slot != 0:
-        targets, source = call.kwargs.get("labels"), "the model's labels= argument"
+    target_slot = _target_slot(call, slot)
+    if targets is None and target_slot is not None:
+        targets = call.kwargs[target_slot] if isinstance(target_slot, str) else call.args[target_slot]
+        source = "the model's labels= argument" if target_slot == "labels" else f"the model's argument {target_slot} (a loss computed inside)"
     if isinstance(targets, torch.Tensor) and targets.ndim and _batch(targets) == _batch(sample):
         fields["targets"] = targets
         observed["targets"] = source
@@ -134,11 +202,11 @@ def train_fields(call: ModelCall, optimizer: torch.optim.Optimizer) -> tuple[dic
         notes.append("no torch.nn.functional loss seen after the model call: the replayed step uses cross-entropy")
     elif loss.output_index is None:
         notes.append(f"{loss.function.__name__} took a tensor derived from the model's output: the replayed step uses cross-entropy")
-    fields["train_step"] = _replay_step(call, slot, own_loss)
+    fields["train_step"] = _replay_step(call, slot, own_loss, target_slot)
     return fields, observed, notes
 
 
-def _replay_step(call: ModelCall, slot: int | str, own_loss: bool) -> Any:
+def _replay_step(call: ModelCall, slot: int | str, own_loss: bool, target_slot: int | str | None = None) -> Any:
     """``train_step(model, sample, targets, optimizer)`` that repeats the observed step on the audit's copies."""
     module = _callable_model(call.module)
     loss = call.loss if call.loss is not None and call.loss.output_index is not None else None
@@ -147,7 +215,7 @@ def _replay_step(call: ModelCall, slot: int | str, own_loss: bool) -> Any:
         call.set_modes()
         if optimizer is not None:
             optimizer.zero_grad()
-        result = _call(module, call, slot, sample, targets)
+        result = _call(module, call, slot, sample, targets, target_slot)
         outputs = [t for _, t in named_outputs(result)]
         if own_loss:
             value = result["loss"] if isinstance(result, dict) else result.loss

@@ -68,6 +68,13 @@ class ModelCall:
     outputs: list[torch.Tensor] = field(default_factory=list)
     backward: bool = False
     """A backward pass reached one of its outputs."""
+
+    @property
+    def validation(self) -> bool:
+        """The evidence says this call was inference: grad mode off, inference mode, or every module
+        in eval mode. A call with gradients on and a module training is a training call, even when no
+        backward reached it (a frozen part called on its own)."""
+        return self.inference_mode or not self.grad_enabled or not any(self.training)
     loss: LossCall | None = None
     own_loss: torch.Tensor | None = None
     """The ``loss`` the model returned itself (a Hugging Face ``ModelOutput``, a dict with ``"loss"``)."""
@@ -78,9 +85,10 @@ class ModelCall:
             module.training = flag
 
 
-_KEPT_CALLS = 4
-"""Calls kept between two steps: the first two (a validation pass starts there) and the last two (the
-training call is the last before the step), so a long validation pass holds no more than four batches."""
+_KEPT_CALLS = 6
+"""Calls kept between two steps: the first three (a validation pass starts there) and the last three
+(the training call, or the parts of a model called one after the other, come last before the step),
+so a long validation pass holds no more than six batches."""
 
 
 class _LossMode(TorchFunctionMode):
@@ -92,8 +100,9 @@ class _LossMode(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if func in LOSS_FUNCTIONS and not self.observer.paused:
-            self.observer.record_loss(func, args, kwargs)
+        original = getattr(func, "__wrapped__", func)  # the label check's wrapper (tlaudit.watcher.labels)
+        if original in LOSS_FUNCTIONS and not self.observer.paused:
+            self.observer.record_loss(original, args, kwargs)
         return func(*args, **kwargs)
 
 
@@ -115,6 +124,7 @@ class Observer:
         self._mode: _LossMode | None = None
         self.closing = False
         self.counting = False
+        self.entered: tuple[nn.Module, tuple[Any, ...]] | None = None
 
     def open(self) -> None:
         self._post_handle = module_hooks.register_module_forward_hook(self._post_forward, with_kwargs=True, always_call=True)
@@ -140,6 +150,16 @@ class Observer:
                 _remove(handle)
         self._handles = keep
 
+    def resume(self) -> None:
+        """Observe model calls and losses again after :meth:`count_only` (a new optimizer, or the
+        trainable parameters or param groups changed: the next step is audited with its calls)."""
+        if not self.counting:
+            return
+        self.counting = False
+        self._depth = 0
+        self._post_handle = module_hooks.register_module_forward_hook(self._post_forward, with_kwargs=True, always_call=True)
+        self._handles = [module_hooks.register_module_forward_pre_hook(self._pre_forward), self._post_handle, *self._handles]
+
     def count_only(self) -> None:
         """Stop observing model calls and losses; the step hook stays and only hands on the steps."""
         self.leave_loss_mode()
@@ -158,6 +178,8 @@ class Observer:
             return
         if self.paused or torch.compiler.is_compiling() or isinstance(module, nn.modules.loss._Loss):
             return
+        if not self._depth and next(iter(module.parameters()), None) is not None:
+            self.entered = (module, tuple(args))  # the outermost call under way (a crash inside it leaves no call)
         self._depth += 1
 
     def _post_forward(self, module: nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
@@ -210,11 +232,15 @@ class Observer:
 
     def record_loss(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         call = self.calls[-1] if self.calls else None
-        if call is None or call.loss is not None or not args or self._depth:  # a loss inside a model is not the run's
+        if call is None or call.loss is not None or self._depth:  # a loss inside a model is not the run's
             return
         kwargs = dict(kwargs)
+        # F.binary_cross_entropy_with_logits(input=..., target=...) passes both as keywords
+        output = args[0] if args else kwargs.pop("input", None)
         targets = args[1] if len(args) > 1 else kwargs.pop("target", None)
-        index = next((i for i, t in enumerate(call.outputs) if t is args[0]), None)
+        if output is None:
+            return
+        index = next((i for i, t in enumerate(call.outputs) if t is output), None)
         call.loss = LossCall(func, index, targets, tuple(args[2:]), kwargs)
 
     # -- steps ---------------------------------------------------------------------------------

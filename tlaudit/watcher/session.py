@@ -33,6 +33,7 @@ from tlaudit.reports import Format
 from tlaudit.options import parse_check_ids, parse_fail_on, validate_check_ids
 from tlaudit.auditing.report import AuditFailed, Report
 from tlaudit.auditing.setup import Strategy, TransferSetup
+from tlaudit.watcher.verdicts import replay_failures_as_skips
 
 __all__ = ["INTENT_FIELDS", "AuditSession", "Stage"]
 
@@ -49,6 +50,7 @@ _HEADINGS = {
     "train": "train audit at the first optimizer step",
     "inference": "inference audit after the first validation pass",
     "static": "static audit at the start of the fit",
+    "crash": "diagnosis of the exception that ended the run (the program's traceback follows)",
 }
 
 
@@ -93,6 +95,10 @@ class AuditSession:
         intent = {"strategy": strategy, "frozen": frozen, "num_classes": num_classes, "weights": weights, "head": head, "lr_max": lr_max}
         if strategy is not None:
             intent["strategy"] = Strategy.parse(strategy)  # wrong at once, not at the first step
+        if weights is not None and hasattr(weights, "image_mean"):  # a Hugging Face image processor
+            from tlaudit.watcher.facts import processor_statistics
+
+            intent["weights"] = processor_statistics(weights) or weights
         self.intent = {k: v for k, v in intent.items() if v is not None}
         self.select = parse_check_ids(select, "select") if select is not None else None
         self.ignore = parse_check_ids(ignore, "ignore") if ignore is not None else None
@@ -123,7 +129,7 @@ class AuditSession:
         chosen = select_checks(self.select, self.ignore)
         if stage == "static":
             return [c.id for c in chosen if c.phase is Phase.STATIC]
-        return [c.id for c in chosen if (c.phase is Phase.INFERENCE) == (stage == "inference")]
+        return [c.id for c in chosen if (c.phase is Phase.INFERENCE) == stage.startswith("inference")]
 
     def audit(
         self,
@@ -134,38 +140,50 @@ class AuditSession:
         *,
         only: Iterable[str] | None = None,
         explain: Callable[[Report], Iterable[str]] | None = None,
+        adjust: Callable[[Report], Report] | None = None,
+        stop: bool = True,
+        also: Iterable[str] = (),
     ) -> Report | None:
         """Audit the setup made of ``fields`` (observed or inferred) and the intent; write the report out.
 
         ``observed`` maps each field that came from the run to where it came from. ``only`` narrows
-        the stage's checks; ``explain(report)`` adds notes that depend on the findings. Returns None
-        when no selected check belongs to ``stage``.
+        the stage's checks and ``also`` adds selected train checks; ``explain(report)`` adds notes that depend on the findings; ``adjust``
+        rewrites the report before the verdict (what a framework leaves out by design). A
+        ``train_step`` among the fields is the audit's replay of a step the run took: its failure is a
+        skip, not the program's error. ``stop=False`` writes the report and never raises (a diagnosis
+        beside the program's own exception). Returns None when no selected check belongs to ``stage``.
 
         Raises:
             AuditFailed: a finding is at or above ``fail_on`` (the report is written first).
             SetupError: the intent does not fit the model (a ``frozen`` or ``head`` name it lacks).
         """
+        selected = set(self.checks("train")) | set(self.checks("static"))
         ids = [c for c in self.checks(stage) if only is None or c in set(only)]
+        ids += [c for c in also if c in selected and c not in ids]  # a train check the stage can run with what it has
         if not ids:
             return None
         values = {k: v for k, v in fields.items() if v is not None and k not in self.intent}
         dropped: list[str] = []
         setup = _observed_setup(values, dropped).with_overrides(**self.intent)
         report = audit(setup, ids)
+        if "train_step" in values:
+            report = replay_failures_as_skips(report)
+        if adjust is not None:
+            report = adjust(report)
         extra = [*notes, *dropped, *_provenance({**values, **self.intent}, observed, self.intent, stage)]
-        if stage != "inference" and self.checks("inference"):
+        if not stage.startswith("inference") and self.checks("inference"):
             extra.append("eval-mode, eval-nondeterministic and grad-inference run after the first validation pass")
         if explain is not None:
             extra.extend(explain(report))
         report = dataclasses.replace(report, notes=(*report.notes, *extra))
         self.reports[stage] = report
         self.emit(stage, report)
-        if self.fail_on is not None and report.at_or_above(self.fail_on):
+        if stop and self.fail_on is not None and report.at_or_above(self.fail_on):
             self.failed = True
             stream = self.stream or sys.stderr
             stream.write(f"tlaudit watch: the run is stopped here: a finding at or above fail_on={self.fail_on}\n")
             stream.flush()
-            raise AuditFailed(report, f"{_heading(stage)}:\n{report.to_text()}")
+            raise AuditFailed(report, _reason(stage, report, self.fail_on, self.output))
         return report
 
     # -- output --------------------------------------------------------------------------------
@@ -188,7 +206,23 @@ class AuditSession:
         stream.flush()
 
 
+def _reason(stage: Stage, report: Report, fail_on: str, output: Path | None) -> str:
+    """The one line an AuditFailed says (the report itself was written once, before it was raised)."""
+    ids = sorted({f.check for f in report.at_or_above(fail_on)})
+    where = f"in {output}" if output is not None else "above"
+    return f"{_heading(stage)}: {', '.join(ids)} at or above fail_on={fail_on} (the report is {where})"
+
+
 def _heading(stage: Stage) -> str:
+    if stage.startswith("train (step ") and ":" in stage:  # a watched run's re-audit: "train (step 5: why)"
+        step, why = stage[len("train (step "):-1].split(": ", 1)
+        return f"static audit at optimizer step {step}, before it runs: {why}"
+    if stage.startswith("train (step "):
+        return f"train audit at optimizer step {stage[len('train (step '):-1]}"
+    if stage.startswith("inference (after"):
+        return f"inference audit after the first validation pass of the new model ({stage[len('inference ('):-1]})"
+    if stage.startswith("labels (step "):
+        return f"label audit at optimizer step {stage[len('labels (step '):-1]}"
     if stage.startswith("train ("):  # a callback's re-audit: "train (epoch 3)"
         return f"train audit after the param groups or trainable parameters changed {stage[6:]}"
     return _HEADINGS.get(stage, f"{stage} audit")
@@ -216,7 +250,7 @@ def _provenance(values: dict[str, Any], observed: dict[str, str], intent: dict[s
     if intent:
         notes.append("given as intent: " + ", ".join(sorted(intent)))
     missing = [n for n in ("optimizer", "scheduler", "transform", "num_classes", "weights", "targets") if n not in values]
-    if missing and stage != "inference":
+    if missing and not stage.startswith("inference"):
         notes.append("not observed: " + ", ".join(missing))
     return notes
 

@@ -56,6 +56,17 @@ class WeightsObserver:
             cls, name, original = self._wrapped.pop()
             setattr(cls, name, original)
 
+    def timm_model(self, model: nn.Module) -> tuple[nn.Module, str] | None:
+        """The timm model inside ``model`` (itself, or the model a wrapper such as timm's
+        ``ClassificationTask`` holds) that the run loaded weights into: its ``pretrained_cfg`` says
+        what those weights expect."""
+        loaded = {id(module) for module, _ in self.loads}
+        for module in model.modules():
+            if id(module) in loaded and getattr(module, "pretrained_cfg", None) and type(module).__module__.startswith("timm."):
+                name = module.pretrained_cfg.get("architecture") or type(module).__name__
+                return module, f"the pretrained_cfg of the timm model `{name}` the run loaded weights into"
+        return None
+
     def fields(self, model: nn.Module) -> tuple[dict[str, Any], dict[str, str], list[str]]:
         """``weights`` (the last loaded) and ``load_result`` (the last load into ``model``), with provenance and notes."""
         fields: dict[str, Any] = {}

@@ -1,0 +1,118 @@
+"""What watching costs a run once its first audits are done, and what the Hugging Face callback costs
+a short ``Trainer`` run. Goal: a watched run within 2% of the unwatched one after the first audits.
+
+After its audits, ``tlaudit.watch()`` keeps one global optimizer step pre-hook (a fingerprint of the
+param groups and the trainable parameters, to audit a later unfreeze or a new optimizer) and the label
+check on ``F.cross_entropy``/``F.nll_loss`` (a min and a max per call). Run:
+
+    .venv/bin/python -m pytest benchmarks/test_watch_overhead.py -s --benchmark-only
+
+Steps are timed in one process on the same model and batch: ROUNDS rounds of STEPS steps unwatched,
+then watched (after the audits), then unwatched again (drift cancels); the ratio of the medians is
+printed and kept in ``benchmark.extra_info``.
+"""
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+import tlaudit
+
+STEPS = 20
+ROUNDS = 7
+RATIO_GOAL = 1.02
+
+
+def _setup() -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = tlaudit.replace_head(torchvision.models.resnet18(), 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    return model, optimizer, torch.randn(8, 3, 96, 96), torch.randint(10, (8,))
+
+
+def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, n: int) -> float:
+    start = time.perf_counter()
+    model.train()
+    for _ in range(n):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def _audited(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    """The run's first steps and a validation pass: both audits done, the watcher in its light mode."""
+    _steps(model, optimizer, x, y, 1)
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    _steps(model, optimizer, x, y, 1)
+
+
+def test_watched_steps_after_the_audits(benchmark: Any) -> None:
+    model, optimizer, x, y = _setup()
+    _steps(model, optimizer, x, y, 2)  # warm-up
+    plain = [_steps(model, optimizer, x, y, STEPS) for _ in range(ROUNDS)]
+    with tlaudit.watch(stream=io.StringIO()) as watch:
+        _audited(model, optimizer, x, y)
+        assert set(watch.reports) == {"train", "inference"}
+        watched = [_steps(model, optimizer, x, y, STEPS) for _ in range(ROUNDS)]
+        benchmark.pedantic(_steps, args=(model, optimizer, x, y, STEPS), rounds=3, iterations=1)
+    plain += [_steps(model, optimizer, x, y, STEPS) for _ in range(ROUNDS)]  # before and after: drift cancels
+    ratio = statistics.median(watched) / statistics.median(plain)
+    benchmark.extra_info.update(ratio=ratio, step_ms_plain=1e3 * statistics.median(plain) / STEPS)
+    print(f"\nwatched/unwatched per step after the audits: {ratio:.4f} "
+          f"(unwatched {1e3 * statistics.median(plain) / STEPS:.2f} ms a step, {STEPS} steps x {ROUNDS} rounds)")
+
+
+def test_unwatched_steps(benchmark: Any) -> None:
+    model, optimizer, x, y = _setup()
+    _audited(model, optimizer, x, y)
+    benchmark.pedantic(_steps, args=(model, optimizer, x, y, STEPS), rounds=3, iterations=1)
+
+
+def test_huggingface_callback_cost_on_a_short_trainer_run(benchmark: Any, tmp_path: Any) -> None:
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from tlaudit.integrations.huggingface import TransferAuditCallback
+
+    class Images(torch.utils.data.Dataset):
+        classes = ["a", "b", "c"]
+
+        def __len__(self) -> int:
+            return 64
+
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            g = torch.Generator().manual_seed(i)
+            return {"pixel_values": torch.randn(3, 32, 32, generator=g), "labels": i % 3}
+
+    def train(callback: bool) -> float:
+        torch.manual_seed(0)
+        config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, intermediate_size=64, num_labels=3)
+        model = transformers.ViTForImageClassification(config)
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path), max_steps=40, per_device_train_batch_size=8, warmup_steps=4, learning_rate=5e-5,
+            eval_strategy="steps", eval_steps=20, save_strategy="no", logging_strategy="no", report_to="none",
+            use_cpu=True, disable_tqdm=True,
+        )
+        callbacks = [TransferAuditCallback(stream=io.StringIO())] if callback else []
+        trainer = transformers.Trainer(model=model, args=args, train_dataset=Images(), eval_dataset=Images(), callbacks=callbacks)
+        start = time.perf_counter()
+        trainer.train()
+        return time.perf_counter() - start
+
+    plain = [train(False) for _ in range(3)]
+    watched = [train(True) for _ in range(3)]
+    benchmark.pedantic(train, args=(True,), rounds=1, iterations=1)
+    ratio = statistics.median(watched) / statistics.median(plain)
+    benchmark.extra_info.update(ratio=ratio, seconds_plain=statistics.median(plain))
+    print(f"\nTrainer.train() (40 steps, 2 evaluations) with the callback / without: {ratio:.3f} "
+          f"({statistics.median(watched):.2f} s / {statistics.median(plain):.2f} s)")
