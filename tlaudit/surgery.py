@@ -162,10 +162,10 @@ def _new_head(old: nn.Module, num_classes: int, name: str) -> nn.Module:
         return nn.Conv2d(
             old.in_channels,
             num_classes,
-            kernel_size=old.kernel_size,
-            stride=old.stride,
-            padding=old.padding,
-            dilation=old.dilation,
+            kernel_size=old.kernel_size,  # type: ignore[arg-type]  # a Conv2d's own 2-tuples, typed tuple[int, ...]
+            stride=old.stride,  # type: ignore[arg-type]
+            padding=old.padding,  # type: ignore[arg-type]
+            dilation=old.dilation,  # type: ignore[arg-type]
             bias=old.bias is not None,
             **factory,
         )
@@ -207,8 +207,9 @@ def replace_head(
         names = [n for n in names if n not in _from_get_classifier(inner)]  # aux heads timm does not know of
     for name in names:
         _set_submodule(inner, name, _new_head(inner.get_submodule(name), num_classes, name))
-    if isinstance(getattr(inner, "num_classes", None), int) and not isinstance(inner.num_classes, bool):
-        inner.num_classes = num_classes
+    classes = getattr(inner, "num_classes", None)
+    if isinstance(classes, int) and not isinstance(classes, bool):
+        setattr(inner, "num_classes", num_classes)  # noqa: B010 - a plain attribute of timm models, not a submodule
     _update_config(inner, num_classes)
     return model
 

@@ -17,8 +17,13 @@ import torch
 from PIL import Image
 from torchvision.transforms import Compose, Normalize, RandomHorizontalFlip, Resize, ToTensor
 from transformers import (
-    AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments, ViTConfig,
-    ViTForImageClassification, ViTImageProcessor,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    Trainer,
+    TrainingArguments,
+    ViTConfig,
+    ViTForImageClassification,
+    ViTImageProcessor,
 )
 
 parser = argparse.ArgumentParser()

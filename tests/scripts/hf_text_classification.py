@@ -13,7 +13,11 @@ import os
 
 import torch
 from transformers import (
-    AutoModelForSequenceClassification, BertConfig, BertModel, Trainer, TrainingArguments,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertModel,
+    Trainer,
+    TrainingArguments,
     default_data_collator,
 )
 

@@ -21,8 +21,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from tlaudit.reports import Format
 from tlaudit.options import FAIL_ON_CHOICES, FAIL_ON_HELP, LR_MAX_HELP, positive_float_arg, positive_int_arg
+from tlaudit.reports import Format
 
 __all__ = ["add_parser", "run", "run_script"]
 
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_script(script: Path, argv: list[str], context: Any) -> int:
     """Run ``script`` as ``__main__`` with ``argv`` inside ``context`` (a watch); return its exit code."""
-    from tlaudit.errors import SetupError
     from tlaudit.auditing.report import AuditFailed
+    from tlaudit.errors import SetupError
 
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv = [str(script), *argv]

@@ -31,10 +31,10 @@ from tlaudit.watcher.build import dataset_fields, find_datasets, find_loaders, i
 from tlaudit.watcher.calls import training_call, validation_call
 from tlaudit.watcher.facts import hf_weights
 from tlaudit.watcher.labels import LabelWatch
-from tlaudit.watcher.whole_run import Fingerprint, by_design, changed_since_audit, diagnose_crash, fingerprint, report_labels
 from tlaudit.watcher.observe import ModelCall, Observer
 from tlaudit.watcher.session import AuditSession
 from tlaudit.watcher.weights import WeightsObserver
+from tlaudit.watcher.whole_run import Fingerprint, by_design, changed_since_audit, diagnose_crash, fingerprint, report_labels
 
 __all__ = ["RunStopped", "Watch", "watch"]
 

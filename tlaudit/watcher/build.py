@@ -183,7 +183,7 @@ def train_fields(
     if slot is None:
         notes.append("the model's input is not a tensor: the audit used a synthesized sample and its default train step")
         return fields, observed, notes
-    sample = (call.args[0] if slot == 0 else call.kwargs[slot]).detach()  # never a way back into the run's graph
+    sample = (call.args[0] if isinstance(slot, int) else call.kwargs[slot]).detach()  # never a way back into the run's graph
     fields["sample"] = sample
     observed["sample"] = f"the batch of the first step, shape {tuple(sample.shape)}"
     loss = call.loss
@@ -248,7 +248,7 @@ def inference_fields(call: ModelCall) -> tuple[dict[str, Any], dict[str, str]]:
         with torch.set_grad_enabled(call.grad_enabled):
             return _call(module, call, slot, sample)
 
-    sample = call.args[0] if slot == 0 else call.kwargs[slot]
+    sample = call.args[0] if isinstance(slot, int) else call.kwargs[slot]
     fields = {"model": call.module, "sample": sample, "predict": replayed_predict}
     modes = "inference mode" if call.inference_mode else ("grad enabled" if call.grad_enabled else "no_grad")
     training = sum(call.training)

@@ -27,12 +27,12 @@ from typing import Any, TextIO
 from torch import nn
 
 from tlaudit.auditing.engine import audit
-from tlaudit.errors import SetupError
 from tlaudit.auditing.findings import Severity
-from tlaudit.reports import Format
-from tlaudit.options import parse_check_ids, parse_fail_on, validate_check_ids
 from tlaudit.auditing.report import AuditFailed, Report
 from tlaudit.auditing.setup import Strategy, TransferSetup
+from tlaudit.errors import SetupError
+from tlaudit.options import parse_check_ids, parse_fail_on, validate_check_ids
+from tlaudit.reports import Format
 from tlaudit.watcher.verdicts import replay_failures_as_skips
 
 __all__ = ["INTENT_FIELDS", "AuditSession", "Stage"]

@@ -46,7 +46,7 @@ class WeightsObserver:
             (WeightsEnum, "get_state_dict", get_state_dict, recording_get_state_dict),
             (nn.Module, "load_state_dict", load_state_dict, recording_load_state_dict),
         ):
-            wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+            setattr(wrapper, "__wrapped__", original)  # noqa: B010 - as functools.wraps records it
             setattr(cls, name, wrapper)
             self._wrapped.append((cls, name, original))
 
@@ -62,8 +62,9 @@ class WeightsObserver:
         what those weights expect."""
         loaded = {id(module) for module, _ in self.loads}
         for module in model.modules():
-            if id(module) in loaded and getattr(module, "pretrained_cfg", None) and type(module).__module__.startswith("timm."):
-                name = module.pretrained_cfg.get("architecture") or type(module).__name__
+            cfg: Any = getattr(module, "pretrained_cfg", None)
+            if id(module) in loaded and cfg and type(module).__module__.startswith("timm."):
+                name = cfg.get("architecture") or type(module).__name__
                 return module, f"the pretrained_cfg of the timm model `{name}` the run loaded weights into"
         return None
 
