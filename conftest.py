@@ -1,6 +1,7 @@
 """Collection rules for the whole repository: an integration module whose framework is not installed
 is left out of the doctest run over the package (its tests skip through ``pytest.importorskip``), and
 docs pages whose examples need a working directory of their own are run by their own test."""
+
 from __future__ import annotations
 
 import importlib.util

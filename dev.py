@@ -6,6 +6,7 @@
 
 Only the Python standard library is used here, so it runs on a fresh machine.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,9 +54,7 @@ def main(argv: list[str]) -> int:
         rc = 0
         for example in ("correct", "buggy"):
             print(f"$ tlaudit audit --example {example}", flush=True)
-            code = subprocess.run(
-                [str(PYTHON), "-m", "tlaudit", "audit", "--example", example, *argv[1:]], cwd=ROOT, env=env
-            ).returncode
+            code = subprocess.run([str(PYTHON), "-m", "tlaudit", "audit", "--example", example, *argv[1:]], cwd=ROOT, env=env).returncode
             if code == 2:
                 rc = 2
             print(flush=True)
@@ -67,9 +66,7 @@ def main(argv: list[str]) -> int:
             code = subprocess.run([str(PYTHON), "-m", *step], cwd=ROOT, env=env).returncode
             rc = rc or code  # every step runs; the first failure decides
         return rc
-    code = subprocess.run(
-        [str(PYTHON), "-m", "pytest", "-n", "2", *argv[1:]], cwd=ROOT, env=env
-    ).returncode
+    code = subprocess.run([str(PYTHON), "-m", "pytest", "-n", "2", *argv[1:]], cwd=ROOT, env=env).returncode
     if code == 5:
         print("dev.py: pytest collected no tests", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ Times are interleaved in one process (medians of ROUNDS); memory is the peak RSS
 processes that build the same setup (with glibc returning freed blocks to the OS, so RSS follows
 live memory), and the peak above the RSS they had before the measured work.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,10 @@ def test_audit_time_against_train_step_and_predict(benchmark):
         user_median_s=statistics.median(user_times), audit_median_s=statistics.median(audit_times), time_ratio=ratio
     )
     benchmark.pedantic(ns["run_audit"], rounds=1, iterations=1)
-    print(f"\nuser step+predict median {statistics.median(user_times):.2f}s, audit median "
-          f"{statistics.median(audit_times):.2f}s, ratio {ratio:.2f}")
+    print(
+        f"\nuser step+predict median {statistics.median(user_times):.2f}s, audit median "
+        f"{statistics.median(audit_times):.2f}s, ratio {ratio:.2f}"
+    )
     assert ratio <= TIME_RATIO_MAX
 
 
@@ -112,11 +115,15 @@ def test_audit_peak_memory_against_train_step_and_predict(benchmark):
     user_delta = user_peak - user["before_kib"]
     audit_delta = audit_peak - audited["before_kib"]
     benchmark.extra_info.update(
-        user_peak_mib=user_peak / 1024, audit_peak_mib=audit_peak / 1024,
-        peak_ratio=audit_peak / user_peak, work_ratio=audit_delta / user_delta,
+        user_peak_mib=user_peak / 1024,
+        audit_peak_mib=audit_peak / 1024,
+        peak_ratio=audit_peak / user_peak,
+        work_ratio=audit_delta / user_delta,
     )
-    print(f"\npeak RSS: user {user_peak / 1024:.0f} MiB, audit {audit_peak / 1024:.0f} MiB "
-          f"(ratio {audit_peak / user_peak:.2f}); above the built setup: user {user_delta / 1024:.0f} MiB, "
-          f"audit {audit_delta / 1024:.0f} MiB (ratio {audit_delta / user_delta:.2f})")
+    print(
+        f"\npeak RSS: user {user_peak / 1024:.0f} MiB, audit {audit_peak / 1024:.0f} MiB "
+        f"(ratio {audit_peak / user_peak:.2f}); above the built setup: user {user_delta / 1024:.0f} MiB, "
+        f"audit {audit_delta / 1024:.0f} MiB (ratio {audit_delta / user_delta:.2f})"
+    )
     assert audit_peak / user_peak <= MEMORY_RATIO_MAX
     assert audit_delta / user_delta <= WORK_MEMORY_RATIO_MAX  # what the audit adds, not torch's footprint

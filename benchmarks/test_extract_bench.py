@@ -11,6 +11,7 @@ baseline: the speed targets are then reported, not asserted. Run:
 medians of REPEATS rounds, each timing every mode in turn), which is what the ratios are computed
 from; the per-mode tests record each mode with pytest-benchmark (``--benchmark-json`` keeps them).
 """
+
 from __future__ import annotations
 
 import functools
@@ -63,14 +64,15 @@ def test_mode(benchmark, resnet50, mode):
     x = torch.randn(BATCH, 3, 224, 224)
     resnet50.eval()
     if mode == "naive":
+
         def forward() -> None:
             resnet50(x)
     elif mode == "baseline":
+
         def forward() -> None:
             with torch.no_grad():
                 resnet50(x)
     else:
         forward = functools.partial(FeatureExtractor(resnet50), x)
     benchmark.pedantic(forward, rounds=3, warmup_rounds=1, iterations=1)
-    benchmark.extra_info.update({"mode": mode, "batch_size": BATCH,
-                                 "images_per_second": BATCH / benchmark.stats.stats.median})
+    benchmark.extra_info.update({"mode": mode, "batch_size": BATCH, "images_per_second": BATCH / benchmark.stats.stats.median})

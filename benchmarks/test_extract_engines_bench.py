@@ -11,6 +11,7 @@ run takes about a minute on two cores. Run:
 of REPEATS rounds, each timing every mode in turn), which is what the ratio is computed from; the
 per-engine tests record each engine with pytest-benchmark (``--benchmark-json`` keeps them).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -39,8 +40,7 @@ def resnet18() -> torch.nn.Module:
 
 def test_engines_side_by_side(resnet18):
     modes = engine_modes("cpu")
-    report = run_bench(resnet18, name="resnet18", batch_sizes=[BATCH], image_size=SIZE, iters=ITERS, repeats=REPEATS,
-                       warmup=2, modes=modes)
+    report = run_bench(resnet18, name="resnet18", batch_sizes=[BATCH], image_size=SIZE, iters=ITERS, repeats=REPEATS, warmup=2, modes=modes)
     print("\n" + report.to_table())
     by_mode = {r.mode: r for r in report.results}
     assert all(r.cosine_vs_fp32 >= MIN_COSINE for r in report.results), report.to_table()
@@ -48,8 +48,10 @@ def test_engines_side_by_side(resnet18):
     fastest = max(engines.values(), key=lambda r: r.images_per_second)
     auto = by_mode["auto"]
     ratio = auto.images_per_second / fastest.images_per_second
-    print(f"auto chose {auto.config['engine']}: {auto.images_per_second:,.1f} img/s = {ratio:.2f}x the fastest "
-          f"({fastest.mode}, {fastest.images_per_second:,.1f} img/s); {auto.speedup_vs_baseline:.2f}x baseline")
+    print(
+        f"auto chose {auto.config['engine']}: {auto.images_per_second:,.1f} img/s = {ratio:.2f}x the fastest "
+        f"({fastest.mode}, {fastest.images_per_second:,.1f} img/s); {auto.speedup_vs_baseline:.2f}x baseline"
+    )
     ceiling = report.ceiling_flops_per_second["bfloat16" if device_capabilities("cpu").native_bf16 else "float32"]
     for r in report.results:
         print(f"{r.mode}: {r.flops_per_second / 1e9:,.0f} GFLOP/s = {r.flops_per_second / ceiling:.1%} of the ceiling")
@@ -65,5 +67,11 @@ def test_engine(benchmark, resnet18, engine, tmp_path, monkeypatch):
     fx = FeatureExtractor(resnet18, engine=engine)
     fx(x)  # conversion, or the auto measurement, before the timing
     benchmark.pedantic(fx, args=(x,), rounds=5, warmup_rounds=1, iterations=1)
-    benchmark.extra_info.update({"engine": fx.config.engine, "config": fx.config.describe(), "batch_size": BATCH,
-                                 "images_per_second": BATCH / benchmark.stats.stats.median})
+    benchmark.extra_info.update(
+        {
+            "engine": fx.config.engine,
+            "config": fx.config.describe(),
+            "batch_size": BATCH,
+            "images_per_second": BATCH / benchmark.stats.stats.median,
+        }
+    )

@@ -6,6 +6,7 @@ CPU machine its start-up and scheduling cost is what this measures. Run:
 
     .venv/bin/python -m pytest benchmarks/test_extract_ray_bench.py -s
 """
+
 from __future__ import annotations
 
 import time
@@ -42,8 +43,7 @@ def test_ray_start_up_and_actor_scaling(benchmark, tmp_path):
     model.load_state_dict(torch.load(checkpoint, weights_only=True))
     tlaudit.remove_head(model)
     pixels = torch.stack([torch.from_numpy(np.array(Image.open(p))).permute(2, 0, 1) for p in sorted(folder.iterdir())])
-    FeatureExtractor(model, weights={"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}, **OPTIONS).extract(
-        pixels, batch_size=16)
+    FeatureExtractor(model, weights={"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}, **OPTIONS).extract(pixels, batch_size=16)
     local = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -54,13 +54,20 @@ def test_ray_start_up_and_actor_scaling(benchmark, tmp_path):
         for actors in (1, 2):
             started = time.perf_counter()
             ds = ray.data.read_images(str(folder), include_paths=True, num_cpus=0.25)
-            ds = ds.map_batches(RayExtractor, fn_constructor_kwargs={"build": "resnet18", "checkpoint": str(checkpoint), **OPTIONS},
-                                batch_size=16, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0.5)
+            ds = ds.map_batches(
+                RayExtractor,
+                fn_constructor_kwargs={"build": "resnet18", "checkpoint": str(checkpoint), **OPTIONS},
+                batch_size=16,
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=0.5,
+            )
             ds.write_parquet(str(tmp_path / f"out{actors}"), ray_remote_args={"num_cpus": 0.25})
             timings[actors] = time.perf_counter() - started
     finally:
         ray.shutdown()
-    print(f"\nlocal (build + extract {IMAGES} images): {local:.1f} s; ray.init: {init:.1f} s; "
-          f"pipeline with 1 actor: {timings[1]:.1f} s; with 2 actors: {timings[2]:.1f} s")
+    print(
+        f"\nlocal (build + extract {IMAGES} images): {local:.1f} s; ray.init: {init:.1f} s; "
+        f"pipeline with 1 actor: {timings[1]:.1f} s; with 2 actors: {timings[2]:.1f} s"
+    )
     benchmark.extra_info.update({"local_s": local, "ray_init_s": init, "one_actor_s": timings[1], "two_actors_s": timings[2]})
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)

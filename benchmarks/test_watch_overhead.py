@@ -11,6 +11,7 @@ Steps are timed in one process on the same model and batch: ROUNDS rounds of STE
 then watched (after the audits), then unwatched again (drift cancels); the ratio of the medians is
 printed and kept in ``benchmark.extra_info``.
 """
+
 from __future__ import annotations
 
 import io
@@ -68,8 +69,10 @@ def test_watched_steps_after_the_audits(benchmark: Any) -> None:
     plain += [_steps(model, optimizer, x, y, STEPS) for _ in range(ROUNDS)]  # before and after: drift cancels
     ratio = statistics.median(watched) / statistics.median(plain)
     benchmark.extra_info.update(ratio=ratio, step_ms_plain=1e3 * statistics.median(plain) / STEPS)
-    print(f"\nwatched/unwatched per step after the audits: {ratio:.4f} "
-          f"(unwatched {1e3 * statistics.median(plain) / STEPS:.2f} ms a step, {STEPS} steps x {ROUNDS} rounds)")
+    print(
+        f"\nwatched/unwatched per step after the audits: {ratio:.4f} "
+        f"(unwatched {1e3 * statistics.median(plain) / STEPS:.2f} ms a step, {STEPS} steps x {ROUNDS} rounds)"
+    )
 
 
 def test_unwatched_steps(benchmark: Any) -> None:
@@ -95,13 +98,23 @@ def test_huggingface_callback_cost_on_a_short_trainer_run(benchmark: Any, tmp_pa
 
     def train(callback: bool) -> float:
         torch.manual_seed(0)
-        config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                                        num_attention_heads=2, intermediate_size=64, num_labels=3)
+        config = transformers.ViTConfig(
+            image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=3
+        )
         model = transformers.ViTForImageClassification(config)
         args = transformers.TrainingArguments(
-            output_dir=str(tmp_path), max_steps=40, per_device_train_batch_size=8, warmup_steps=4, learning_rate=5e-5,
-            eval_strategy="steps", eval_steps=20, save_strategy="no", logging_strategy="no", report_to="none",
-            use_cpu=True, disable_tqdm=True,
+            output_dir=str(tmp_path),
+            max_steps=40,
+            per_device_train_batch_size=8,
+            warmup_steps=4,
+            learning_rate=5e-5,
+            eval_strategy="steps",
+            eval_steps=20,
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            disable_tqdm=True,
         )
         callbacks = [TransferAuditCallback(stream=io.StringIO())] if callback else []
         trainer = transformers.Trainer(model=model, args=args, train_dataset=Images(), eval_dataset=Images(), callbacks=callbacks)
@@ -114,5 +127,7 @@ def test_huggingface_callback_cost_on_a_short_trainer_run(benchmark: Any, tmp_pa
     benchmark.pedantic(train, args=(True,), rounds=1, iterations=1)
     ratio = statistics.median(watched) / statistics.median(plain)
     benchmark.extra_info.update(ratio=ratio, seconds_plain=statistics.median(plain))
-    print(f"\nTrainer.train() (40 steps, 2 evaluations) with the callback / without: {ratio:.3f} "
-          f"({statistics.median(watched):.2f} s / {statistics.median(plain):.2f} s)")
+    print(
+        f"\nTrainer.train() (40 steps, 2 evaluations) with the callback / without: {ratio:.3f} "
+        f"({statistics.median(watched):.2f} s / {statistics.median(plain):.2f} s)"
+    )

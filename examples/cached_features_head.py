@@ -14,6 +14,7 @@ features are still good enough for a linear probe on digits); real code builds i
 
     python examples/cached_features_head.py [--epochs 5] [--train 512] [--engine auto]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     pixels, labels = digits_as_images(args.train + 256)
-    train_x, train_y, test_x, test_y = pixels[:args.train], labels[:args.train], pixels[args.train:], labels[args.train:]
+    train_x, train_y, test_x, test_y = pixels[: args.train], labels[: args.train], pixels[args.train :], labels[args.train :]
     torch.manual_seed(0)
     backbone = torchvision.models.resnet18()  # real code: resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
     tlaudit.remove_head(backbone)
@@ -76,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def batches(x, y):
         def epoch():
             for start in range(0, len(x), args.batch_size):
-                yield x[start:start + args.batch_size], y[start:start + args.batch_size]
+                yield x[start : start + args.batch_size], y[start : start + args.batch_size]
+
         return epoch
 
     def recompute(batch: torch.Tensor) -> torch.Tensor:
@@ -103,8 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'way':<38}{'time s':>8}{'test accuracy':>15}")
     print(f"{'recompute the backbone every epoch':<38}{plain_s:>8.1f}{plain_acc:>15.3f}")
     print(f"{'extract once, train on cached features':<38}{cached_s:>8.1f}{cached_acc:>15.3f}")
-    print(f"cached: {plain_s / cached_s:.1f}x faster (extraction {extract_s:.1f} s, engine {fx.config.engine}, "
-          f"{fx.config.describe()}); accuracy difference {cached_acc - plain_acc:+.3f}")
+    print(
+        f"cached: {plain_s / cached_s:.1f}x faster (extraction {extract_s:.1f} s, engine {fx.config.engine}, "
+        f"{fx.config.describe()}); accuracy difference {cached_acc - plain_acc:+.3f}"
+    )
     return 0
 
 

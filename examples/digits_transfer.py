@@ -26,6 +26,7 @@ same for every method.
     python examples/digits_transfer.py                  # one to two minutes on a CPU
     python examples/digits_transfer.py --plot curves.png  # needs matplotlib (pip install tlaudit[plot])
 """
+
 from __future__ import annotations
 
 import argparse
@@ -244,7 +245,11 @@ def build(method: str, checkpoint: Path, data: Data, sample: torch.Tensor, targe
     source_classes = int(data.source.labels.max()) + 1
     weights = {"mean": list(data.transform.mean), "std": list(data.transform.std)}
     common = {
-        "num_classes": n, "sample": sample, "targets": targets, "transform": data.transform, "predict": predict,
+        "num_classes": n,
+        "sample": sample,
+        "targets": targets,
+        "transform": data.transform,
+        "predict": predict,
         "train_step": train_step,
     }
     if method == "scratch":
@@ -438,7 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--short", type=int, default=10, help="the short budget in epochs (default: 10)")
     parser.add_argument("--long", type=int, default=60, help="the long budget in epochs (default: 60)")
     parser.add_argument("--target", type=float, default=0.8, help="the accuracy whose epochs-to-reach is shown (default: 0.8)")
-    parser.add_argument("--broken-shots", type=int, nargs="*", default=[10], help="label budgets that also run the broken twins (default: 10)")
+    parser.add_argument(
+        "--broken-shots", type=int, nargs="*", default=[10], help="label budgets that also run the broken twins (default: 10)"
+    )
     parser.add_argument("--source", choices=["shifted", "disjoint"], default="shifted", help="source/target pair (default: shifted)")
     parser.add_argument("--shift", choices=SHIFTS, default="noisy", help="how the target domain differs (default: noisy)")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="draw accuracy vs epochs and vs labels per class (needs matplotlib)")
@@ -446,12 +453,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)  # tiny models: one thread is fastest and keeps the timings comparable
     started = time.perf_counter()
     source_accuracy, results = experiment(
-        shots=args.shots, seeds=range(args.seeds), short=args.short, long=args.long,
-        broken_shots=args.broken_shots, source=args.source, how=args.shift,
+        shots=args.shots,
+        seeds=range(args.seeds),
+        short=args.short,
+        long=args.long,
+        broken_shots=args.broken_shots,
+        source=args.source,
+        how=args.shift,
     )
     domain = "digits 0-4 -> 5-9" if args.source == "disjoint" else f"half A -> half B, {args.shift}"
     print(f"source -> target: {domain}; pretrained CNN, held-out source accuracy {source_accuracy:.2f}")
-    print(f"target: held-out accuracy, mean ± std over {args.seeds} seeds; batch {BATCH}, Adam, LR {NEW_LR:g} new / {PRETRAINED_LR:g} pretrained layers")
+    print(
+        f"target: held-out accuracy, mean ± std over {args.seeds} seeds; batch {BATCH}, Adam, LR {NEW_LR:g} new / {PRETRAINED_LR:g} pretrained layers"
+    )
     print(table(results, short=args.short, long=args.long, target=args.target))
     missed = [(r.method, MISTAKES[r.method][1]) for r in results if r.broken and MISTAKES[r.method][1] not in r.audit_flags]
     flagged = [(r.method, r.audit_flags) for r in results if not r.broken and r.audit_flags]

@@ -6,6 +6,7 @@ be downloaded here, so the backbone is randomly initialised: the point is the wi
 
     python examples/feature_extraction.py
 """
+
 from __future__ import annotations
 
 import torch

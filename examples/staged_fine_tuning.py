@@ -1,7 +1,8 @@
 """Staged fine-tuning: head first, then `layer4`, then `layer3`, each with its own LR, resumable.
 
-    python examples/staged_fine_tuning.py
+python examples/staged_fine_tuning.py
 """
+
 from __future__ import annotations
 
 import io

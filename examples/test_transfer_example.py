@@ -4,6 +4,7 @@ Installing tlaudit registers the pytest plugin; run ``pytest examples/test_trans
 Inside a test that requests the ``tlaudit`` fixture, that name is the fixture, so import what you
 need from the package by name.
 """
+
 from __future__ import annotations
 
 import pytest

@@ -8,6 +8,7 @@ audit skips the check that would say so; the inputs are 32 px instead of 224 to 
 
     python examples/timm_fine_tuning.py [--model convnext_atto] [--epochs 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.raise_for_errors()
     norm = tlaudit.expected_normalization(model)
     print(f"expected input: mean {list(norm.mean)}, std {list(norm.std)}, {norm.interpolation}, crop_pct {norm.crop_pct}")
-    print(f"param groups: {len(optimizer.param_groups)}, LRs {min(g['lr'] for g in optimizer.param_groups):.2g}..{max(g['lr'] for g in optimizer.param_groups):.2g}")
+    print(
+        f"param groups: {len(optimizer.param_groups)}, LRs {min(g['lr'] for g in optimizer.param_groups):.2g}..{max(g['lr'] for g in optimizer.param_groups):.2g}"
+    )
 
     for epoch in range(args.epochs):
         model.train()

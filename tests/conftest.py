@@ -1,4 +1,5 @@
 """Shared pytest configuration for the tlaudit test suite."""
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ The programs are small versions of public training programs (each names its sour
 unwatched one. Reports are read from ``--format json --output FILE``: one JSON object per audit,
 with its ``stage``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,9 +57,7 @@ class Run:
 
     def findings(self, severity: str | None = None) -> list[tuple[str, str]]:
         """``(stage, check)`` of every finding (of ``severity``)."""
-        return [
-            (a["stage"], f["check"]) for a in self.audits for f in a["findings"] if severity is None or f["severity"] == severity
-        ]
+        return [(a["stage"], f["check"]) for a in self.audits for f in a["findings"] if severity is None or f["severity"] == severity]
 
     def checks(self, severity: str | None = "error") -> set[str]:
         return {check for _, check in self.findings(severity)}

@@ -9,6 +9,7 @@ The default profile is small and deterministic (it runs in the suite); for a lon
 
     TLAUDIT_FUZZ_PROFILE=long .venv/bin/python -m pytest tests/test_bad_input.py -p no:xdist
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,8 +68,7 @@ def test_a_sample_with_nan_is_an_input_range_error_and_the_other_checks_still_ru
     [finding] = report.by_check("input-range")
     assert finding.severity is tlaudit.Severity.ERROR
     assert finding.message == (
-        "the sample holds 3 NaN values and 1 infinite value (of 1536, shape (2, 3, 16, 16)): "
-        "every loss and gradient they reach is NaN"
+        "the sample holds 3 NaN values and 1 infinite value (of 1536, shape (2, 3, 16, 16)): every loss and gradient they reach is NaN"
     )
     assert "head-size" in report.checks_run
 
@@ -83,14 +83,17 @@ def test_an_unreplaced_head_against_the_weights_classes_is_a_warning_without_num
 
 def test_a_replaced_head_against_the_weights_classes_is_clean():
     model = tlaudit.replace_head(torchvision.models.resnet18(), 7)
-    report = tlaudit.audit(tlaudit.TransferSetup(model=model, weights="ResNet18_Weights.IMAGENET1K_V1",
-                                                 sample=torch.randn(2, 3, 32, 32)), select=["head-size"])
+    report = tlaudit.audit(
+        tlaudit.TransferSetup(model=model, weights="ResNet18_Weights.IMAGENET1K_V1", sample=torch.randn(2, 3, 32, 32)), select=["head-size"]
+    )
     assert report.checks_run == ("head-size",) and report.findings == ()
 
 
 def test_weights_that_do_not_say_their_classes_skip_head_size_with_the_reason():
-    report = tlaudit.audit(tlaudit.TransferSetup(model=small_cnn(), weights={"mean": [0.5] * 3, "std": [0.5] * 3},
-                                                 sample=torch.randn(2, 3, 16, 16)), select=["head-size"])
+    report = tlaudit.audit(
+        tlaudit.TransferSetup(model=small_cnn(), weights={"mean": [0.5] * 3, "std": [0.5] * 3}, sample=torch.randn(2, 3, 16, 16)),
+        select=["head-size"],
+    )
     assert [(s.check, s.reason) for s in report.skipped] == [
         ("head-size", "no `num_classes` given, and the weights do not say how many classes they have")
     ]
@@ -101,8 +104,13 @@ def test_a_mostly_skipped_report_says_so_in_its_summary():
     assert len(report.skipped) > len(report.checks_run)
     assert report.summary().endswith("skipped (most checks could not run: see why under skipped).")
     full = tlaudit.audit(
-        tlaudit.TransferSetup(model=small_cnn(), num_classes=3, sample=torch.randn(2, 3, 16, 16),
-                              targets=torch.tensor([0, 2]), optimizer=torch.optim.SGD(small_cnn().parameters(), lr=0.1))
+        tlaudit.TransferSetup(
+            model=small_cnn(),
+            num_classes=3,
+            sample=torch.randn(2, 3, 16, 16),
+            targets=torch.tensor([0, 2]),
+            optimizer=torch.optim.SGD(small_cnn().parameters(), lr=0.1),
+        )
     )
     assert "most checks could not run" not in full.summary()
 
@@ -150,8 +158,9 @@ def setups(draw: st.DrawFn) -> dict[str, Any]:
     if isinstance(fields["sample"], torch.Tensor) and fields["sample"].ndim:
         n = fields["sample"].shape[0]
         fields["targets"] = draw(
-            st.sampled_from([None, torch.arange(n) % 3, torch.full((n,), 9), torch.zeros(n + 1, dtype=torch.long),
-                             torch.rand(n, 3), torch.tensor(1)])
+            st.sampled_from(
+                [None, torch.arange(n) % 3, torch.full((n,), 9), torch.zeros(n + 1, dtype=torch.long), torch.rand(n, 3), torch.tensor(1)]
+            )
         )
     optimizer: Any = None
     if params:
@@ -173,8 +182,9 @@ def setups(draw: st.DrawFn) -> dict[str, Any]:
             "optimizer": optimizer,
             "object": object(),
         }[kind]
-    fields["weights"] = draw(st.sampled_from([None, WEIGHTS, "ResNet18_Weights.NOPE", {"mean": [0.5] * 3, "std": [0.5] * 3},
-                                              {"mean": "x"}, 42]))
+    fields["weights"] = draw(
+        st.sampled_from([None, WEIGHTS, "ResNet18_Weights.NOPE", {"mean": [0.5] * 3, "std": [0.5] * 3}, {"mean": "x"}, 42])
+    )
     fields["transform"] = draw(st.sampled_from([None, WEIGHTS.transforms(), 42, [42], (lambda x: x)]))
     fields["strategy"] = draw(st.sampled_from([None, "feature_extraction", "fine_tuning", "finetune"]))
     fields["frozen"] = draw(st.sampled_from([None, "conv", "nope", ["conv", 3], "module.conv"]))
@@ -195,7 +205,9 @@ def _owned(fields: dict[str, Any]) -> dict[str, Any]:
     flags = [(p.requires_grad, None if p.grad is None else p.grad.clone()) for p in model.parameters()]
     modes = [m.training for m in model.modules()]
     opt = fields.get("optimizer")
-    groups = [dict((k, v) for k, v in g.items() if k != "params") for g in opt.param_groups] if isinstance(opt, torch.optim.Optimizer) else []
+    groups = (
+        [dict((k, v) for k, v in g.items() if k != "params") for g in opt.param_groups] if isinstance(opt, torch.optim.Optimizer) else []
+    )
     return {"state": state, "flags": flags, "modes": modes, "groups": groups}
 
 
@@ -203,8 +215,7 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     if not a:
         return not b
     same_state = a["state"].keys() == b["state"].keys() and all(
-        torch.equal(a["state"][k], b["state"][k]) or (a["state"][k].isnan().any() and b["state"][k].isnan().any())
-        for k in a["state"]
+        torch.equal(a["state"][k], b["state"][k]) or (a["state"][k].isnan().any() and b["state"][k].isnan().any()) for k in a["state"]
     )
     same_flags = len(a["flags"]) == len(b["flags"]) and all(
         fa == fb and (ga is None) == (gb is None) and (ga is None or torch.equal(ga, gb))
@@ -252,8 +263,7 @@ _BODIES = {
     "none": "return None",
     "bad-field": "return tlaudit.TransferSetup(model=model(), transform=42)",
     "bad-sample": "return tlaudit.TransferSetup(model=model(), sample=torch.randn(2, 5))",
-    "user-step-raises": "return tlaudit.TransferSetup(model=model(), sample=torch.randn(2, 3, 16, 16), "
-    "train_step=lambda *a: 1 / 0)",
+    "user-step-raises": "return tlaudit.TransferSetup(model=model(), sample=torch.randn(2, 3, 16, 16), train_step=lambda *a: 1 / 0)",
     "prints": "print('loading data...'); return tlaudit.TransferSetup(model=model(), num_classes=3)",
 }
 _SETUP_FILE = """
@@ -274,8 +284,9 @@ def setup():
     fmt=st.sampled_from(["table", "json", "markdown", "junit"]),
     extra=st.sampled_from([[], ["--select", "head-size"], ["--select", "nope"], ["--lr-max", "-1"], ["--fail-on", "warning"]]),
 )
-def test_the_cli_exits_0_1_or_2_and_never_shows_a_traceback(tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str],
-                                                           body: str, fmt: str, extra: list[str]) -> None:
+def test_the_cli_exits_0_1_or_2_and_never_shows_a_traceback(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str], body: str, fmt: str, extra: list[str]
+) -> None:
     path = Path(tmp_path_factory.mktemp("fuzz")) / "setup_file.py"
     path.write_text(_SETUP_FILE.format(body=_BODIES[body]))
     code = main(["audit", str(path), "--format", fmt, "--no-progress", *extra])

@@ -1,5 +1,6 @@
 """Baselines (tlaudit/auditing/baseline.py): fingerprints that survive reordering and counts, matching, stale
 entries, and the baseline file."""
+
 from __future__ import annotations
 
 import json
@@ -112,8 +113,10 @@ def test_the_file_round_trips(tmp_path, reports):
         (None, r"baseline file not found: .*missing\.json \(--baseline\); create it with --write-baseline"),
         ("{not json", r"cannot read the baseline: .*bad\.json \(--baseline\): Expecting property name"),
         ('{"version": 2, "findings": []}', r"not a tlaudit baseline \(version 1 with a findings list\): .*bad\.json"),
-        ('{"version": 1, "findings": [{"check": "head-size"}]}',
-         r"baseline entry 0 needs string check, subject and fingerprint: \{'check': 'head-size'\}"),
+        (
+            '{"version": 1, "findings": [{"check": "head-size"}]}',
+            r"baseline entry 0 needs string check, subject and fingerprint: \{'check': 'head-size'\}",
+        ),
     ],
 )
 def test_unreadable_baselines_name_the_file(tmp_path, content, message):

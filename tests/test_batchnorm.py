@@ -1,4 +1,5 @@
 """Tests for tlaudit.batchnorm: the batchnorm= modes of freeze, FrozenBatchNorm, freeze_batchnorm, eval_frozen_batchnorm."""
+
 from __future__ import annotations
 
 import re
@@ -47,9 +48,7 @@ def test_batchnorm_frozen_converts_only_under_the_patterns():
 @pytest.mark.parametrize("call", [freeze, freeze_backbone])
 def test_bad_batchnorm_mode(call):
     model = TinyCNN()
-    with pytest.raises(
-        ValueError, match=re.escape("invalid batchnorm: 'freeze' (batchnorm); expected one of 'keep', 'frozen'")
-    ):
+    with pytest.raises(ValueError, match=re.escape("invalid batchnorm: 'freeze' (batchnorm); expected one of 'keep', 'frozen'")):
         call(model, batchnorm="freeze")
     assert trainable(model) == TINY_PARAMS
 
@@ -189,6 +188,8 @@ def test_eval_frozen_batchnorm_through_data_parallel():
 
 def test_freeze_batchnorm_refuses_layers_without_running_stats():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False), nn.Flatten(), nn.LazyLinear(2))
-    with pytest.raises(ValueError, match=r"cannot freeze BatchNorm2d\(4\): it keeps no running statistics \(track_running_stats=False\): `1` \(patterns\)"):
+    with pytest.raises(
+        ValueError, match=r"cannot freeze BatchNorm2d\(4\): it keeps no running statistics \(track_running_stats=False\): `1` \(patterns\)"
+    ):
         freeze_batchnorm(model)
     assert isinstance(model[1], nn.BatchNorm2d)

@@ -5,6 +5,7 @@ benchmarks/test_extract_bench.py. These tests check what is measured and reporte
 the same inputs, cosine to the fp32 features, the FLOP count against torchvision's published figure,
 the ceiling that flags impossible rates, the JSON keys, the plot, and every bad option.
 """
+
 from __future__ import annotations
 
 import json
@@ -126,8 +127,7 @@ def test_cli_json_sweeps_batch_sizes(tmp_path, capsys):
     argv = [*ARGS, "--batch-size", "1,2", "--format", "json", "--output", str(out), "--no-channels-last"]
     assert main(argv) == ExitCode.OK
     data = json.loads(out.read_text())
-    assert [(r["mode"], r["batch_size"]) for r in data["results"]] == [
-        (m, b) for b in (1, 2) for m in ("naive", "baseline", "optimized")]
+    assert [(r["mode"], r["batch_size"]) for r in data["results"]] == [(m, b) for b in (1, 2) for m in ("naive", "baseline", "optimized")]
     assert all(r["config"]["channels_last"] is False for r in data["results"])
     assert "fastest: " in capsys.readouterr().err
 

@@ -5,6 +5,7 @@ every engine as a mode with its cosine to fp32, the help generated from the regi
 end-to-end table with where the time goes. A small real CNN (tests.support.helpers:TinyCNN) keeps the
 conversions to a second.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,7 +88,6 @@ def test_an_unknown_mode_lists_the_groups(capsys):
     assert "unknown mode: 'fastest'; expected a comma-separated list of naive" in capsys.readouterr().err
 
 
-
 # -- end to end ------------------------------------------------------------------------------------
 
 
@@ -108,9 +108,13 @@ def test_end_to_end_compares_pipelines_and_says_where_time_goes(jpegs):
     for r in report.results:
         assert r.images_per_second > 0 and r.loader_images_per_second > 0 and r.network_images_per_second > 0
         assert r.bound in ("decode", "network")
-        assert r.speedup_vs_plain == (1.0 if r.pipeline == "plain" else pytest.approx(
-            r.images_per_second / next(p.images_per_second for p in report.results
-                                       if p.pipeline == "plain" and p.workers == r.workers)))
+        assert r.speedup_vs_plain == (
+            1.0
+            if r.pipeline == "plain"
+            else pytest.approx(
+                r.images_per_second / next(p.images_per_second for p in report.results if p.pipeline == "plain" and p.workers == r.workers)
+            )
+        )
     assert report.images == 8 and report.cosine >= 0.99  # the same features, decoded two ways
     table = str(report)
     assert "8 JPEG files -> features, batch 4, resize 18, crop 16" in table
@@ -122,8 +126,7 @@ def test_end_to_end_compares_pipelines_and_says_where_time_goes(jpegs):
 
 
 def test_cli_images_runs_end_to_end(jpegs, capsys, tmp_path):
-    argv = ["bench", TINY, "--images", str(jpegs), "--image-size", "16", "--batch-size", "4", "--workers", "0",
-            "--engine", "eager"]
+    argv = ["bench", TINY, "--images", str(jpegs), "--image-size", "16", "--batch-size", "4", "--workers", "0", "--engine", "eager"]
     assert main(argv) == ExitCode.OK
     captured = capsys.readouterr()
     assert "| plain " in captured.out and "| tlaudit " in captured.out

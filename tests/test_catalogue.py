@@ -1,5 +1,6 @@
 """The check catalogue (tlaudit/auditing/catalogue.py): every part of every check's documentation, ``tlaudit
 checks ID``, and docs/checks.md kept in sync with the registry."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,10 @@ def test_checks_id_json_has_every_section(capsys):
 
 def test_check_markdown_has_a_heading_and_every_part():
     text = format_check_markdown(REGISTRY["lr-threshold"], heading_level=3)
-    assert text.startswith("### lr-threshold\n\n**A group of pretrained parameters has an LR above lr_max.** "
-                           "Default severity: `error`. Needs `optimizer` (skipped without).")
+    assert text.startswith(
+        "### lr-threshold\n\n**A group of pretrained parameters has an LR above lr_max.** "
+        "Default severity: `error`. Needs `optimizer` (skipped without)."
+    )
     for title in SECTIONS:
         assert f"\n**{title}.**\n\n" in text
 

@@ -8,6 +8,7 @@ still run for real. Two tests run real processes: ``python -m tlaudit`` and the 
 Golden files (tests/golden/) hold output people read. Regenerate them after an intended change with
 ``TLAUDIT_UPDATE_GOLDEN=1 python -m pytest tests/test_cli.py`` and review the diff.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -137,8 +138,19 @@ def test_version(capsys):
     ("command", "expected"),
     [
         ((), ["usage: tlaudit", "audit", "inspect", "checks", "exit codes:"]),
-        (("audit",), ["usage: tlaudit audit", "--format {table,json,markdown,junit,sarif}", "--fail-on {error,warning}",
-                      "--exit-zero", "--progress", "--lr-max", "--example {buggy,correct}", "--debug"]),
+        (
+            ("audit",),
+            [
+                "usage: tlaudit audit",
+                "--format {table,json,markdown,junit,sarif}",
+                "--fail-on {error,warning}",
+                "--exit-zero",
+                "--progress",
+                "--lr-max",
+                "--example {buggy,correct}",
+                "--debug",
+            ],
+        ),
         (("inspect",), ["usage: tlaudit inspect", "MODEL", "--num-classes", "--depth", "--format {table,json}"]),
         (("checks",), ["usage: tlaudit checks", "ID", "--format {table,json,markdown}"]),
     ],
@@ -162,9 +174,18 @@ def test_exit_codes_are_documented():
         assert name in ExitCode.__doc__
 
 
-@pytest.mark.parametrize("argv", [["audit", "--format", "xml"], ["audit", "--fail-on", "info"], ["audit", "--lr-max", "-1"],
-                                  ["audit", "--lr-max", "fast"], ["inspect", "resnet18", "--depth", "0"], ["no-such-command"],
-                                  ["bench", "resnet18", "--iters", "0"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["audit", "--format", "xml"],
+        ["audit", "--fail-on", "info"],
+        ["audit", "--lr-max", "-1"],
+        ["audit", "--lr-max", "fast"],
+        ["inspect", "resnet18", "--depth", "0"],
+        ["no-such-command"],
+        ["bench", "resnet18", "--iters", "0"],
+    ],
+)
 def test_bad_option_values_exit_2(capsys, argv):
     code, out, err = run(capsys, *argv)
     assert code == ExitCode.SETUP_ERROR and out == ""
@@ -189,7 +210,9 @@ def test_audit_example_buggy_exits_1_with_the_table(capsys, reuse_example_audits
     code, out, err = run(capsys, "audit", "--example", "buggy")
     assert code == ExitCode.FINDINGS
     assert err == BUGGY_SUMMARY + "\n"
-    report = files.audit_file(str(EXAMPLES["buggy"]), select=[c.id for c in tlaudit.REGISTRY.values()])  # the same (cached) Report main printed
+    report = files.audit_file(
+        str(EXAMPLES["buggy"]), select=[c.id for c in tlaudit.REGISTRY.values()]
+    )  # the same (cached) Report main printed
     assert out == report.to_text(summary=False) + "\n"
     assert out.splitlines()[0].split() == ["severity", "check", "subject", "message"]
     assert {f.check for f in report.errors} == BUGGY_ERRORS
@@ -304,12 +327,22 @@ def test_json_on_stdout_only(capsys, reuse_example_audits):
     assert err == BUGGY_SUMMARY + "\n"
     assert data["ok"] is False and data["model"] == "ResNet"
     assert data["summary"] == {
-        "errors": 6, "warnings": 3, "infos": 0, "checks_run": 18, "checks_skipped": 0, "suppressed": 0, "baselined": 0, "stale": 0
+        "errors": 6,
+        "warnings": 3,
+        "infos": 0,
+        "checks_run": 18,
+        "checks_skipped": 0,
+        "suppressed": 0,
+        "baselined": 0,
+        "stale": 0,
     }
     keys = {"check", "severity", "message", "subject", "hint", "fingerprint", "location"}
     assert all(set(f) == keys for f in data["findings"])
     assert {f["check"] for f in data["findings"] if f["severity"] == "error"} == BUGGY_ERRORS
-    assert out == json.dumps(files.audit_file(str(EXAMPLES["buggy"]), select=[c.id for c in tlaudit.REGISTRY.values()]).to_dict(), indent=2) + "\n"
+    assert (
+        out
+        == json.dumps(files.audit_file(str(EXAMPLES["buggy"]), select=[c.id for c in tlaudit.REGISTRY.values()]).to_dict(), indent=2) + "\n"
+    )
 
 
 def test_markdown_golden(capsys):
@@ -318,8 +351,6 @@ def test_markdown_golden(capsys):
     assert out.startswith(f"## {BUGGY_SUMMARY}\n\n| severity | check | subject | message |\n|---|---|---|---|\n")
     assert "### How to fix" in out
     assert_golden("audit-buggy.md", out)
-
-
 
 
 def junit(text: str) -> ET.Element:
@@ -365,8 +396,9 @@ def test_junit_select(capsys, setup_file):
 
 
 def test_junit_ignore(capsys, setup_file):
-    code, out, _ = run(capsys, "audit", setup_file("warn"), "--format", "junit", "--ignore", "optimizer-frozen, eval-mode",
-                       "--fail-on", "warning")
+    code, out, _ = run(
+        capsys, "audit", setup_file("warn"), "--format", "junit", "--ignore", "optimizer-frozen, eval-mode", "--fail-on", "warning"
+    )
     assert code == ExitCode.OK  # the only warning's check is ignored
     suite = junit(out)
     names = [c.get("name") for c in suite.iter("testcase")]
@@ -374,8 +406,6 @@ def test_junit_ignore(capsys, setup_file):
     assert names == [c for c in tlaudit.REGISTRY if c not in {"optimizer-frozen", "eval-mode"}]
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (str(N - 2), "0", "5")
     assert suite.find(".//system-out") is None and suite.find(".//failure") is None
-
-
 
 
 def test_output_file(capsys, tmp_path):
@@ -406,8 +436,13 @@ def test_progress_flag_shows_each_check_then_clears(capsys, setup_file):
     assert "[1/3]" not in out
     line = "[3/3] eval-mode"  # the engine reports skipped checks too
     assert err == (
-        "\r[1/3] frozen-grad" + "\r[2/3] head-size  " + "\r" + line.ljust(len("[1/3] frozen-grad"))
-        + "\r" + " " * len("[1/3] frozen-grad") + "\r"
+        "\r[1/3] frozen-grad"
+        + "\r[2/3] head-size  "
+        + "\r"
+        + line.ljust(len("[1/3] frozen-grad"))
+        + "\r"
+        + " " * len("[1/3] frozen-grad")
+        + "\r"
         + "tlaudit: Sequential: 2 checks run, 0 errors, 0 warnings, 1 skipped.\n"
     )
 
@@ -419,8 +454,11 @@ def test_progress_follows_the_terminal(capsys, monkeypatch, setup_file, flag, sh
     assert main(["audit", setup_file("clean"), *flag]) == ExitCode.OK
     text = tty.getvalue()
     assert (f"[{N}/{N}] {list(tlaudit.REGISTRY)[-1]}" in text) is shown
-    assert text.endswith(f"\rtlaudit: Sequential: {N - 6} checks run, 0 errors, 0 warnings, 6 skipped.\n" if shown
-                         else f"tlaudit: Sequential: {N - 6} checks run, 0 errors, 0 warnings, 6 skipped.\n")
+    assert text.endswith(
+        f"\rtlaudit: Sequential: {N - 6} checks run, 0 errors, 0 warnings, 6 skipped.\n"
+        if shown
+        else f"tlaudit: Sequential: {N - 6} checks run, 0 errors, 0 warnings, 6 skipped.\n"
+    )
     assert capsys.readouterr().out.startswith("no findings\n")
 
 
@@ -504,8 +542,13 @@ def test_checks_json(capsys):
     assert code == ExitCode.OK
     assert [c["id"] for c in data] == list(tlaudit.REGISTRY)
     frozen_changed = data[1]
-    assert frozen_changed == {"id": "frozen-changed", "severity": "error", "summary": tlaudit.REGISTRY["frozen-changed"].summary,
-                              "needs": ["optimizer|train_step"], "aliases": []}
+    assert frozen_changed == {
+        "id": "frozen-changed",
+        "severity": "error",
+        "summary": tlaudit.REGISTRY["frozen-changed"].summary,
+        "needs": ["optimizer|train_step"],
+        "aliases": [],
+    }
 
 
 def test_check_doc_golden(capsys):
@@ -523,22 +566,27 @@ def test_check_doc_json(capsys):
     check = tlaudit.get_check("lr-threshold")
     assert code == ExitCode.OK
     assert data["doc"] == check.doc and data["severity"] == "error"
-    assert data["sections"] == {t: check.section(t) for t in ("What", "Why", "Why it is silent", "Evidence", "Example", "Fix", "References")}
+    assert data["sections"] == {
+        t: check.section(t) for t in ("What", "Why", "Why it is silent", "Evidence", "Example", "Fix", "References")
+    }
     assert all(data["sections"].values())
 
 
 def test_unknown_check_exits_2_with_closest_ids(capsys):
     code, out, err = run(capsys, "checks", "frozen-grd")
     assert code == ExitCode.SETUP_ERROR and out == ""
-    assert err == "tlaudit checks: error: unknown check ID: 'frozen-grd' (check); did you mean frozen-grad, frozen-changed, frozen-bn-train?\n"
+    assert (
+        err == "tlaudit checks: error: unknown check ID: 'frozen-grd' (check); did you mean frozen-grad, frozen-changed, frozen-bn-train?\n"
+    )
 
 
 # -- real processes -------------------------------------------------------------------------------
 
 
 def test_python_dash_m(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tlaudit", "checks", "frozen-grad"], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlaudit", "checks", "frozen-grad"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert (proc.returncode, proc.stderr) == (0, "")
     assert proc.stdout == (GOLDEN / "checks-frozen-grad.txt").read_text(encoding="utf-8")
 
@@ -547,8 +595,13 @@ def test_console_script(setup_file):
     script = shutil.which("tlaudit", path=str(Path(sys.executable).parent)) or shutil.which("tlaudit")
     assert script, "the `tlaudit` console script is not installed (pip install -e .)"
     path = setup_file("warn")
-    proc = subprocess.run([script, "audit", path, "--format", "json", "--fail-on", "warning"], capture_output=True,
-                          text=True, cwd=Path(path).parent, timeout=120)
+    proc = subprocess.run(
+        [script, "audit", path, "--format", "json", "--fail-on", "warning"],
+        capture_output=True,
+        text=True,
+        cwd=Path(path).parent,
+        timeout=120,
+    )
     assert proc.returncode == ExitCode.FINDINGS
     assert proc.stderr == f"tlaudit: Sequential: {N - 6} checks run, 0 errors, 1 warning, 6 skipped.\n"  # no progress: not a TTY
     data = json.loads(proc.stdout)

@@ -5,6 +5,7 @@ Setups are the tiny ones of tests/support/ci_setups.py, written into ``tmp_path`
 stable. Golden files (tests/golden/) hold output people read; regenerate them after an intended
 change with ``TLAUDIT_UPDATE_GOLDEN=1 python -m pytest tests/test_cli_ci.py`` and review the diff.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -102,15 +103,28 @@ def test_folder_json_and_junit_combine_every_file(here, capsys):
     assert code == ExitCode.SETUP_ERROR
     data = json.loads(out)
     assert list(data) == ["version", "tlaudit", "ok", "summary", "audits"] and data["ok"] is False
-    assert data["summary"] == {"setups": 3, "audited": 2, "failed": 1, "errors": 1, "warnings": 1, "infos": 0,
-                               "suppressed": 0, "baselined": 0, "stale": 0}
+    assert data["summary"] == {
+        "setups": 3,
+        "audited": 2,
+        "failed": 1,
+        "errors": 1,
+        "warnings": 1,
+        "infos": 0,
+        "suppressed": 0,
+        "baselined": 0,
+        "stale": 0,
+    }
     assert [(a["path"], a["error"] is None) for a in data["audits"]] == [
-        ("setups/high_lr.py", True), ("setups/raises.py", False), ("setups/warn.py", True)
+        ("setups/high_lr.py", True),
+        ("setups/raises.py", False),
+        ("setups/warn.py", True),
     ]
     source = (here / "setups" / "high_lr.py").read_text().splitlines()
     line = next(i for i, text in enumerate(source, 1) if text.startswith("    optimizer = torch.optim.SGD("))
     assert data["audits"][0]["report"]["findings"][0]["location"] == {
-        "path": "setups/high_lr.py", "line": line, "anchor": "optimizer construction"
+        "path": "setups/high_lr.py",
+        "line": line,
+        "anchor": "optimizer construction",
     }
     code, out, _ = run(capsys, "audit", "setups", "--format", "junit")
     suites = ET.fromstring(out)
@@ -154,13 +168,17 @@ def test_folder_baseline_entries_carry_their_file(here, capsys):
     assert run(capsys, "audit", "setups", "--write-baseline", "base.json")[0] == ExitCode.OK
     entries = json.loads((here / "base.json").read_text())["findings"]
     assert sorted((e["path"], e["check"]) for e in entries) == [
-        ("setups/high_lr.py", "lr-threshold"), ("setups/warn.py", "optimizer-frozen")
+        ("setups/high_lr.py", "lr-threshold"),
+        ("setups/warn.py", "optimizer-frozen"),
     ]
     # the same finding in a file the baseline does not know is new
     write_setups(here / "setups", "high_lr", names={"high_lr": "copy.py"})
     code, out, err = run(capsys, "audit", "setups", "--baseline", "base.json")
     assert code == ExitCode.FINDINGS
-    assert err.splitlines()[0] == f"setups/copy.py: tlaudit: Sequential: {N - 6} checks run, 1 error, 0 warnings, 6 skipped, 0 in the baseline."
+    assert (
+        err.splitlines()[0]
+        == f"setups/copy.py: tlaudit: Sequential: {N - 6} checks run, 1 error, 0 warnings, 6 skipped, 0 in the baseline."
+    )
     assert err.splitlines()[-1] == "tlaudit: 3 of 3 setups audited, 1 error, 0 warnings, 2 in the baseline."
 
 

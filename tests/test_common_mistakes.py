@@ -3,6 +3,7 @@
 Every file is loaded the way ``tlaudit audit FILE`` loads it (``load_setup``), and a few run through
 the command line itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,25 +21,57 @@ GALLERY = Path(__file__).resolve().parent.parent / "examples" / "common_mistakes
 
 # mistake file -> (the check that must fire, its severity, a pattern its message must match)
 CAUGHT = {
-    "freeze_module_attribute": ("frozen-grad", "error", r"in 4 modules \(`conv1`, `bn1`, `layer1` and 1 more\): meant frozen \(TransferSetup\.frozen\)"),
+    "freeze_module_attribute": (
+        "frozen-grad",
+        "error",
+        r"in 4 modules \(`conv1`, `bn1`, `layer1` and 1 more\): meant frozen \(TransferSetup\.frozen\)",
+    ),
     "freeze_name_typo": ("frozen-grad", "error", r"^5 parameters of `layer2`: meant frozen \(TransferSetup\.frozen\)"),
     "requires_grad_comparison": ("frozen-grad", "error", r"^60 parameters in 6 modules .*strategy='feature_extraction'"),
-    "optimizer_before_head_swap": ("optimizer-missing", "error", r"^2 parameters of `fc`: trainable but in no optimizer group; the optimizer holds 2 parameters that are not in the model$"),
+    "optimizer_before_head_swap": (
+        "optimizer-missing",
+        "error",
+        r"^2 parameters of `fc`: trainable but in no optimizer group; the optimizer holds 2 parameters that are not in the model$",
+    ),
     "head_not_replaced": ("head-size", "error", r"^output `output` has shape \(4, 1000\), expected 5 columns"),
     "inception_aux_head_forgotten": ("head-size", "error", r"^output `aux_logits` has shape \(2, 1000\), expected 5 columns"),
     # a warning: adapting BatchNorm statistics is sometimes meant (AdaBN); the message says which effect it has
-    "frozen_batchnorm_drifting": ("frozen-bn-train", "warning", r"^20 BatchNorm layers in 5 modules .*running stats drift toward the new data"),
-    "no_eval_at_inference": ("eval-mode", "error", r"^`ResNet` ran in training mode during predict: 20 BatchNorm layers using batch statistics"),
-    "functional_dropout_at_inference": ("eval-nondeterministic", "error", r"^two predict calls on the same sample returned different outputs$"),
-    "wrong_normalization": ("normalization", "error", r"normalizes with mean \[0\.5, 0\.5, 0\.5\], std \[0\.5, 0\.5, 0\.5\]; the weights \(ResNet18_Weights\.IMAGENET1K_V1\)"),
+    "frozen_batchnorm_drifting": (
+        "frozen-bn-train",
+        "warning",
+        r"^20 BatchNorm layers in 5 modules .*running stats drift toward the new data",
+    ),
+    "no_eval_at_inference": (
+        "eval-mode",
+        "error",
+        r"^`ResNet` ran in training mode during predict: 20 BatchNorm layers using batch statistics",
+    ),
+    "functional_dropout_at_inference": (
+        "eval-nondeterministic",
+        "error",
+        r"^two predict calls on the same sample returned different outputs$",
+    ),
+    "wrong_normalization": (
+        "normalization",
+        "error",
+        r"normalizes with mean \[0\.5, 0\.5, 0\.5\], std \[0\.5, 0\.5, 0\.5\]; the weights \(ResNet18_Weights\.IMAGENET1K_V1\)",
+    ),
     "missing_normalization": ("normalization", "error", r"^the transform applies no normalization"),
     # only a warning: the Normalize step is right, the missing scaling shows in the batch statistics alone
     "pixels_not_scaled": ("input-range", "warning", r"^the sample's statistics are far from a normalized input's"),
     "labels_from_one": ("label-range", "error", r"^targets range over \[1, 5\], outside \[0, 5\) \(num_classes\): e\.g\. \[5\]$"),
     "lr_too_high_on_pretrained": ("lr-threshold", "error", r"^group 0 holds 60 pretrained parameters with lr 0\.01 > lr_max 0\.001$"),
-    "warmup_peaks_too_high": ("lr-threshold", "error", r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.1 > lr_max 0\.01 at step 10$"),
+    "warmup_peaks_too_high": (
+        "lr-threshold",
+        "error",
+        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.1 > lr_max 0\.01 at step 10$",
+    ),
     "strict_false_loaded_nothing": ("pretrained-not-loaded", "error", r"^load_state_dict left 100 backbone keys missing"),
-    "stale_gradients_with_momentum": ("frozen-changed", "error", r"in 4 modules \(`conv1`, `bn1`, `layer1` and 1 more\): frozen but changed value in one train step$"),
+    "stale_gradients_with_momentum": (
+        "frozen-changed",
+        "error",
+        r"in 4 modules \(`conv1`, `bn1`, `layer1` and 1 more\): frozen but changed value in one train step$",
+    ),
 }
 
 
@@ -73,15 +106,21 @@ def test_the_fixed_twin_audits_clean(name):
     assert CAUGHT[name][0] in report.checks_run  # the check that caught the mistake ran on the twin
 
 
-@pytest.mark.parametrize(("name", "code", "expected"), [
-    ("optimizer_before_head_swap", 1, r"optimizer-missing"),
-    ("optimizer_before_head_swap_fixed", 0, r"\b0 errors, 0 warnings\b"),
-])
+@pytest.mark.parametrize(
+    ("name", "code", "expected"),
+    [
+        ("optimizer_before_head_swap", 1, r"optimizer-missing"),
+        ("optimizer_before_head_swap_fixed", 0, r"\b0 errors, 0 warnings\b"),
+    ],
+)
 def test_the_command_line_audits_a_gallery_file(name, code, expected):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread, whatever else runs
     result = subprocess.run(
         [sys.executable, "-m", "tlaudit", "audit", str(GALLERY / f"{name}.py")],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert result.returncode == code, result.stderr
     assert re.search(expected, result.stdout + result.stderr), result.stdout + result.stderr

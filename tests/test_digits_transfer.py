@@ -3,6 +3,7 @@
 The full run (``python examples/digits_transfer.py``, about a minute) is what the README reports;
 here the budgets are cut to what the claims need. test_examples.py runs the script itself, plot included.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -47,10 +48,7 @@ def test_the_source_model_learns_its_task(pretrained):
 def test_fine_tuning_is_ahead_of_scratch_after_a_short_budget_with_few_labels(pretrained, k):
     """Ten epochs, three seeds: the mean held-out accuracy of fine-tuning leads scratch's by more than 0.1."""
     data, checkpoint, _ = pretrained
-    runs = {
-        method: [digits.train(method, k, seed, 10, data, checkpoint) for seed in range(3)]
-        for method in ("scratch", "fine-tuning")
-    }
+    runs = {method: [digits.train(method, k, seed, 10, data, checkpoint) for seed in range(3)] for method in ("scratch", "fine-tuning")}
     mean = {method: statistics.fmean(r.curve[-1] for r in results) for method, results in runs.items()}
     assert mean["fine-tuning"] > mean["scratch"] + 0.1, mean
     assert all(r.audit_flags == () for results in runs.values() for r in results)

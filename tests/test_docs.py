@@ -5,6 +5,7 @@ the file's text, verbatim. (``>>>`` blocks run as doctests; pyproject's ``--doct
 After an intended change, ``TLAUDIT_UPDATE_DOCS=1 python -m pytest tests/test_docs.py`` rewrites the
 generated blocks; review the diff.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,7 +47,9 @@ def test_a_generated_block_is_what_the_command_prints(page: Path, command: str, 
     printed = _output(command)
     if UPDATE:
         text = page.read_text()
-        page.write_text(text.replace(f"<!-- generated: {command} -->\n```\n{block}```", f"<!-- generated: {command} -->\n```\n{printed}```"))
+        page.write_text(
+            text.replace(f"<!-- generated: {command} -->\n```\n{block}```", f"<!-- generated: {command} -->\n```\n{printed}```")
+        )
         return
     assert printed == block, f"{page.name}: the block after `{command}` differs from its output (TLAUDIT_UPDATE_DOCS=1 rewrites it)"
 

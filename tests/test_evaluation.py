@@ -1,4 +1,5 @@
 """Train and eval modes (tlaudit/evaluation.py): inference() and the training flags it puts back."""
+
 from __future__ import annotations
 
 import pytest

@@ -5,6 +5,7 @@ parts: the configuration chosen for a given compute capability, the backend flag
 the uint8 path on the CPU. Distributed extraction runs two gloo processes under torchrun. Engines:
 tests/test_extract_engines.py; Ray: tests/test_extract_ray.py; folders and the CLI: tests/test_extract_job.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -173,8 +174,11 @@ class _Branchy(torch.nn.Module):
 
 @pytest.mark.parametrize(
     ("model", "reason"),
-    [(TinyCNN(), "eval-mode BatchNorm folded"), (torch.nn.Conv2d(3, 4, 3), "no BatchNorm layer to fold"),
-     (_Branchy(), "torch.fx cannot trace the model: TraceError")],
+    [
+        (TinyCNN(), "eval-mode BatchNorm folded"),
+        (torch.nn.Conv2d(3, 4, 3), "no BatchNorm layer to fold"),
+        (_Branchy(), "torch.fx cannot trace the model: TraceError"),
+    ],
 )
 def test_the_config_says_whether_batchnorm_was_folded(model, reason):
     fx = FeatureExtractor(model, dtype="float32")
@@ -228,18 +232,32 @@ def test_uint8_without_weights_says_what_is_missing(resnet):
         (lambda: FeatureExtractor("resnet18"), TypeError, r"model must be a torch.nn.Module, got str \(model\)"),
         (lambda: FeatureExtractor(TinyCNN(), 3), TypeError, r"node must be a graph node name, got int: 3 \(node\)"),
         (lambda: FeatureExtractor(TinyCNN(), config={}), TypeError, r"config must be an ExtractConfig, got dict \(config\)"),
-        (lambda: FeatureExtractor(TinyCNN())(torch.zeros(1, 3, 4, 4, dtype=torch.int32)), TypeError,
-         r"images must be uint8 or floating point, got torch.int32 \(images\)"),
-        (lambda: FeatureExtractor(TinyCNN()).extract(torch.zeros(2, 3, 4, 4), batch_size=0), ValueError,
-         r"batch_size must be a positive int: 0 \(batch_size\)"),
-        (lambda: FeatureExtractor(TinyCNN()).extract(torch.zeros(2, 3, 4, 4), rank=0), ValueError,
-         r"pass both rank and world_size or neither: rank=0, world_size=None \(extract\)"),
-        (lambda: FeatureExtractor(TinyCNN()).extract(torch.zeros(2, 3)), ValueError,
-         r"an image tensor must be \(N, C, H, W\): shape \(2, 3\) \(data\)"),
-        (lambda: FeatureExtractor(TinyCNN()).extract(iter([])), TypeError,
-         r"cannot extract from list_iterator: it has no length \(data\)"),
-        (lambda: normalize_uint8(torch.zeros(1, 1, 2, 2, dtype=torch.uint8), torch.zeros(3), torch.ones(3)), ValueError,
-         r"uint8 images must be \(N, C, H, W\) with C = 3 channels: shape \(1, 1, 2, 2\) \(images\)"),
+        (
+            lambda: FeatureExtractor(TinyCNN())(torch.zeros(1, 3, 4, 4, dtype=torch.int32)),
+            TypeError,
+            r"images must be uint8 or floating point, got torch.int32 \(images\)",
+        ),
+        (
+            lambda: FeatureExtractor(TinyCNN()).extract(torch.zeros(2, 3, 4, 4), batch_size=0),
+            ValueError,
+            r"batch_size must be a positive int: 0 \(batch_size\)",
+        ),
+        (
+            lambda: FeatureExtractor(TinyCNN()).extract(torch.zeros(2, 3, 4, 4), rank=0),
+            ValueError,
+            r"pass both rank and world_size or neither: rank=0, world_size=None \(extract\)",
+        ),
+        (
+            lambda: FeatureExtractor(TinyCNN()).extract(torch.zeros(2, 3)),
+            ValueError,
+            r"an image tensor must be \(N, C, H, W\): shape \(2, 3\) \(data\)",
+        ),
+        (lambda: FeatureExtractor(TinyCNN()).extract(iter([])), TypeError, r"cannot extract from list_iterator: it has no length \(data\)"),
+        (
+            lambda: normalize_uint8(torch.zeros(1, 1, 2, 2, dtype=torch.uint8), torch.zeros(3), torch.ones(3)),
+            ValueError,
+            r"uint8 images must be \(N, C, H, W\) with C = 3 channels: shape \(1, 1, 2, 2\) \(images\)",
+        ),
         (lambda: shard_range(4, 2, 2), ValueError, r"rank must be in \[0, world_size\): rank=2, world_size=2 \(distributed\)"),
     ],
 )
@@ -306,7 +324,9 @@ def test_chunks_on_disk_resume_where_they_stopped(resnet, tmp_path):
     again = fx.extract(x, batch_size=3, output=tmp_path, chunk_size=4)
     assert again.skipped == 8 and again.indices.numel() == 2
     assert load_features(tmp_path)[1].tolist() == list(range(10))
-    with pytest.raises(ValueError, match=r"output holds a different run: samples=10, shard_stop=10, this run has samples=6, shard_stop=6 \("):
+    with pytest.raises(
+        ValueError, match=r"output holds a different run: samples=10, shard_stop=10, this run has samples=6, shard_stop=6 \("
+    ):
         fx.extract(x[:6], batch_size=3, output=tmp_path, chunk_size=4)
 
 

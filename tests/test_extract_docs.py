@@ -1,4 +1,5 @@
 """docs/extraction.md: every ``>>>`` block runs (the other blocks are pasted shell output from real runs)."""
+
 from __future__ import annotations
 
 import doctest

@@ -4,6 +4,7 @@ OpenVINO and ONNX Runtime run for real (the ``test`` extra installs them) on a R
 TensorRT needs CUDA and torch-tensorrt: its CPU-side logic (availability, the error, the precisions,
 ``auto`` passing it over with the reason) is tested here; ``benchmarks/gpu.sh`` runs it on a GPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -130,8 +131,10 @@ def test_converting_engines_keep_the_fp32_features(resnet, batch, converted, nam
     assert min_cosine(fx(more), fp32(resnet, more)) >= 0.999
     assert fx(batch[:3]).shape == (3, 512)
     pixels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)  # uint8 normalized on the fly
-    assert min_cosine(fx(pixels), fp32(resnet, tlaudit.extract.normalize_uint8(pixels, torch.tensor(NORM["mean"]),
-                                                                                 torch.tensor(NORM["std"])))) >= 0.999
+    assert (
+        min_cosine(fx(pixels), fp32(resnet, tlaudit.extract.normalize_uint8(pixels, torch.tensor(NORM["mean"]), torch.tensor(NORM["std"]))))
+        >= 0.999
+    )
 
 
 def test_a_converted_engine_follows_changed_weights(batch):

@@ -1,4 +1,5 @@
 """examples/cached_features_head.py runs and prints time and accuracy of both ways side by side."""
+
 from __future__ import annotations
 
 import importlib.util

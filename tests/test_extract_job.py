@@ -3,6 +3,7 @@
 Small JPEG and PNG folders written with PIL; a ResNet-18 whose "pretrained" weights are its own
 seeded initialization saved as a local checkpoint (nothing is downloaded); 32 px crops.
 """
+
 from __future__ import annotations
 
 import csv
@@ -111,7 +112,9 @@ def test_weights_are_resolved_by_name_and_bad_ones_named(checkpoint, tmp_path):
 
     assert str(_torchvision_weights("resnet18", "IMAGENET1K_V1")) == "ResNet18_Weights.IMAGENET1K_V1"
     assert str(_torchvision_weights("resnet18", "DEFAULT")) == "ResNet18_Weights.IMAGENET1K_V1"
-    with pytest.raises(ValueError, match=r"unknown weights for resnet18: 'IMAGENET9K' \(weights\); expected DEFAULT or one of IMAGENET1K_V1"):
+    with pytest.raises(
+        ValueError, match=r"unknown weights for resnet18: 'IMAGENET9K' \(weights\); expected DEFAULT or one of IMAGENET1K_V1"
+    ):
         _torchvision_weights("resnet18", "IMAGENET9K")
     with pytest.raises(ValueError, match=r"pass weights or checkpoint, not both"):
         build_backbone("resnet18", weights="DEFAULT", checkpoint=checkpoint)
@@ -138,7 +141,11 @@ def test_a_folder_to_features_matches_the_hand_written_loop(folder, checkpoint, 
     with open(tmp_path / "out" / "index.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["index"], Path(r["path"]).name, r["label"]) for r in rows][:4] == [
-        ("0", "0.jpg", "0"), ("1", "1.jpg", "0"), ("2", "2.jpg", "0"), ("3", "0.jpg", "1")]
+        ("0", "0.jpg", "0"),
+        ("1", "1.jpg", "0"),
+        ("2", "2.jpg", "0"),
+        ("3", "0.jpg", "1"),
+    ]
     assert json.loads((tmp_path / "out" / "classes.json").read_text()) == ["cat", "dog"]
     line = run.summary()
     assert line.startswith("extracted 6 images in ") and " img/s, engine eager (" in line
@@ -181,8 +188,29 @@ def test_images_of_several_sizes_need_a_crop(folder):
 
 def test_cli_extracts_with_progress_and_a_final_line(folder, checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["extract", str(folder), "--model", "resnet18", "--checkpoint", str(checkpoint), "--output", str(out),
-                 "--resize", "36", "--crop", "32", "--batch-size", "4", "--workers", "0", "--engine", "eager", "--progress"])
+    code = main(
+        [
+            "extract",
+            str(folder),
+            "--model",
+            "resnet18",
+            "--checkpoint",
+            str(checkpoint),
+            "--output",
+            str(out),
+            "--resize",
+            "36",
+            "--crop",
+            "32",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--engine",
+            "eager",
+            "--progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == ExitCode.OK, err
     assert "img/s" in err and "6/6" in err  # the tqdm bar: count, rate
@@ -199,8 +227,10 @@ def test_cli_extracts_with_progress_and_a_final_line(folder, checkpoint, tmp_pat
         (["--model", "resnet18", "--random-weights", "--output", "o", "--engine", "fast"], "invalid choice: 'fast'"),
         (["--model", "resnet18", "--random-weights", "--output", "o", "--mean", "1,2"], "expected three numbers"),
         (["--model", "resnet18", "--checkpoint", "nope.pt", "--output", "o"], r"checkpoint not found: 'nope.pt' \(checkpoint\)"),
-        (["--model", "resnet18", "--random-weights", "--output", "o", "--format", "parquet", "--engine", "tensorrt"],
-         r"engine 'tensorrt' cannot run: runs on cuda only, not cpu \(engine\)"),
+        (
+            ["--model", "resnet18", "--random-weights", "--output", "o", "--format", "parquet", "--engine", "tensorrt"],
+            r"engine 'tensorrt' cannot run: runs on cuda only, not cpu \(engine\)",
+        ),
     ],
 )
 def test_cli_bad_input_exits_2_with_the_reason(folder, tmp_path, capsys, argv, match):
@@ -213,10 +243,38 @@ def test_cli_bad_input_exits_2_with_the_reason(folder, tmp_path, capsys, argv, m
 
 def test_cli_under_torchrun_extracts_every_image_exactly_once(folder, checkpoint, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "tlaudit",
-           "extract", str(folder), "--model", "resnet18", "--checkpoint", str(checkpoint), "--output", str(out),
-           "--resize", "36", "--crop", "32", "--batch-size", "2", "--workers", "1", "--engine", "eager",
-           "--chunk-size", "2", "--format", "parquet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "tlaudit",
+        "extract",
+        str(folder),
+        "--model",
+        "resnet18",
+        "--checkpoint",
+        str(checkpoint),
+        "--output",
+        str(out),
+        "--resize",
+        "36",
+        "--crop",
+        "32",
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+        "--engine",
+        "eager",
+        "--chunk-size",
+        "2",
+        "--format",
+        "parquet",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr[-3000:]
     features, indices = load_features(out)
@@ -224,8 +282,7 @@ def test_cli_under_torchrun_extracts_every_image_exactly_once(folder, checkpoint
     assert sorted(p.name for p in out.glob("run-*.json")) == ["run-00000.json", "run-00001.json"]
     assert done.stderr.count("extracted ") == 1  # rank 0 reports, for all ranks
     assert "extracted 3 images" in done.stderr and "1 worker(s)" in done.stderr  # decoded on a worker process
-    single = FeatureExtractor(build_backbone("resnet18", checkpoint=checkpoint).model, weights={"mean": MEAN, "std": STD},
-                              dtype="float32")
+    single = FeatureExtractor(build_backbone("resnet18", checkpoint=checkpoint).model, weights={"mean": MEAN, "std": STD}, dtype="float32")
     pre = Preprocess(36, 32)
     pixels = torch.stack([pre(decode(p)) for p in image_files(folder).paths])
     cosine = torch.nn.functional.cosine_similarity(features, single(pixels))

@@ -5,6 +5,7 @@ folder (lossless, so local decoding gives the same pixels), ``map_batches`` with
 actor pool (``compute=``), ``write_parquet``; every row exactly once, features equal to local
 extraction. Two actors built from one checkpoint give identical features.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -104,9 +105,13 @@ def test_read_images_map_batches_write_parquet_every_row_once(session, checkpoin
 
     paths = write_images(tmp_path / "images", (), per_class=6, size=(32, 32), fmt="png")  # 32..37 x 32 px
     ds = session.data.read_images(str(tmp_path / "images"), include_paths=True, num_cpus=0.25)
-    ds = ds.map_batches(RayExtractor, fn_constructor_kwargs={"build": "resnet18", "checkpoint": str(checkpoint), "crop": 32,
-                                                                **OPTIONS},
-                        batch_size=4, compute=session.data.ActorPoolStrategy(size=1), num_cpus=0.5)
+    ds = ds.map_batches(
+        RayExtractor,
+        fn_constructor_kwargs={"build": "resnet18", "checkpoint": str(checkpoint), "crop": 32, **OPTIONS},
+        batch_size=4,
+        compute=session.data.ActorPoolStrategy(size=1),
+        num_cpus=0.5,
+    )
     ds.write_parquet(str(tmp_path / "out"), ray_remote_args={"num_cpus": 0.25})
     table = pq.read_table(tmp_path / "out")
     rows = sorted(zip(table.column("path").to_pylist(), table.column("features").to_numpy()))

@@ -1,4 +1,5 @@
 """Tests for tlaudit.freezing: freeze, unfreeze and freeze_backbone, also through wrappers."""
+
 from __future__ import annotations
 
 import re
@@ -67,9 +68,7 @@ def test_globs():
     changed = freeze(model, "layer[12]")
     assert changed and all(n.startswith(("layer1.", "layer2.")) for n in changed)
     assert len(changed) == len([n for n, _ in model.named_parameters() if n.startswith(("layer1.", "layer2."))])
-    assert freeze(model, "*.bn2") == [
-        n for n, _ in model.named_parameters() if n.startswith(("layer3.", "layer4.")) and ".bn2." in n
-    ]
+    assert freeze(model, "*.bn2") == [n for n, _ in model.named_parameters() if n.startswith(("layer3.", "layer4.")) and ".bn2." in n]
     rest = [n for n, _ in model.named_parameters() if n.startswith(("layer3.", "layer4.")) and ".bn2." not in n]
     assert freeze(model, "layer*") == rest
     assert trainable(model) == ["conv1.weight", "bn1.weight", "bn1.bias", "fc.weight", "fc.bias"]

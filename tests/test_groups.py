@@ -1,4 +1,5 @@
 """Tests for tlaudit.groups: param_groups."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Tests for tlaudit.inspection: trainable_report and describe."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Tests for tlaudit._names: wrapper prefixes, pattern rules, "did you mean" hints."""
+
 from __future__ import annotations
 
 import re
@@ -87,9 +88,7 @@ def test_match_names_returns_every_matched_name_in_order():
 
 
 def test_match_names_error_names_closest_and_field():
-    with pytest.raises(
-        PatternError, match=re.escape("pattern matches no module: 'classifier.7' (schedule[3]); closest: classifier.6")
-    ):
+    with pytest.raises(PatternError, match=re.escape("pattern matches no module: 'classifier.7' (schedule[3]); closest: classifier.6")):
         match_names(NAMES, ["classifier", "classifier.7"], field="schedule[3]")
 
 

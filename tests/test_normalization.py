@@ -1,4 +1,5 @@
 """Tests for tlaudit.normalization: expected_normalization, find_normalization(s), Normalization.matches."""
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,7 @@ def test_from_weights_enum(weights, expected):
 
 
 def test_from_weights_names():
-    assert expected_normalization("ResNet50_Weights.IMAGENET1K_V1") == expected_normalization(
-        ResNet50_Weights.IMAGENET1K_V1
-    )
+    assert expected_normalization("ResNet50_Weights.IMAGENET1K_V1") == expected_normalization(ResNet50_Weights.IMAGENET1K_V1)
     default = expected_normalization("ResNet50_Weights.DEFAULT")
     assert summary(default) == (IMAGENET_MEAN, IMAGENET_STD, 224, 232, "bilinear")
     assert default.source == "ResNet50_Weights.IMAGENET1K_V2"  # DEFAULT is an alias of V2
@@ -95,9 +94,7 @@ def test_from_timm_pretrained_cfg_mapping():
 
 
 def test_from_timm_cfg_object():
-    cfg = SimpleNamespace(
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=(3, 288, 288), crop_pct=1.0, interpolation="bilinear"
-    )
+    cfg = SimpleNamespace(mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=(3, 288, 288), crop_pct=1.0, interpolation="bilinear")
     n = expected_normalization(cfg)
     assert summary(n) == (IMAGENET_MEAN, IMAGENET_STD, 288, 288, "bilinear")
     assert n.source == "SimpleNamespace"
@@ -140,9 +137,7 @@ def test_mapping_with_bad_values():
 
 @pytest.mark.parametrize("weights", [42, None, [0.5, 0.5]])
 def test_unsupported_weights_type(weights):
-    with pytest.raises(
-        TypeError, match=re.escape(f"cannot read a normalization from {type(weights).__name__}: {weights!r} (weights)")
-    ):
+    with pytest.raises(TypeError, match=re.escape(f"cannot read a normalization from {type(weights).__name__}: {weights!r} (weights)")):
         expected_normalization(weights)
 
 
@@ -346,9 +341,7 @@ def test_opaque_steps_names_what_cannot_be_read():
         None,
         ResNet50_Weights.IMAGENET1K_V2.transforms(),
         v1.Compose([v1.RandomResizedCrop(64), v1.ColorJitter(0.4), v1.ToTensor(), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD)]),
-        v2.Compose(
-            [v2.ToImage(), v2.RandomChoice([v2.RandomHorizontalFlip(), v2.RandAugment()]), v2.ToDtype(torch.float32, scale=True)]
-        ),
+        v2.Compose([v2.ToImage(), v2.RandomChoice([v2.RandomHorizontalFlip(), v2.RandAugment()]), v2.ToDtype(torch.float32, scale=True)]),
         [v2.Resize(64), nn.Sequential(v2.CenterCrop(32))],
     ],
     ids=["None", "preset", "v1", "v2-random-choice", "list"],
@@ -360,9 +353,7 @@ def test_opaque_steps_none_in_torchvision_pipelines(pipeline):
 @pytest.mark.parametrize(
     "pipeline",
     [
-        v1.Compose(
-            [v1.Resize(300), v1.CenterCrop(224), v1.ToTensor(), v1.Lambda(_standardize(IMAGENET_MEAN, IMAGENET_STD))]
-        ),
+        v1.Compose([v1.Resize(300), v1.CenterCrop(224), v1.ToTensor(), v1.Lambda(_standardize(IMAGENET_MEAN, IMAGENET_STD))]),
         v1.Compose(
             [
                 v1.RandomResizedCrop(224),
@@ -424,9 +415,7 @@ def test_measure_a_pipeline_without_normalization_is_the_identity():
     ("pipeline", "reason"),
     [
         (
-            v1.Compose(
-                [v1.ColorJitter(brightness=0.4, saturation=0.4), v1.ToTensor(), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-            ),
+            v1.Compose([v1.ColorJitter(brightness=0.4, saturation=0.4), v1.ToTensor(), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD)]),
             r"^on a PIL image, its output (is not affine in the input level|changes with the random seed)",
         ),
         (
@@ -468,8 +457,17 @@ def test_measure_a_pipeline_without_normalization_is_the_identity():
         ),
     ],
     ids=[
-        "color-jitter", "random-gain", "gamma", "grayscale", "pil-out", "uint8-out", "two-channels", "scalar",
-        "constant", "non-finite", "raises",
+        "color-jitter",
+        "random-gain",
+        "gamma",
+        "grayscale",
+        "pil-out",
+        "uint8-out",
+        "two-channels",
+        "scalar",
+        "constant",
+        "non-finite",
+        "raises",
     ],
 )
 def test_measure_rejects_what_it_cannot_tell(pipeline, reason):
@@ -485,9 +483,7 @@ def test_measure_restores_the_random_states():
         draws.append((torch.rand(1).item(), random.random(), np.random.rand()))
         return x
 
-    pipeline = v1.Compose(
-        [v1.RandomHorizontalFlip(), v1.ToTensor(), v1.Lambda(random_gain), v1.Normalize([0.5] * 3, [0.5] * 3)]
-    )
+    pipeline = v1.Compose([v1.RandomHorizontalFlip(), v1.ToTensor(), v1.Lambda(random_gain), v1.Normalize([0.5] * 3, [0.5] * 3)])
     torch.manual_seed(1234), random.seed(1234), np.random.seed(1234)
     expected = (torch.rand(1).item(), random.random(), np.random.rand())
     torch.manual_seed(1234), random.seed(1234), np.random.seed(1234)
@@ -526,9 +522,7 @@ def test_measure_an_albumentations_pipeline():
     pytest.importorskip("albumentations.pytorch")
     from albumentations.pytorch import ToTensorV2
 
-    pipeline = A.Compose(
-        [A.Resize(64, 64), A.HorizontalFlip(), A.Normalize(mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2)), ToTensorV2()]
-    )
+    pipeline = A.Compose([A.Resize(64, 64), A.HorizontalFlip(), A.Normalize(mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2)), ToTensorV2()])
     assert opaque_steps(pipeline) == ["Compose"]
     n = measure_normalization(pipeline, size=64)
     assert _stats(n) == ((0.5, 0.4, 0.3), (0.2,) * 3)
@@ -545,8 +539,9 @@ def test_read_normalizations_reads_a_normalize_step_whatever_surrounds_it():
     """A Normalize step is evidence: read, not measured, next to opaque steps (timm's RandAugment and
     RandomErasing measure as an impossible negative std)."""
     timm_data = pytest.importorskip("timm.data")
-    heavy = timm_data.create_transform(64, is_training=True, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25,
-                                       re_mode="pixel", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    heavy = timm_data.create_transform(
+        64, is_training=True, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25, re_mode="pixel", mean=IMAGENET_MEAN, std=IMAGENET_STD
+    )
     assert opaque_steps(heavy)
     [n] = read_normalizations(heavy, size=64)
     assert not n.measured and _stats(n) == (IMAGENET_MEAN, IMAGENET_STD)
@@ -610,9 +605,7 @@ def _builders_turning_on_transform_input():
 
 def test_expects_transform_input_follows_torchvision_builders():
     turned_on = _builders_turning_on_transform_input()
-    assert turned_on == {
-        "Inception_V3_Weights", "GoogLeNet_Weights", "Inception_V3_QuantizedWeights", "GoogLeNet_QuantizedWeights"
-    }
+    assert turned_on == {"Inception_V3_Weights", "GoogLeNet_Weights", "Inception_V3_QuantizedWeights", "GoogLeNet_QuantizedWeights"}
     import torchvision.models as tvm
 
     for name in tvm.list_models(module=tvm):
@@ -628,9 +621,7 @@ def test_expects_transform_input_follows_torchvision_builders():
 
 
 def test_assert_normalization_measures_a_lambda():
-    right = v1.Compose(
-        [v1.Resize(256), v1.CenterCrop(224), v1.ToTensor(), v1.Lambda(_standardize(IMAGENET_MEAN, IMAGENET_STD))]
-    )
+    right = v1.Compose([v1.Resize(256), v1.CenterCrop(224), v1.ToTensor(), v1.Lambda(_standardize(IMAGENET_MEAN, IMAGENET_STD))])
     assert_normalization(right, ResNet50_Weights.IMAGENET1K_V2)
     wrong = v1.Compose([v1.ToTensor(), v1.Lambda(_standardize([0.5] * 3, [0.5] * 3))])
     with pytest.raises(

@@ -6,6 +6,7 @@ things; the runs that must not import torch (options, markers, help) are cheap. 
 run with one intra-op thread: the tiny models gain nothing from more, and on a busy two-core
 machine thread oversubscription makes every convolution ten times slower.
 """
+
 from __future__ import annotations
 
 import json
@@ -134,7 +135,7 @@ def failure(result: pytest.RunResult, name: str) -> pytest.LineMatcher:
 
 def test_loading_the_plugin_imports_neither_torch_nor_the_engine(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_light='''
+        test_light="""
         import sys
         import pytest
 
@@ -157,7 +158,7 @@ def test_loading_the_plugin_imports_neither_torch_nor_the_engine(pytester: pytes
             assert any(m.startswith("tlaudit(lr_max=None, lr_caution=None, select=None, ignore=None, fail_on=None): ") for m in markers)
             assert any(m.startswith("tlaudit_setup: ") for m in markers)
             assert "torch" not in sys.modules
-        '''
+        """
     )
     result = pytester.runpytest_subprocess("-v", "--strict-markers", timeout=TIMEOUT)
     assert outcomes(result) == {
@@ -171,7 +172,7 @@ def test_loading_the_plugin_imports_neither_torch_nor_the_engine(pytester: pytes
 
 def test_a_mistyped_check_id_in_a_marker_fails_the_test_without_importing_torch(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_typo='''
+        test_typo="""
         import sys
         import pytest
 
@@ -185,7 +186,7 @@ def test_a_mistyped_check_id_in_a_marker_fails_the_test_without_importing_torch(
 
         def test_torch_still_not_imported():
             assert "torch" not in sys.modules and "tlaudit.auditing.checks" not in sys.modules
-        '''
+        """
     )
     result = pytester.runpytest_subprocess("-v", timeout=TIMEOUT)
     assert outcomes(result) == {
@@ -204,7 +205,7 @@ def test_a_mistyped_check_id_in_a_marker_fails_the_test_without_importing_torch(
 
 def test_p_no_tlaudit_disables_the_plugin(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_off='''
+        test_off="""
         import sys
 
         def test_not_loaded(pytestconfig):
@@ -213,7 +214,7 @@ def test_p_no_tlaudit_disables_the_plugin(pytester: pytest.Pytester) -> None:
 
         def test_fixture_is_gone(tlaudit):
             pass
-        '''
+        """
     )
     result = pytester.runpytest_subprocess("-v", "-p", "no:tlaudit", timeout=TIMEOUT)
     assert outcomes(result) == {"test_off.py::test_not_loaded": "PASSED", "test_off.py::test_fixture_is_gone": "ERROR"}
@@ -251,7 +252,7 @@ def test_precedence_is_marker_then_command_line_then_ini_then_default(pytester: 
         """
     )
     pytester.makepyfile(
-        test_precedence='''
+        test_precedence="""
         import sys
         import pytest
 
@@ -272,7 +273,7 @@ def test_precedence_is_marker_then_command_line_then_ini_then_default(pytester: 
             def test_closest_marker_wins_per_keyword(self, tlaudit):
                 assert (tlaudit.options.fail_on, tlaudit.options.lr_max) == ("warning", 0.1)
                 assert "torch" not in sys.modules
-        '''
+        """
     )
     result = pytester.runpytest_subprocess(
         "-v", "--strict-markers", "--tlaudit-lr-max=0.25", "--tlaudit-report=cli-audits.json", timeout=TIMEOUT
@@ -306,7 +307,7 @@ def test_bad_option_values_name_their_source(pytester: pytest.Pytester) -> None:
 
 def test_bad_markers_are_test_errors_naming_the_marker_and_keyword(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_markers='''
+        test_markers="""
         import pytest
 
         @pytest.mark.tlaudit(lrmax=1e-3)
@@ -332,7 +333,7 @@ def test_bad_markers_are_test_errors_naming_the_marker_and_keyword(pytester: pyt
         @pytest.mark.tlaudit(fail_on="warning", lr_max=1e-4)
         def test_good(tlaudit):
             assert (tlaudit.options.fail_on, tlaudit.options.lr_max) == ("warning", 1e-4)
-        '''
+        """
     )
     result = pytester.runpytest_subprocess("-v", "--strict-markers", timeout=TIMEOUT)
     found = outcomes(result)
@@ -368,7 +369,7 @@ def test_bad_markers_are_test_errors_naming_the_marker_and_keyword(pytester: pyt
 def test_fixture_assertions_pass_silently_and_fail_naming_the_offender(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(tinymodels=TINYMODELS)
     pytester.makepyfile(
-        test_asserts='''
+        test_asserts="""
         import torch
         import torchvision
         from torchvision.transforms import v2
@@ -452,7 +453,7 @@ def test_fixture_assertions_pass_silently_and_fail_naming_the_offender(pytester:
         def test_lr_below_patterns_need_the_model(tlaudit):
             model, optimizer = lr_setup()
             tlaudit.assert_lr_below(optimizer, 0.5, exclude="fc")
-        '''
+        """
     )
     result = pytester.runpytest_subprocess("-v", timeout=TIMEOUT)
     passing = {
@@ -536,7 +537,7 @@ def test_fixture_assertions_pass_silently_and_fail_naming_the_offender(pytester:
 def test_audit_marker_options_report_summary_and_bench(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(tinymodels=TINYMODELS)
     pytester.makepyfile(
-        test_audits='''
+        test_audits="""
         import pytest
         import torch
 
@@ -591,7 +592,7 @@ def test_audit_marker_options_report_summary_and_bench(pytester: pytest.Pytester
             result = tlaudit_bench(tiny(), sample(4, 16), rounds=3, warmup_rounds=1)
             assert (result.batch_size, result.device, result.dtype) == (4, "cpu", "float32")
             assert result.images_per_second == pytest.approx(4 / result.median_seconds)
-        '''
+        """
     )
     result = pytester.runpytest_subprocess(
         "-v",
@@ -693,7 +694,7 @@ def test_setups_become_one_test_item_per_check(pytester: pytest.Pytester) -> Non
     pytester.makeini("[pytest]\ntlaudit_report = reports/audits.json\n")
     pytester.makepyfile(tinymodels=TINYMODELS)
     pytester.makepyfile(
-        test_models='''
+        test_models="""
         import pytest
         import torch
         import torchvision
@@ -738,20 +739,18 @@ def test_setups_become_one_test_item_per_check(pytester: pytest.Pytester) -> Non
 
         def test_each_factory_ran_once():
             assert CALLS == [1]
-        '''
+        """
     )
     pytester.makepyfile(
-        test_bad_setups='''
+        test_bad_setups="""
         import pytest
 
         @pytest.mark.tlaudit_setup
         def needs_a_model_setup(model):
             pass
-        '''
+        """
     )
-    result = pytester.runpytest_subprocess(
-        "-v", "-rs", "--strict-markers", "--continue-on-collection-errors", timeout=TIMEOUT
-    )
+    result = pytester.runpytest_subprocess("-v", "-rs", "--strict-markers", "--continue-on-collection-errors", timeout=TIMEOUT)
     result.stdout.fnmatch_lines(
         [
             "*ERROR collecting test_bad_setups.py*",
@@ -764,7 +763,12 @@ def test_setups_become_one_test_item_per_check(pytester: pytest.Pytester) -> Non
     assert len(resnet) == len(tlaudit.REGISTRY)  # one item per registered check
     assert resnet["head-size"] == "FAILED"
     assert {c for c, o in resnet.items() if o == "SKIPPED"} == {
-        "eval-mode", "eval-nondeterministic", "grad-inference", "normalization", "label-range", "pretrained-not-loaded",
+        "eval-mode",
+        "eval-nondeterministic",
+        "grad-inference",
+        "normalization",
+        "label-range",
+        "pretrained-not-loaded",
         "user-code-error",
     }
     assert {o for c, o in resnet.items() if c != "head-size"} == {"PASSED", "SKIPPED"}
@@ -794,10 +798,7 @@ def test_setups_become_one_test_item_per_check(pytester: pytest.Pytester) -> Non
         ]
     )
     failure(result, "broken_setup[head-size]").fnmatch_lines(
-        [
-            "tlaudit: setup factory broken_setup() raised RuntimeError: checkpoint not found "
-            "(details: broken_setup[head-frozen])"
-        ]
+        ["tlaudit: setup factory broken_setup() raised RuntimeError: checkpoint not found (details: broken_setup[head-frozen])"]
     )
     failure(result, "wrong_type_setup[head-size]").fnmatch_lines(
         ["tlaudit: setup factory wrong_type_setup() returned int, not a tlaudit.TransferSetup"]
@@ -825,7 +826,7 @@ def test_setups_become_one_test_item_per_check(pytester: pytest.Pytester) -> Non
 def test_xdist_workers_send_their_audits_to_the_controller(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(tinymodels=TINYMODELS)
     pytester.makepyfile(
-        test_one='''
+        test_one="""
         from tinymodels import sample, tiny
 
         def test_a(tlaudit):
@@ -834,8 +835,8 @@ def test_xdist_workers_send_their_audits_to_the_controller(pytester: pytest.Pyte
         def test_b(tlaudit):
             tlaudit.audit(model=tiny(), num_classes=3, sample=sample())
             tlaudit.audit(model=tiny(), num_classes=3, sample=sample(), select=["head-size"])
-        ''',
-        test_two='''
+        """,
+        test_two="""
         import pytest
 
         from tlaudit import TransferSetup
@@ -851,7 +852,7 @@ def test_xdist_workers_send_their_audits_to_the_controller(pytester: pytest.Pyte
         @pytest.mark.tlaudit_setup
         def tiny_setup():
             return TransferSetup(model=tiny(), num_classes=3, sample=sample())
-        ''',
+        """,
     )
     result = pytester.runpytest_subprocess("-n", "2", "-v", "--strict-markers", "--tlaudit-report=audits.json", timeout=TIMEOUT)
     assert outcomes(result) == {

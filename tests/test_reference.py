@@ -1,4 +1,5 @@
 """Which layers are new: the model against the weights' own architecture (built on the meta device)."""
+
 from __future__ import annotations
 
 import math
@@ -84,8 +85,9 @@ def test_lora_on_a_frozen_backbone_audits_clean_for_feature_extraction():
     model[2] = LoRALinear(model[2])
     model[4].requires_grad_(True)  # the head
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    setup = tlaudit.TransferSetup(model=model, num_classes=4, sample=torch.randn(8, 16), targets=torch.arange(8) % 4,
-                                  optimizer=opt, strategy="feature_extraction")
+    setup = tlaudit.TransferSetup(
+        model=model, num_classes=4, sample=torch.randn(8, 16), targets=torch.arange(8) % 4, optimizer=opt, strategy="feature_extraction"
+    )
     report = tlaudit.audit(setup)
     assert report.errors == [] and not report.by_check("trainable-no-grad"), str(report)
     # the same adapters left frozen by mistake are named
@@ -94,7 +96,9 @@ def test_lora_on_a_frozen_backbone_audits_clean_for_feature_extraction():
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     report = tlaudit.audit(setup.replace(optimizer=opt), select=["frozen-grad", "head-frozen"])
     assert report.findings == ()  # frozen adapters are not a freezing error...
-    assert tlaudit.audit(setup.replace(optimizer=opt, head=["2.lora_A", "2.lora_B", "4"]), select=["head-frozen"]).errors  # ...but a frozen declared head is
+    assert tlaudit.audit(
+        setup.replace(optimizer=opt, head=["2.lora_A", "2.lora_B", "4"]), select=["head-frozen"]
+    ).errors  # ...but a frozen declared head is
 
 
 def test_hugging_face_task_heads_are_new_and_the_base_model_is_not():
@@ -119,8 +123,17 @@ def test_hugging_face_task_heads_are_new_and_the_base_model_is_not():
         opt.step()
 
     ids = (torch.arange(24).view(2, 12) * 7) % 100
-    report = tlaudit.audit(tlaudit.TransferSetup(model=model, num_classes=2, sample=ids, targets=torch.tensor([0, 1]),
-                                                 optimizer=optimizer, strategy="feature_extraction", train_step=step))
+    report = tlaudit.audit(
+        tlaudit.TransferSetup(
+            model=model,
+            num_classes=2,
+            sample=ids,
+            targets=torch.tensor([0, 1]),
+            optimizer=optimizer,
+            strategy="feature_extraction",
+            train_step=step,
+        )
+    )
     assert report.errors == [], str(report)
     unfrozen = model.pre_classifier.weight
     assert unfrozen.requires_grad

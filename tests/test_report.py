@@ -1,4 +1,5 @@
 """Report: severities, ok, raise_for_errors, the stable dict and the readable text."""
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,17 @@ def test_to_dict_has_the_documented_stable_keys():
     data = make_report().to_dict()
     json.dumps(data)
     assert list(data) == [
-        "version", "tlaudit", "model", "ok", "summary", "findings", "checks_run", "skipped", "notes", "suppressed", "baseline"
+        "version",
+        "tlaudit",
+        "model",
+        "ok",
+        "summary",
+        "findings",
+        "checks_run",
+        "skipped",
+        "notes",
+        "suppressed",
+        "baseline",
     ]
     assert data["version"] == 1 and data["tlaudit"] == tlaudit.__version__
     assert data["findings"][0] == {
@@ -57,7 +68,14 @@ def test_to_dict_has_the_documented_stable_keys():
         "location": None,
     }
     assert data["summary"] == {
-        "errors": 1, "warnings": 1, "infos": 0, "checks_run": 2, "checks_skipped": 1, "suppressed": 0, "baselined": 0, "stale": 0
+        "errors": 1,
+        "warnings": 1,
+        "infos": 0,
+        "checks_run": 2,
+        "checks_skipped": 1,
+        "suppressed": 0,
+        "baselined": 0,
+        "stale": 0,
     }
     assert data["skipped"] == [{"check": "normalization", "reason": "no `weights` given"}]
 

@@ -5,6 +5,7 @@ the structure of PyTorch's transfer-learning tutorial, and a small CNN trained w
 ``F.cross_entropy``, a per-batch scheduler or ``torch.compile``. Images are tiny PNGs written by the
 ``image_folder`` fixture; models are built with ``weights=None`` at 32 px (nothing is downloaded).
 """
+
 from __future__ import annotations
 
 import json
@@ -95,8 +96,17 @@ def test_wrong_normalization_is_caught_against_the_declared_weights(capsys, imag
     report = tmp_path / "report.jsonl"
     script = SCRIPTS / "imagefolder_train.py"
     code, out, err = run(
-        capsys, "--weights", "ResNet18_Weights.IMAGENET1K_V1", "--format", "json", "--output", str(report),
-        str(script), str(image_folder / "train"), "--bug", "wrong-normalization",
+        capsys,
+        "--weights",
+        "ResNet18_Weights.IMAGENET1K_V1",
+        "--format",
+        "json",
+        "--output",
+        str(report),
+        str(script),
+        str(image_folder / "train"),
+        "--bug",
+        "wrong-normalization",
     )
     assert code == 1
     (line,) = report.read_text().splitlines()  # stopped at the first step: no inference audit

@@ -12,6 +12,7 @@ Clean runs: exit 0, no error finding, and the same final parameters as the unwat
 runs: the right check, at the moment the mistake appears. Where tlaudit does not do so yet, the test
 says what is right and is marked ``xfail(strict=True)`` with the reason.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -120,8 +121,11 @@ def test_tutorial_labels_from_1_crash_is_diagnosed(data, checkpoints):
     assert "label-range" in watched.checks("error")
 
 
-@pytest.mark.xfail(strict=True, reason="a model's inference is audited at its first validation pass only; a later "
-                   "prediction in other modes (visualize_model after train_model returns) is not audited again")
+@pytest.mark.xfail(
+    strict=True,
+    reason="a model's inference is audited at its first validation pass only; a later "
+    "prediction in other modes (visualize_model after train_model returns) is not audited again",
+)
 def test_tutorial_visualize_in_train_mode_is_caught(data, checkpoints):
     watched = run_watched("transfer_tutorial.py", str(data), str(checkpoints), "--bug", "visualize-train-mode")
     assert ("inference", "eval-mode") in watched.findings("error")

@@ -4,6 +4,7 @@ Every schedule here is a real torch (or timm) scheduler on a real optimizer. Whe
 computed, it is checked against stepping a deep copy of the same optimizer and scheduler (the
 oracle); the number of steps computed is asserted, so the cost of an audit stays bounded.
 """
+
 from __future__ import annotations
 
 import copy
@@ -180,14 +181,31 @@ def test_sequential_warmup_then_lambda_is_simulated_until_it_stops_rising() -> N
 @pytest.mark.parametrize(
     ("build", "horizon"),
     [
-        (lambda o: sched.SequentialLR(o, [sched.LinearLR(o, 0.01, total_iters=500), sched.CosineAnnealingLR(o, T_max=3_000)], milestones=[500]), 3_500),
-        (lambda o: sched.SequentialLR(o, [sched.ConstantLR(o, 0.1, total_iters=5_000), sched.ExponentialLR(o, 0.9999)], milestones=[5_000]), 5_000),
+        (
+            lambda o: sched.SequentialLR(
+                o, [sched.LinearLR(o, 0.01, total_iters=500), sched.CosineAnnealingLR(o, T_max=3_000)], milestones=[500]
+            ),
+            3_500,
+        ),
+        (
+            lambda o: sched.SequentialLR(
+                o, [sched.ConstantLR(o, 0.1, total_iters=5_000), sched.ExponentialLR(o, 0.9999)], milestones=[5_000]
+            ),
+            5_000,
+        ),
         (lambda o: sched.ChainedScheduler([sched.LinearLR(o, 0.1, total_iters=800), sched.ExponentialLR(o, 0.999)]), 800),
         (lambda o: sched.ChainedScheduler([sched.ConstantLR(o, 0.5, total_iters=300), sched.CosineAnnealingLR(o, T_max=1_200)]), 1_200),
         (lambda o: sched.PolynomialLR(o, total_iters=700, power=2.0), 700),
         (lambda o: sched.MultiStepLR(o, milestones=[100, 400], gamma=3.0), 400),
     ],
-    ids=["sequential-warmup-cosine", "sequential-second-phase-high", "chained-warmup-exp", "chained-const-cosine", "polynomial", "multistep-rising"],
+    ids=[
+        "sequential-warmup-cosine",
+        "sequential-second-phase-high",
+        "chained-warmup-exp",
+        "chained-const-cosine",
+        "polynomial",
+        "multistep-rising",
+    ],
 )
 def test_declared_horizons_are_followed_to_their_end_and_agree_with_stepping(build: Callable[[Any], Any], horizon: int) -> None:
     def pair() -> tuple[torch.optim.Optimizer, Any]:

@@ -1,4 +1,5 @@
 """TransferSetup validation and load_setup from files and modules."""
+
 from __future__ import annotations
 
 import sys
@@ -25,14 +26,29 @@ from tlaudit.auditing.setup import SetupError, Strategy, TransferSetup, load_set
         ({"frozen": ["layer1", 3]}, r"TransferSetup.frozen: expected a module name or a list of them, got \['layer1', 3\]"),
         ({"lr_max": -1}, r"TransferSetup.lr_max: expected a positive number, got -1"),
         ({"predict": 3}, r"TransferSetup.predict: expected a callable, got int"),
-        ({"scheduler": object()}, r"TransferSetup.scheduler: expected an LR scheduler \(torch.optim.lr_scheduler, or one with step\(\), state_dict\(\) and an .optimizer\), got object"),
+        (
+            {"scheduler": object()},
+            r"TransferSetup.scheduler: expected an LR scheduler \(torch.optim.lr_scheduler, or one with step\(\), state_dict\(\) and an .optimizer\), got object",
+        ),
         ({"transform": 42}, r"TransferSetup.transform: expected a callable input pipeline \(or a list of transforms\), got int"),
         ({"transform": [42]}, r"TransferSetup.transform: expected a callable input pipeline \(or a list of transforms\), got list"),
-        ({"sample": torch.full((2, 4), float("nan"))}, r"TransferSetup.sample: every value is NaN or infinite, so nothing can run: shape \(2, 4\)"),
+        (
+            {"sample": torch.full((2, 4), float("nan"))},
+            r"TransferSetup.sample: every value is NaN or infinite, so nothing can run: shape \(2, 4\)",
+        ),
         ({"sample": torch.zeros(0, 4)}, r"TransferSetup.sample: expected a batch with at least one item, got shape \(0, 4\)"),
-        ({"sample": torch.zeros(2, 4), "targets": torch.zeros(3, dtype=torch.long)}, r"TransferSetup.targets: 3 targets \(shape \(3,\)\) for a sample batch of 2 \(shape \(2, 4\)\)"),
-        ({"sample": torch.zeros(2, 4), "targets": torch.tensor(1)}, r"TransferSetup.targets: expected one target per sample, got a scalar 1"),
-        ({"sample": torch.zeros(2, 4), "targets": torch.tensor([0.5, float("inf")])}, r"TransferSetup.targets: holds NaN or infinite values: shape \(2,\)"),
+        (
+            {"sample": torch.zeros(2, 4), "targets": torch.zeros(3, dtype=torch.long)},
+            r"TransferSetup.targets: 3 targets \(shape \(3,\)\) for a sample batch of 2 \(shape \(2, 4\)\)",
+        ),
+        (
+            {"sample": torch.zeros(2, 4), "targets": torch.tensor(1)},
+            r"TransferSetup.targets: expected one target per sample, got a scalar 1",
+        ),
+        (
+            {"sample": torch.zeros(2, 4), "targets": torch.tensor([0.5, float("inf")])},
+            r"TransferSetup.targets: holds NaN or infinite values: shape \(2,\)",
+        ),
         ({"head": "fcc"}, r"no module named 'fcc' \(TransferSetup.head\); hint: use find_heads\(model\)"),
         ({"frozen": ["layr1"]}, r"pattern matches no module: 'layr1' \(TransferSetup.frozen\)"),
         ({"model": nn.ReLU()}, r"TransferSetup.model: has no parameters, so there is nothing to train or audit: ReLU"),
@@ -57,7 +73,9 @@ def test_scheduler_must_step_the_setup_optimizer():
 def test_an_optimizer_passed_as_scheduler_is_named():
     model = nn.Linear(4, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(SetupError, match=r"TransferSetup.scheduler: got an optimizer \(SGD\); pass it as optimizer= and its scheduler here"):
+    with pytest.raises(
+        SetupError, match=r"TransferSetup.scheduler: got an optimizer \(SGD\); pass it as optimizer= and its scheduler here"
+    ):
         TransferSetup(model=model, optimizer=optimizer, scheduler=optimizer)
 
 

@@ -1,4 +1,5 @@
 """Tests for tlaudit.staged: Stage and StagedUnfreezer."""
+
 from __future__ import annotations
 
 import copy
@@ -118,6 +119,7 @@ def test_unfreezer_state_dict_round_trip():
     assert flags(model2) == flags(model)
     assert (unfreezer2.epoch, unfreezer2.applied) == (1, [0])
     assert len(opt2.param_groups) == len(opt.param_groups) == 3
+
     def describe_groups(o):
         return [(g["name"], g["lr"], g["weight_decay"], len(g["params"])) for g in o.param_groups]
 

@@ -1,5 +1,6 @@
 """Suppressions: TransferSetup.ignore (tlaudit/auditing/setup.py, tlaudit/auditing/suppressions.py, the engine) and the
 ``tlaudit_suppress`` pytest marker (plugin/pytest_tlaudit/_options.py)."""
+
 from __future__ import annotations
 
 import json
@@ -22,12 +23,18 @@ REASON = "AdaBN: BatchNorm statistics adapt to the target domain"
 @pytest.mark.parametrize(
     ("ignore", "message"),
     [
-        ({"frozen-bn-train": ""}, r"TransferSetup.ignore: a suppression needs a reason: 'frozen-bn-train': '' \(ignore\); "
-                                  r'write \{"frozen-bn-train": "why this finding is expected"\}'),
+        (
+            {"frozen-bn-train": ""},
+            r"TransferSetup.ignore: a suppression needs a reason: 'frozen-bn-train': '' \(ignore\); "
+            r'write \{"frozen-bn-train": "why this finding is expected"\}',
+        ),
         ({"frozen-bn-train": "   "}, r"TransferSetup.ignore: a suppression needs a reason: 'frozen-bn-train': '   '"),
         ({"frozen-bn-train": None}, r"TransferSetup.ignore: a suppression needs a reason: 'frozen-bn-train': None"),
-        ({"frozen-bn-trian": "typo"}, r"TransferSetup.ignore: unknown check ID: 'frozen-bn-trian' \(ignore\); "
-                                      r"did you mean frozen-bn-train"),
+        (
+            {"frozen-bn-trian": "typo"},
+            r"TransferSetup.ignore: unknown check ID: 'frozen-bn-trian' \(ignore\); "
+            r"did you mean frozen-bn-train",
+        ),
         ({"no-such-check": "x"}, r"TransferSetup.ignore: unknown check ID: 'no-such-check' \(ignore\); `tlaudit checks` lists them"),
         (["frozen-bn-train"], r"TransferSetup.ignore: expected a dict of check ID to reason, got list"),
     ],
@@ -52,8 +59,14 @@ def resnet_report() -> Report:
     model = tlaudit.replace_head(torchvision.models.resnet18(), 4)
     tlaudit.freeze_backbone(model)
     optimizer = torch.optim.AdamW(tlaudit.param_groups(model, 1e-4))
-    setup = TransferSetup(model=model, num_classes=4, sample=torch.randn(1, 3, 64, 64), optimizer=optimizer,
-                          strategy="feature_extraction", ignore={"frozen-bn-train": REASON})
+    setup = TransferSetup(
+        model=model,
+        num_classes=4,
+        sample=torch.randn(1, 3, 64, 64),
+        optimizer=optimizer,
+        strategy="feature_extraction",
+        ignore={"frozen-bn-train": REASON},
+    )
     return tlaudit.audit(setup, ["frozen-bn-train", "frozen-grad", "head-size"])
 
 
@@ -88,7 +101,7 @@ def test_every_format_shows_the_suppressed_finding(resnet_report):
     assert case.find("system-out").text.startswith(f"suppressed ({REASON}), error: ")
 
 
-PLUGIN_TESTS = '''
+PLUGIN_TESTS = """
 import pytest
 import torch
 from torch import nn
@@ -132,7 +145,7 @@ def test_typo():
 @pytest.mark.tlaudit_setup
 def suppressed_setup():
     return build()
-'''
+"""
 
 
 def test_the_pytest_marker_suppresses_with_a_reason(pytester: pytest.Pytester) -> None:
@@ -152,7 +165,7 @@ def test_the_pytest_marker_suppresses_with_a_reason(pytester: pytest.Pytester) -
     assert "frozen-bn-train" in text and "1 finding at or above error" in text
     assert (
         "@pytest.mark.tlaudit_suppress: a suppression needs a reason: 'frozen-bn-train' "
-        "(test_suppress.py::test_no_reason); e.g. @pytest.mark.tlaudit_suppress(\"frozen-bn-train\", reason=\"AdaBN on purpose\")"
+        '(test_suppress.py::test_no_reason); e.g. @pytest.mark.tlaudit_suppress("frozen-bn-train", reason="AdaBN on purpose")'
     ) in text
     assert (
         "@pytest.mark.tlaudit_suppress on test_suppress.py::test_typo: unknown check ID: 'frozen-bn-trian' (suppress); "

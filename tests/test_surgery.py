@@ -1,4 +1,5 @@
 """Tests for tlaudit.surgery: find_heads, replace_head, remove_head, truncate."""
+
 from __future__ import annotations
 
 import re
@@ -39,9 +40,7 @@ def test_every_torchvision_builder_is_covered():
         expected_heads(name)
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_MODELS else n for n in ALL_TORCHVISION_MODELS]
-)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_MODELS else n for n in ALL_TORCHVISION_MODELS])
 def test_head_surgery_on_every_torchvision_model(name):
     model = build_torchvision_meta(name).eval()
     heads = find_heads(model)
@@ -305,7 +304,9 @@ def test_replace_head_no_head_found_suggests_head_argument():
 def test_find_heads_after_remove_head_does_not_pick_a_backbone_layer(name):
     model = build_torchvision_meta(name)
     remove_head(model)
-    with pytest.raises(HeadNotFoundError, match=r"holds no Linear or 1x1 Conv2d layer \((Identity|Sequential); removed\?\) \(model\); pass head="):
+    with pytest.raises(
+        HeadNotFoundError, match=r"holds no Linear or 1x1 Conv2d layer \((Identity|Sequential); removed\?\) \(model\); pass head="
+    ):
         find_heads(model)
 
 
@@ -314,9 +315,7 @@ def test_find_heads_after_remove_head_does_not_pick_a_backbone_layer(name):
 
 def test_bad_head_name_lists_closest_names():
     model = TinyCNN()
-    with pytest.raises(
-        HeadNotFoundError, match=re.escape("no module named 'fcc' (head); closest: fc; hint: use find_heads(model)")
-    ):
+    with pytest.raises(HeadNotFoundError, match=re.escape("no module named 'fcc' (head); closest: fc; hint: use find_heads(model)")):
         replace_head(model, 3, head="fcc")
     with pytest.raises(HeadNotFoundError, match=r"no module named 'stem\.7' \(head\); closest: stem\.[0-2]"):
         remove_head(model, head="stem.7")
@@ -338,8 +337,7 @@ def test_head_that_is_not_linear_or_conv():
     with pytest.raises(
         HeadNotFoundError,
         match=re.escape(
-            "head is neither Linear nor Conv2d: `stem` is Sequential (head); "
-            "pass head= naming the last Linear or 1x1 Conv2d layer"
+            "head is neither Linear nor Conv2d: `stem` is Sequential (head); pass head= naming the last Linear or 1x1 Conv2d layer"
         ),
     ):
         replace_head(TinyCNN(), 3, head="stem")
@@ -435,14 +433,10 @@ def test_truncate_through_wrapper():
 def test_truncate_bad_name_lists_valid_names():
     with pytest.raises(
         KeyError,
-        match=re.escape(
-            "no child named 'layer3' in TinyCNN (upto='layer3'); valid names: stem, layer1, layer2, pool, fc"
-        ),
+        match=re.escape("no child named 'layer3' in TinyCNN (upto='layer3'); valid names: stem, layer1, layer2, pool, fc"),
     ):
         truncate(TinyCNN(), "layer3")
-    with pytest.raises(
-        KeyError, match=re.escape("no child named '9' in Sequential (upto='layer1.9'); valid names: 0, 1, 2, 3")
-    ):
+    with pytest.raises(KeyError, match=re.escape("no child named '9' in Sequential (upto='layer1.9'); valid names: 0, 1, 2, 3")):
         truncate(TinyCNN(), "layer1.9")
 
 

@@ -1,5 +1,6 @@
 """timm models (the optional ``timm`` extra): heads through get_classifier()/reset_classifier(), the data
 config timm resolves, its transform pipelines (prefetcher included), its freeze(), and model names in the CLI."""
+
 from __future__ import annotations
 
 import pytest
@@ -43,7 +44,10 @@ def test_heads_replace_and_remove(name, heads, features):
     assert tlaudit.remove_head(model) == features
     with torch.no_grad():
         assert model(x).shape == (2, features)  # a distilled DeiT loses both heads, so it still runs
-    with pytest.raises(tlaudit.HeadNotFoundError, match=r"holds no Linear or 1x1 Conv2d layer \((Identity|ClassifierHead|NormMlpClassifierHead); removed\?\)"):
+    with pytest.raises(
+        tlaudit.HeadNotFoundError,
+        match=r"holds no Linear or 1x1 Conv2d layer \((Identity|ClassifierHead|NormMlpClassifierHead); removed\?\)",
+    ):
         tlaudit.find_heads(model)
 
 
@@ -67,7 +71,10 @@ def test_expected_normalization_is_what_timm_resolves_and_its_eval_transform_doe
     norm = tlaudit.expected_normalization(model)
     assert norm.mean == pytest.approx(config["mean"]) and norm.std == pytest.approx(config["std"])
     assert (norm.crop_size, norm.interpolation, norm.crop_pct, norm.crop_mode) == (
-        config["input_size"][-1], config["interpolation"], config["crop_pct"], config["crop_mode"]
+        config["input_size"][-1],
+        config["interpolation"],
+        config["crop_pct"],
+        config["crop_mode"],
     )
     assert norm.source == f"timm.data.resolve_model_data_config({type(model).__name__})"
     steps = create_transform(**config).transforms
@@ -107,8 +114,13 @@ def test_audit_of_a_timm_feature_extraction_setup_is_clean():
     optimizer = torch.optim.AdamW(tlaudit.param_groups(model, 1e-4))
     transform = create_transform(**resolve_model_data_config(model))
     setup = tlaudit.TransferSetup(
-        model=model, num_classes=4, optimizer=optimizer, strategy="feature_extraction", transform=transform,
-        weights=model, sample=torch.randn(2, 3, 64, 64),
+        model=model,
+        num_classes=4,
+        optimizer=optimizer,
+        strategy="feature_extraction",
+        transform=transform,
+        weights=model,
+        sample=torch.randn(2, 3, 64, 64),
     )
     report = tlaudit.audit(setup, ignore=["pretrained-not-loaded", "input-range"])
     assert report.findings == () and "normalization" in report.checks_run
@@ -135,7 +147,9 @@ def test_a_timm_freeze_that_forgets_the_stem_is_caught():
     model = timm.create_model("resnet18", pretrained=False, num_classes=4)
     timm_freeze(model, ["layer1", "layer2"])
     optimizer = torch.optim.AdamW(tlaudit.param_groups(model, 1e-4))
-    setup = tlaudit.TransferSetup(model=model, num_classes=4, optimizer=optimizer, frozen=["conv1", "layer1", "layer2"], sample=torch.randn(2, 3, 64, 64))
+    setup = tlaudit.TransferSetup(
+        model=model, num_classes=4, optimizer=optimizer, frozen=["conv1", "layer1", "layer2"], sample=torch.randn(2, 3, 64, 64)
+    )
     found = tlaudit.audit(setup, select=["frozen-grad"]).findings
     assert [f.message for f in found] == ["`conv1.weight`: meant frozen (TransferSetup.frozen) but requires or receives a gradient"]
 
@@ -153,11 +167,13 @@ def test_the_audit_does_not_call_a_prefetcher_pipeline_unnormalized():
     setup = tlaudit.TransferSetup(model=model, weights=model, transform=transform, sample=torch.randn(2, 3, 64, 64))
     report = tlaudit.audit(setup, select=["normalization"])
     assert report.findings == ()
-    assert [(s.check, s.reason) for s in report.skipped] == [(
-        "normalization",
-        "the transform leaves normalization to timm PrefetchLoader on the device; pass that loader as transform= to "
-        "compare its mean/std",
-    )]
+    assert [(s.check, s.reason) for s in report.skipped] == [
+        (
+            "normalization",
+            "the transform leaves normalization to timm PrefetchLoader on the device; pass that loader as transform= to "
+            "compare its mean/std",
+        )
+    ]
 
 
 def test_the_audit_compares_the_prefetch_loader_normalization():
@@ -192,7 +208,10 @@ def test_cli_timm_prefix_picks_timm_where_torchvision_has_the_same_name(capsys):
     ("model", "message"),
     [
         ("timm/vit_tiny_patch16", "unknown timm model: 'timm/vit_tiny_patch16' (MODEL); closest: vit_tiny_patch16_384"),
-        ("resnet81", "unknown torchvision model: 'resnet81' (MODEL); closest: resnet18, resnet152, resnet101; not a timm model either (closest: resnet18"),
+        (
+            "resnet81",
+            "unknown torchvision model: 'resnet81' (MODEL); closest: resnet18, resnet152, resnet101; not a timm model either (closest: resnet18",
+        ),
     ],
 )
 def test_cli_unknown_model_names_list_the_closest_of_both_libraries(capsys, model, message):

@@ -5,6 +5,7 @@ The guarantees under test: the audits see the real run (model, batch, loss, opti
 finding at ``fail_on`` stops the run before the step, the run is otherwise bit-for-bit the run it
 would have been, and no hook, function mode or attribute is left behind.
 """
+
 from __future__ import annotations
 
 import io
@@ -149,8 +150,11 @@ def test_a_typo_in_the_freeze_loop_stops_the_run_before_the_step():
     optimizer = torch.optim.SGD(model.fc.parameters(), lr=0.005)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     stream = io.StringIO()
-    with pytest.raises(AuditFailed, match=r"^train audit at the first optimizer step: frozen-grad, optimizer-missing at or "
-                       r"above fail_on=error \(the report is above\)$") as failed:
+    with pytest.raises(
+        AuditFailed,
+        match=r"^train audit at the first optimizer step: frozen-grad, optimizer-missing at or "
+        r"above fail_on=error \(the report is above\)$",
+    ) as failed:
         with tlaudit.watch(strategy="feature_extraction", stream=stream):
             train(model, optimizer, loader())
     assert {f.check for f in failed.value.report.errors} == {"frozen-grad", "optimizer-missing"}
@@ -277,7 +281,9 @@ def test_bad_options_are_refused_with_their_source():
 def test_an_intent_that_names_no_module_raises_at_the_first_step():
     model = tiny()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.005)
-    with pytest.raises(SetupError, match=r"pattern matches no module: 'encoder' \(TransferSetup.frozen\); top-level modules: backbone, dropout, fc"):
+    with pytest.raises(
+        SetupError, match=r"pattern matches no module: 'encoder' \(TransferSetup.frozen\); top-level modules: backbone, dropout, fc"
+    ):
         with quiet(frozen="encoder"):
             train(model, optimizer, loader())
     assert no_hooks_left()

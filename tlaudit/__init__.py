@@ -4,6 +4,7 @@ The package is lazy (PEP 562): ``import tlaudit`` imports neither torch nor the 
 below is imported from its module on first use, so ``tlaudit --help`` and the pytest plugin stay
 cheap while ``from tlaudit import audit`` works as usual.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """``python -m tlaudit``: the same as the ``tlaudit`` command."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """Module names without wrapper prefixes, and the pattern rules shared by every selector."""
+
 from __future__ import annotations
 
 import difflib

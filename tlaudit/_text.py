@@ -1,4 +1,5 @@
 """Small wording helpers shared by the checks' findings and the pytest assertions."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -5,6 +5,7 @@
 :class:`FrozenBatchNorm` (via :func:`freeze_batchnorm`) fixes them for good;
 :func:`eval_frozen_batchnorm` puts frozen layers back in eval mode after ``model.train()``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -57,8 +58,7 @@ class FrozenBatchNorm(nn.Module):
         """
         if bn.running_mean is None or bn.running_var is None:
             raise ValueError(
-                f"cannot freeze {type(bn).__name__}({bn.num_features}): it keeps no running statistics "
-                "(track_running_stats=False)"
+                f"cannot freeze {type(bn).__name__}({bn.num_features}): it keeps no running statistics (track_running_stats=False)"
             )
         ref = bn.running_mean if bn.running_mean is not None else bn.weight
         frozen = cls(bn.num_features, bn.eps)

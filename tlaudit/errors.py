@@ -1,4 +1,5 @@
 """The library's errors that need no torch to be raised or caught."""
+
 from __future__ import annotations
 
 __all__ = ["SetupError", "UsageError"]

@@ -1,4 +1,5 @@
 """Train and eval modes: run inference the right way and put every module's mode back afterwards."""
+
 from __future__ import annotations
 
 import contextlib

@@ -4,6 +4,7 @@ Every selector is a module-name pattern: it names a module and everything under 
 boundary (``features.1`` does not match ``features.10``), globs are allowed (``layer*``), and wrapper
 prefixes (``module.``, ``_orig_mod.``) are ignored. A pattern that matches nothing is an error.
 """
+
 from __future__ import annotations
 
 import enum
@@ -40,9 +41,7 @@ def parse_enum(cls: type[enum.Enum], value: object, field: str) -> Any:
         raise ValueError(f"invalid {field}: {value!r} ({field}); expected one of {valid}") from None
 
 
-def select_params(
-    model: nn.Module, patterns: Sequence[str], *, field: str = "patterns"
-) -> list[tuple[str, nn.Parameter]]:
+def select_params(model: nn.Module, patterns: Sequence[str], *, field: str = "patterns") -> list[tuple[str, nn.Parameter]]:
     """``(name, parameter)`` under the patterns (all with none); a pattern naming nothing raises PatternError."""
     named = list(unwrap(model).named_parameters())
     if not patterns:
@@ -101,9 +100,7 @@ def unfreeze(model: nn.Module, *patterns: str) -> list[str]:
     return _set_requires_grad(model, patterns, True)
 
 
-def freeze_backbone(
-    model: nn.Module, head: str | Sequence[str] | None = None, *, batchnorm: BatchNormMode | str = "keep"
-) -> list[str]:
+def freeze_backbone(model: nn.Module, head: str | Sequence[str] | None = None, *, batchnorm: BatchNormMode | str = "keep") -> list[str]:
     """Freeze everything but the head(s), in place: the feature-extraction strategy in one call.
 
     The head(s) come from :func:`~tlaudit.surgery.find_heads` unless ``head`` names them; they are

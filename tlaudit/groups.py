@@ -1,4 +1,5 @@
 """Optimizer parameter groups for transfer learning: a low LR for pretrained layers, a higher one for the head."""
+
 from __future__ import annotations
 
 import math
@@ -64,9 +65,7 @@ def param_groups(
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{field} must be a finite number >= 0: {value!r} ({field})")
-    if layer_decay is not None and (
-        isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not 0 < layer_decay <= 1
-    ):
+    if layer_decay is not None and (isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not 0 < layer_decay <= 1):
         raise ValueError(f"layer_decay must be in (0, 1]: {layer_decay!r} (layer_decay)")
     head_lr = 10 * lr if head_lr is None else head_lr
     inner = unwrap(model)

@@ -1,4 +1,5 @@
 """Inspection: what a model is made of and what of it trains (``describe``, ``trainable_report``)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -63,10 +64,7 @@ class Description:
 
     def __str__(self) -> str:
         table = tabulate(
-            [
-                [r["module"], r["type"], f"{r['params']:,}", r["trainable"], r["mode"], _role(r["module"], self.heads)]
-                for r in self.rows
-            ],
+            [[r["module"], r["type"], f"{r['params']:,}", r["trainable"], r["mode"], _role(r["module"], self.heads)] for r in self.rows],
             headers=["module", "type", "params", "trainable", "mode", "role"],
             colalign=("left", "left", "right", "left", "left", "left"),
         )
@@ -132,7 +130,6 @@ def describe(model: nn.Module, *, depth: int = 1, head: str | Sequence[str] | No
     )
 
 
-
 @dataclass(frozen=True)
 class TrainableReport:
     """What :func:`trainable_report` returns: ``str()`` is the tables, ``to_dict()`` the same for JSON."""
@@ -170,9 +167,7 @@ class TrainableReport:
         return "\n".join(out)
 
 
-def trainable_report(
-    model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, depth: int = 1
-) -> TrainableReport:
+def trainable_report(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, depth: int = 1) -> TrainableReport:
     """``requires_grad`` status per module (to ``depth`` levels) and the LR of every optimizer group.
 
     Example:

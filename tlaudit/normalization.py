@@ -1,4 +1,5 @@
 """The input normalization pretrained weights expect, and the one an input pipeline applies."""
+
 from __future__ import annotations
 
 import enum
@@ -17,7 +18,6 @@ __all__ = [
     "expected_normalization",
     "find_normalization",
     "find_normalizations",
-    "model_normalizations",
     "torchvision_weights",
 ]
 
@@ -180,9 +180,7 @@ def expected_normalization(weights: Any) -> Normalization:
         try:
             weights = get_weight(weights)
         except (ValueError, KeyError, AttributeError) as err:
-            raise ValueError(
-                f"unknown weights name: {weights!r} (weights); expected e.g. 'ResNet50_Weights.IMAGENET1K_V2'"
-            ) from err
+            raise ValueError(f"unknown weights name: {weights!r} (weights); expected e.g. 'ResNet50_Weights.IMAGENET1K_V2'") from err
     if isinstance(weights, WeightsEnum):
         return _from_weights_enum(weights)
     if isinstance(weights, nn.Module):
@@ -193,8 +191,7 @@ def expected_normalization(weights: Any) -> Normalization:
                 return _from_timm_cfg(resolved, f"timm.data.resolve_model_data_config({type(weights).__name__})")
         if cfg is None:
             raise ValueError(
-                f"model has no pretrained_cfg: {type(weights).__name__} (weights); pass the weights enum or "
-                "{'mean': ..., 'std': ...}"
+                f"model has no pretrained_cfg: {type(weights).__name__} (weights); pass the weights enum or {{'mean': ..., 'std': ...}}"
             )
         return _from_timm_cfg(cfg, f"{type(weights).__name__}.pretrained_cfg")
     if isinstance(weights, Mapping):
@@ -241,32 +238,6 @@ def _from_weights_enum(weights: Any) -> Normalization:
     )
 
 
-def model_normalizations(model: nn.Module) -> list[Normalization]:
-    """The normalizations a model applies to its input itself, outermost first.
-
-    torchvision's detection models (Faster/Mask/Keypoint R-CNN, RetinaNet, FCOS, SSD) normalize in
-    ``GeneralizedRCNNTransform`` with its ``image_mean``/``image_std``: their input is 0..1 pixels,
-    and a ``Normalize`` in the transform as well is a second normalization.
-
-    Example:
-        >>> import torchvision
-        >>> m = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None)
-        >>> model_normalizations(m)[0].std
-        (0.229, 0.224, 0.225)
-    """
-    found = []
-    for name, module in model.named_modules():
-        mean, std = getattr(module, "image_mean", None), getattr(module, "image_std", None)
-        if mean is None or std is None:
-            continue
-        try:
-            found.append(Normalization(_floats(mean, "image_mean"), _floats(std, "image_std"),
-                                       source=f"`{name or type(model).__name__}` ({type(module).__name__}) inside the model"))
-        except ValueError:
-            continue
-    return found
-
-
 def _children(transform: Any) -> list[Any] | None:
     inner = getattr(transform, "transforms", None)
     if isinstance(inner, (list, tuple)):
@@ -289,11 +260,7 @@ def _is_normalize(transform: Any) -> bool:
 
 def _is_preset(transform: Any) -> bool:
     """A torchvision weights preset that normalizes (ImageClassification, SemanticSegmentation, VideoClassification)."""
-    return (
-        type(transform).__module__ == "torchvision.transforms._presets"
-        and hasattr(transform, "mean")
-        and hasattr(transform, "std")
-    )
+    return type(transform).__module__ == "torchvision.transforms._presets" and hasattr(transform, "mean") and hasattr(transform, "std")
 
 
 def _prefetch_loader(transform: Any) -> Normalization | None:

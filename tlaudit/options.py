@@ -4,6 +4,7 @@ This module imports neither torch nor the engine, so ``tlaudit --help`` and the 
 load it for free; :func:`validate_check_ids` imports the check registry only when it is called.
 Parsers raise ``ValueError`` with ``<what is wrong>: <value> (<source>)``.
 """
+
 from __future__ import annotations
 
 import ast

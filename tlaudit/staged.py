@@ -1,4 +1,5 @@
 """Staged unfreezing: train the head first, then unfreeze deeper parts at given epochs."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -43,9 +44,7 @@ def _stages(schedule: Mapping[int, Any] | Iterable[Stage]) -> list[Stage]:
                 patterns = patterns.get("patterns", ())
             stage = Stage(epoch, (patterns,) if isinstance(patterns, str) else tuple(patterns), lr)
         else:
-            raise TypeError(
-                f"schedule entry must be a Stage or epoch -> patterns: {item!r} (schedule)"
-            )
+            raise TypeError(f"schedule entry must be a Stage or epoch -> patterns: {item!r} (schedule)")
         if isinstance(stage.epoch, bool) or not isinstance(stage.epoch, int) or stage.epoch < 0:
             raise ValueError(f"stage epoch must be an int >= 0: {stage.epoch!r} (schedule)")
         if not stage.patterns:

@@ -1,4 +1,5 @@
 """Model surgery: find, replace and remove classification heads, slice backbones."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -170,8 +171,7 @@ def _new_head(old: nn.Module, num_classes: int, name: str) -> nn.Module:
             **factory,
         )
     raise HeadNotFoundError(
-        f"head is neither Linear nor Conv2d: `{name}` is {type(old).__name__} (head); "
-        "pass head= naming the last Linear or 1x1 Conv2d layer"
+        f"head is neither Linear nor Conv2d: `{name}` is {type(old).__name__} (head); pass head= naming the last Linear or 1x1 Conv2d layer"
     )
 
 
@@ -181,9 +181,7 @@ def _check_num_classes(num_classes: object) -> int:
     return num_classes
 
 
-def replace_head(
-    model: nn.Module, num_classes: int, *, head: str | Sequence[str] | None = None, aux: bool = True
-) -> nn.Module:
+def replace_head(model: nn.Module, num_classes: int, *, head: str | Sequence[str] | None = None, aux: bool = True) -> nn.Module:
     """Replace the head (and, with ``aux=True``, auxiliary heads) with fresh layers, in place.
 
     The new layers have the same kind (Linear or 1x1 Conv2d), input size, bias, dtype and device
@@ -298,9 +296,7 @@ def _truncate(module: nn.Module, path: str, original: str) -> nn.Sequential:
     children = list(module.named_children())
     names = [n for n, _ in children]
     if first not in names:
-        raise KeyError(
-            f"no child named {first!r} in {type(module).__name__} (upto={original!r}); valid names: {', '.join(names)}"
-        )
+        raise KeyError(f"no child named {first!r} in {type(module).__name__} (upto={original!r}); valid names: {', '.join(names)}")
     index = names.index(first)
     kept = OrderedDict(children[:index])
     child = children[index][1]

@@ -63,6 +63,7 @@ Report and summary
     controller, which merges them and alone writes the file. The terminal summary gets a ``tlaudit``
     section listing audited tests with their error and warning counts, when any audit ran.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -130,9 +131,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return  # setup items were validated at collection
     problem = None
     try:
-        marker_options(
-            state(item.config).settings, item.iter_markers("tlaudit"), item.nodeid, item.iter_markers("tlaudit_suppress")
-        )
+        marker_options(state(item.config).settings, item.iter_markers("tlaudit"), item.nodeid, item.iter_markers("tlaudit_suppress"))
     except MarkerError as err:
         problem = str(err)
     if problem is not None:

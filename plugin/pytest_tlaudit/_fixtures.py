@@ -1,4 +1,5 @@
 """The ``tlaudit`` and ``tlaudit_bench`` fixtures; torch and the engine are imported by their methods, on first use."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -84,9 +85,7 @@ class TlauditFixture:
         from tlaudit import audit as run_audit
 
         if setup is not None and fields:
-            raise TypeError(
-                f"tlaudit.audit(): pass a TransferSetup or its fields, not both: setup and {', '.join(fields)}"
-            )
+            raise TypeError(f"tlaudit.audit(): pass a TransferSetup or its fields, not both: setup and {', '.join(fields)}")
         if setup is None:
             if not fields:
                 raise TypeError("tlaudit.audit(): pass a TransferSetup or its fields, e.g. audit(model=model, num_classes=10)")
@@ -109,8 +108,7 @@ class TlauditFixture:
         failing = report.at_or_above(level)
         if failing:
             pytest.fail(
-                f"tlaudit: {count(len(failing), 'finding')} at or above {level} (fail_on from {level_source})\n\n"
-                + report.to_text(),
+                f"tlaudit: {count(len(failing), 'finding')} at or above {level} (fail_on from {level_source})\n\n" + report.to_text(),
                 pytrace=False,
             )
         return report
@@ -133,9 +131,7 @@ class TlauditFixture:
 
         assert_trainable(model, *patterns)
 
-    def assert_head(
-        self, model: nn.Module, num_classes: int, sample: torch.Tensor | None = None, *, head: Any = None
-    ) -> None:
+    def assert_head(self, model: nn.Module, num_classes: int, sample: torch.Tensor | None = None, *, head: Any = None) -> None:
         """The head(s) (auxiliary included) have ``num_classes`` outputs; with ``sample``, every output too."""
         __tracebackhide__ = True
         from tlaudit.auditing.assertions import assert_head
@@ -228,9 +224,7 @@ class ThroughputBench:
         """
         from tlaudit.bench.throughput import measure_throughput
 
-        return measure_throughput(
-            self.benchmark, model, sample, rounds=rounds, warmup_rounds=warmup_rounds, iterations=iterations
-        )
+        return measure_throughput(self.benchmark, model, sample, rounds=rounds, warmup_rounds=warmup_rounds, iterations=iterations)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """Setups as test items: a ``@pytest.mark.tlaudit_setup`` factory becomes one item per check."""
+
 from __future__ import annotations
 
 import inspect

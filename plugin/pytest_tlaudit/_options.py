@@ -1,4 +1,5 @@
 """The plugin's options: command line and ini settings, the ``tlaudit`` marker, and their precedence."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,9 +67,7 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("tlaudit", "transfer-learning audits (tlaudit)")
     group.addoption("--tlaudit-lr-max", dest="tlaudit_lr_max", metavar="LR", default=None, help=LR_MAX_HELP)
     group.addoption("--tlaudit-lr-caution", dest="tlaudit_lr_caution", metavar="LR", default=None, help=LR_CAUTION_HELP)
-    group.addoption(
-        "--tlaudit-fail-on", dest="tlaudit_fail_on", metavar="error|warning", default=None, help=FAIL_ON_HELP
-    )
+    group.addoption("--tlaudit-fail-on", dest="tlaudit_fail_on", metavar="error|warning", default=None, help=FAIL_ON_HELP)
     group.addoption("--tlaudit-report", dest="tlaudit_report", metavar="PATH", default=None, help=REPORT_HELP)
     parser.addini("tlaudit_lr_max", LR_MAX_HELP, default=None)
     parser.addini("tlaudit_lr_caution", LR_CAUTION_HELP, default=None)
@@ -159,17 +158,13 @@ def _marker_kwargs(marks: Iterable[pytest.Mark], where: str) -> dict[str, Any]:
     for mark in marks:
         if mark.args:
             raise MarkerError(
-                f"@pytest.mark.tlaudit takes keyword arguments only: {mark.args!r} ({where}); "
-                f"expected {', '.join(MARKER_KEYWORDS)}"
+                f"@pytest.mark.tlaudit takes keyword arguments only: {mark.args!r} ({where}); expected {', '.join(MARKER_KEYWORDS)}"
             )
         for key, value in mark.kwargs.items():
             if key not in MARKER_KEYWORDS:
                 near = difflib.get_close_matches(key, MARKER_KEYWORDS, n=1)
                 hint = f"; did you mean {near[0]}?" if near else ""
-                raise MarkerError(
-                    f"@pytest.mark.tlaudit: unknown keyword: {key!r} ({where}); "
-                    f"expected {', '.join(MARKER_KEYWORDS)}{hint}"
-                )
+                raise MarkerError(f"@pytest.mark.tlaudit: unknown keyword: {key!r} ({where}); expected {', '.join(MARKER_KEYWORDS)}{hint}")
             if value is not None:  # None means "not set here": a farther marker or the options decide
                 merged.setdefault(key, value)
     out: dict[str, Any] = {}
@@ -185,8 +180,7 @@ def _marker_kwargs(marks: Iterable[pytest.Mark], where: str) -> dict[str, Any]:
         except ValueError as err:
             if key in ("select", "ignore"):
                 raise MarkerError(
-                    f"@pytest.mark.tlaudit: {key} must be check IDs (a list of str or a comma-separated str): "
-                    f"{value!r} ({where})"
+                    f"@pytest.mark.tlaudit: {key} must be check IDs (a list of str or a comma-separated str): {value!r} ({where})"
                 ) from None
             raise MarkerError(f"tlaudit: {err}") from None
     if "select" in out or "ignore" in out:
@@ -216,18 +210,13 @@ def marker_suppressions(marks: Iterable[pytest.Mark], where: str) -> dict[str, s
         reason = kwargs.pop("reason", None)
         if len(args) != 1 or not isinstance(args[0], str) or kwargs:
             raise MarkerError(
-                f"@pytest.mark.tlaudit_suppress takes a check ID and a reason: {mark.args!r}, {mark.kwargs!r} ({where}); "
-                f"e.g. {usage}"
+                f"@pytest.mark.tlaudit_suppress takes a check ID and a reason: {mark.args!r}, {mark.kwargs!r} ({where}); e.g. {usage}"
             )
         if not isinstance(reason, str) or not reason.strip():
-            raise MarkerError(
-                f"@pytest.mark.tlaudit_suppress: a suppression needs a reason: {args[0]!r} ({where}); e.g. {usage}"
-            )
+            raise MarkerError(f"@pytest.mark.tlaudit_suppress: a suppression needs a reason: {args[0]!r} ({where}); e.g. {usage}")
         known = known if known is not None else declared_check_ids()
         if args[0] not in known:
-            raise MarkerError(
-                f"@pytest.mark.tlaudit_suppress on {where}: {unknown_check_message(args[0], known, 'suppress')}"
-            )
+            raise MarkerError(f"@pytest.mark.tlaudit_suppress on {where}: {unknown_check_message(args[0], known, 'suppress')}")
         found.setdefault(known[args[0]], reason.strip())
     return found
 

@@ -1,4 +1,5 @@
 """The session's audits: every report recorded by test, the JSON report file, the pytest-xdist merge, the summary."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Data sets named ``module:function`` in the extraction tests: real pixels from scikit-learn's digits."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Small image folders written with PIL for the extraction tests: smooth gradients plus noise, like photos."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,8 +18,9 @@ def photo(seed: int, height: int, width: int) -> np.ndarray:
     return (base + rng.normal(0, 12, (height, width, 3))).clip(0, 255).astype(np.uint8)
 
 
-def write_images(root: Path, classes: Sequence[str] = ("cat", "dog"), per_class: int = 3, *,
-                 size: tuple[int, int] = (40, 48), fmt: str = "jpg") -> list[Path]:
+def write_images(
+    root: Path, classes: Sequence[str] = ("cat", "dog"), per_class: int = 3, *, size: tuple[int, int] = (40, 48), fmt: str = "jpg"
+) -> list[Path]:
     """``root/<class>/<i>.<fmt>`` (or ``root/<i>.<fmt>`` with ``classes=()``); returns the paths in sorted order."""
     paths = []
     folders = [root / c for c in classes] or [root]

@@ -3,6 +3,7 @@
 A tiny ``ResNetForImageClassification`` built from a config (nothing is downloaded) trains for two
 steps on in-memory images, with an evaluation after each step.
 """
+
 from __future__ import annotations
 
 import io
@@ -39,9 +40,18 @@ def train(callback: TransferAuditCallback, tmp_path: Any, freeze_typo: bool = Fa
         for p in model.resnet.parameters():
             p.requires_grad == False  # noqa: E712, B015 -- the seeded typo
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, per_device_eval_batch_size=4,
-        learning_rate=1e-3, eval_strategy="steps", eval_steps=1, save_strategy="no", logging_strategy="no",
-        report_to=[], use_cpu=True, disable_tqdm=True,
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        learning_rate=1e-3,
+        eval_strategy="steps",
+        eval_steps=1,
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=Images(), eval_dataset=Images(), callbacks=[callback])
     trainer.train()

@@ -7,6 +7,7 @@ Tiny configs (hidden size 32, two layers, 32 px images, a 100-token vocabulary) 
 right moment. Where tlaudit is wrong today, the test says what is right and is marked
 ``xfail(strict=True)`` with the reason.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -149,8 +150,9 @@ def test_an_optimizer_built_before_get_peft_model_is_caught(checkpoints):
 
 def tiny_vit(num_labels: int = 3) -> torch.nn.Module:
     torch.manual_seed(0)
-    config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                    intermediate_size=64, num_labels=num_labels)
+    config = transformers.ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=num_labels
+    )
     return transformers.ViTForImageClassification(config)
 
 
@@ -177,10 +179,16 @@ def test_an_image_processor_is_accepted_as_weights_and_compared_with_the_transfo
     assert good.ok and "normalization" in good.checks_run
 
 
-@pytest.mark.xfail(strict=True, reason="the sample synthesized for a text model is a float image batch")
 def test_a_text_model_is_audited_without_a_sample():
-    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=64, max_position_embeddings=32, num_labels=3)
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=3,
+    )
     torch.manual_seed(0)
     model = transformers.BertForSequenceClassification(config)
     report = tlaudit.audit(tlaudit.TransferSetup(model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=2e-5)))

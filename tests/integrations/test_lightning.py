@@ -3,6 +3,7 @@
 A tiny CNN (a ``backbone`` and a ``head``) fits for two epochs of two batches, with and without
 ``BackboneFinetuning``; the callback's audits are read from ``callback.reports``.
 """
+
 from __future__ import annotations
 
 import io
@@ -55,8 +56,17 @@ def loader() -> DataLoader:
 
 def fit(module: pl.LightningModule, *callbacks: pl.Callback) -> pl.Trainer:
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=2, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=1,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
         callbacks=list(callbacks),
     )
     trainer.fit(module, loader(), loader())

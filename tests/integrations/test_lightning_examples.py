@@ -7,6 +7,7 @@ keywords, and ``BaseFinetuning(train_bn=False)`` makes BatchNorm parameters trai
 while leaving them out of the optimizer on purpose. Where tlaudit is wrong today, the test says what
 is right and is marked ``xfail(strict=True)`` with the reason.
 """
+
 from __future__ import annotations
 
 import re

@@ -6,6 +6,7 @@ say the setup is right, so the audit must report no error and must not crash) an
 with that check and a message holding the fragment). Where the audit is wrong today, the row is
 wrapped in :func:`known_gap`, an ``xfail(strict=True)`` that says what the audit gets wrong.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -4,6 +4,7 @@ Each builder is the setup from the question, transcribed on a torchvision ResNet
 (``weights=None`` with pretrained-looking BatchNorm statistics, 64x64 crops); the verdict is the
 answer's. Each table also keeps the fixed version the answer gives, which must audit clean.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -44,9 +45,14 @@ def resnet(classes: int = 3) -> nn.Module:
 
 def setup_of(model: nn.Module, classes: int = 3, **kw: Any) -> tlaudit.TransferSetup:
     values: dict[str, Any] = {
-        "model": model, "num_classes": classes, "sample": images(), "targets": labels(classes=classes),
+        "model": model,
+        "num_classes": classes,
+        "sample": images(),
+        "targets": labels(classes=classes),
         "optimizer": torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.001, momentum=0.9),
-        "weights": WEIGHTS, "train_step": step, "predict": eval_predict,
+        "weights": WEIGHTS,
+        "train_step": step,
+        "predict": eval_predict,
     }
     values.update(kw)
     return tlaudit.TransferSetup(**values)
@@ -79,9 +85,11 @@ def eval_is_not_a_freeze() -> tlaudit.TransferSetup:
     for name, module in model.named_children():
         if name != "fc":
             module.eval()
-    return setup_of(model, strategy="feature_extraction",
-                    train_step=lambda m, x, y, opt: (opt.zero_grad(), nn.CrossEntropyLoss()(m(x), y).backward(),
-                                                     opt.step()))
+    return setup_of(
+        model,
+        strategy="feature_extraction",
+        train_step=lambda m, x, y, opt: (opt.zero_grad(), nn.CrossEntropyLoss()(m(x), y).backward(), opt.step()),
+    )
 
 
 # https://pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html (targets are class
@@ -179,8 +187,7 @@ BUGGY: dict[str, Any] = {
     "forum-target-out-of-bounds-narrow-head": (head_narrower_than_classes, "head-size", "5 columns"),
     "forum-mat1-mat2-head-in-features": (head_in_features_of_another_model, "user-code-error", "mat1 and mat2"),
     "forum-forward-under-no-grad": (forward_under_no_grad_in_training, "user-code-error", "does not require grad"),
-    "forum-dataparallel-prefix-strict-false": (dataparallel_checkpoint_strict_false, "pretrained-not-loaded",
-                                               "module."),
+    "forum-dataparallel-prefix-strict-false": (dataparallel_checkpoint_strict_false, "pretrained-not-loaded", "module."),
     "forum-raw-0-255-pixels": (raw_pixels_0_255, "input-range", "0..255 pixels"),
     "tutorial-predict-without-no-grad": (predict_without_no_grad, "grad-inference", "gradients"),
     "doubly-normalized-sample": (doubly_normalized_sample, "input-range", "far from a normalized"),

@@ -3,6 +3,7 @@
 Models are built with ``weights=None`` / ``pretrained=False`` and given pretrained-looking BatchNorm
 statistics; inputs are 64x64 crops of real photographs (the sources use 224).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,12 +30,14 @@ from tests.realistic.corpus import (
 )
 from tlaudit.examples._common import pretend_pretrained
 
-TUTORIAL_TRAIN = transforms.Compose([
-    transforms.RandomResizedCrop(224),
-    transforms.RandomHorizontalFlip(),
-    transforms.ToTensor(),
-    transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-])
+TUTORIAL_TRAIN = transforms.Compose(
+    [
+        transforms.RandomResizedCrop(224),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ]
+)
 
 
 def finetune_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: Any) -> None:
@@ -60,10 +63,18 @@ def squeezenet_feature_extract() -> tlaudit.TransferSetup:
     model.classifier[1] = nn.Conv2d(512, 3, kernel_size=(1, 1), stride=(1, 1))
     model.num_classes = 3
     optimizer = torch.optim.SGD(params_to_update(model), lr=0.001, momentum=0.9)
-    return tlaudit.TransferSetup(model=model, num_classes=3, sample=images(), targets=labels(classes=3),
-                                 optimizer=optimizer, weights="SqueezeNet1_0_Weights.IMAGENET1K_V1",
-                                 transform=TUTORIAL_TRAIN, strategy="feature_extraction", train_step=finetune_step,
-                                 predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=3,
+        sample=images(),
+        targets=labels(classes=3),
+        optimizer=optimizer,
+        weights="SqueezeNet1_0_Weights.IMAGENET1K_V1",
+        transform=TUTORIAL_TRAIN,
+        strategy="feature_extraction",
+        train_step=finetune_step,
+        predict=eval_predict,
+    )
 
 
 # Same tutorial, densenet branch, feature_extract=False (fine-tune everything).
@@ -72,18 +83,25 @@ def densenet_finetune() -> tlaudit.TransferSetup:
     model = pretend_pretrained(torchvision.models.densenet121())
     model.classifier = nn.Linear(model.classifier.in_features, 3)
     optimizer = torch.optim.SGD(params_to_update(model), lr=0.001, momentum=0.9)
-    return tlaudit.TransferSetup(model=model, num_classes=3, sample=images(), targets=labels(classes=3),
-                                 optimizer=optimizer, weights="DenseNet121_Weights.IMAGENET1K_V1",
-                                 transform=TUTORIAL_TRAIN, strategy="fine_tuning", train_step=finetune_step,
-                                 predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=3,
+        sample=images(),
+        targets=labels(classes=3),
+        optimizer=optimizer,
+        weights="DenseNet121_Weights.IMAGENET1K_V1",
+        transform=TUTORIAL_TRAIN,
+        strategy="fine_tuning",
+        train_step=finetune_step,
+        predict=eval_predict,
+    )
 
 
 # Same tutorial, inception branch: AuxLogits.fc and fc replaced, input 299, the train loss
 # ``loss1 + 0.4 * loss2`` over (outputs, aux_outputs). Adapted: batch 2, feature_extract=True.
 # Source: https://pytorch.org/tutorials/beginner/finetuning_torchvision_models_tutorial.html
 def inception_feature_extract() -> tlaudit.TransferSetup:
-    model = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False,
-                                            transform_input=True)  # what weights= sets
+    model = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)  # what weights= sets
     model = pretend_pretrained(model)
     for param in model.parameters():
         param.requires_grad = False
@@ -100,9 +118,17 @@ def inception_feature_extract() -> tlaudit.TransferSetup:
         loss.backward()
         opt.step()
 
-    return tlaudit.TransferSetup(model=model, num_classes=2, sample=images(2, 299), targets=labels(),
-                                 optimizer=optimizer, weights="Inception_V3_Weights.IMAGENET1K_V1",
-                                 strategy="feature_extraction", train_step=step, predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=2,
+        sample=images(2, 299),
+        targets=labels(),
+        optimizer=optimizer,
+        weights="Inception_V3_Weights.IMAGENET1K_V1",
+        strategy="feature_extraction",
+        train_step=step,
+        predict=eval_predict,
+    )
 
 
 # https://pytorch.org/vision/stable/models.html ("Using the pre-trained models"): the weights'
@@ -112,9 +138,17 @@ def efficientnet_weights_preset() -> tlaudit.TransferSetup:
     model = pretend_pretrained(torchvision.models.efficientnet_b0())
     model.classifier[1] = nn.Linear(model.classifier[1].in_features, 4)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    return tlaudit.TransferSetup(model=model, num_classes=4, sample=images(), targets=labels(classes=4),
-                                 optimizer=optimizer, weights=weights, transform=weights.transforms(),
-                                 train_step=finetune_step, predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=4,
+        sample=images(),
+        targets=labels(classes=4),
+        optimizer=optimizer,
+        weights=weights,
+        transform=weights.transforms(),
+        train_step=finetune_step,
+        predict=eval_predict,
+    )
 
 
 # torchvision's mobilenet_v3_small: the last classifier Linear replaced (classifier[3]), the
@@ -127,22 +161,37 @@ def mobilenet_v3_frozen_features() -> tlaudit.TransferSetup:
     model.features.requires_grad_(False)
     model.classifier[3] = nn.Linear(model.classifier[3].in_features, 5)
     optimizer = torch.optim.Adam(params_to_update(model), lr=1e-3)
-    return tlaudit.TransferSetup(model=model, num_classes=5, sample=images(), targets=labels(classes=5),
-                                 optimizer=optimizer, weights=weights, transform=weights.transforms(),
-                                 frozen=["features"], train_step=finetune_step, predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=5,
+        sample=images(),
+        targets=labels(classes=5),
+        optimizer=optimizer,
+        weights=weights,
+        transform=weights.transforms(),
+        frozen=["features"],
+        train_step=finetune_step,
+        predict=eval_predict,
+    )
 
 
 # torchvision VisionTransformer: ``model.heads.head`` replaced. Adapted: a 1-layer ViT at 32px
 # (vit_b_16 is 86M parameters); the weights enum still names ViT_B_16's ImageNet statistics.
 # Source: https://pytorch.org/vision/stable/models/vision_transformer.html
 def vit_heads_head() -> tlaudit.TransferSetup:
-    model = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2,
-                                                 hidden_dim=32, mlp_dim=64)
+    model = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=32, mlp_dim=64)
     model.heads.head = nn.Linear(model.heads.head.in_features, 3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
-    return tlaudit.TransferSetup(model=model, num_classes=3, sample=images(2, 32), targets=labels(classes=3),
-                                 optimizer=optimizer, weights="ViT_B_16_Weights.IMAGENET1K_V1",
-                                 train_step=finetune_step, predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=3,
+        sample=images(2, 32),
+        targets=labels(classes=3),
+        optimizer=optimizer,
+        weights="ViT_B_16_Weights.IMAGENET1K_V1",
+        train_step=finetune_step,
+        predict=eval_predict,
+    )
 
 
 # https://huggingface.co/docs/timm/quickstart ("Fine-tune a pretrained model"):
@@ -153,9 +202,17 @@ def timm_quickstart() -> tlaudit.TransferSetup:
     config = timm.data.resolve_model_data_config(model)
     transform = timm.data.create_transform(**config, is_training=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    return tlaudit.TransferSetup(model=model, num_classes=4, sample=images(), targets=labels(classes=4),
-                                 optimizer=optimizer, weights=model.pretrained_cfg, transform=transform,
-                                 train_step=finetune_step, predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=4,
+        sample=images(),
+        targets=labels(classes=4),
+        optimizer=optimizer,
+        weights=model.pretrained_cfg,
+        transform=transform,
+        train_step=finetune_step,
+        predict=eval_predict,
+    )
 
 
 # https://huggingface.co/docs/timm/feature_extraction ("reset_classifier"): a model's classifier
@@ -165,10 +222,17 @@ def timm_reset_classifier() -> tlaudit.TransferSetup:
     model.reset_classifier(6)
     optimizer = timm.optim.create_optimizer_v2(model, opt="adamw", lr=2e-4, weight_decay=0.05)
     config = timm.data.resolve_model_data_config(model)
-    return tlaudit.TransferSetup(model=model, num_classes=6, sample=images(), targets=labels(classes=6),
-                                 optimizer=optimizer, weights=model.pretrained_cfg,
-                                 transform=timm.data.create_transform(**config), train_step=finetune_step,
-                                 predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=6,
+        sample=images(),
+        targets=labels(classes=6),
+        optimizer=optimizer,
+        weights=model.pretrained_cfg,
+        transform=timm.data.create_transform(**config),
+        train_step=finetune_step,
+        predict=eval_predict,
+    )
 
 
 # timm ViT (pretrained_cfg mean/std 0.5) with its own data config: the timm docs' rule "use the
@@ -179,10 +243,17 @@ def timm_vit_own_config() -> tlaudit.TransferSetup:
     config = timm.data.resolve_model_data_config(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.05)
     x = (images(2, 32, normalize=False) - 0.5) / 0.5
-    return tlaudit.TransferSetup(model=model, num_classes=3, sample=x, targets=labels(classes=3),
-                                 optimizer=optimizer, weights=model.pretrained_cfg,
-                                 transform=timm.data.create_transform(**config, is_training=True),
-                                 train_step=finetune_step, predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=3,
+        sample=x,
+        targets=labels(classes=3),
+        optimizer=optimizer,
+        weights=model.pretrained_cfg,
+        transform=timm.data.create_transform(**config, is_training=True),
+        train_step=finetune_step,
+        predict=eval_predict,
+    )
 
 
 # timm/utils/model.py ``freeze(root_module, submodules)``: the stem and first stage frozen,
@@ -194,9 +265,17 @@ def timm_utils_freeze() -> tlaudit.TransferSetup:
     model = pretend_pretrained(timm.create_model("resnet18", pretrained=False, num_classes=3))
     freeze(model, ["conv1", "bn1", "layer1"])
     optimizer = torch.optim.SGD(params_to_update(model), lr=0.01, momentum=0.9)
-    return tlaudit.TransferSetup(model=model, num_classes=3, sample=images(), targets=labels(classes=3),
-                                 optimizer=optimizer, weights=model.pretrained_cfg, frozen=["conv1", "layer1"],
-                                 train_step=finetune_step, predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=3,
+        sample=images(),
+        targets=labels(classes=3),
+        optimizer=optimizer,
+        weights=model.pretrained_cfg,
+        frozen=["conv1", "layer1"],
+        train_step=finetune_step,
+        predict=eval_predict,
+    )
 
 
 CORRECT: dict[str, Any] = {
@@ -226,8 +305,7 @@ def test_correct_source_audits_without_errors(build: Any) -> None:
 # (https://huggingface.co/docs/timm/quickstart, "resolve_model_data_config").
 def timm_vit_with_imagenet_stats() -> tlaudit.TransferSetup:
     setup = timm_vit_own_config()
-    pipeline = transforms.Compose([transforms.Resize(32), transforms.ToTensor(),
-                                   transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    pipeline = transforms.Compose([transforms.Resize(32), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     return setup.replace(transform=pipeline)
 
 
@@ -241,9 +319,16 @@ def squeezenet_head_frozen_by_loop() -> tlaudit.TransferSetup:
     for param in model.parameters():
         param.requires_grad = False
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
-    return tlaudit.TransferSetup(model=model, num_classes=3, sample=images(), targets=labels(classes=3),
-                                 optimizer=optimizer, weights="SqueezeNet1_0_Weights.IMAGENET1K_V1",
-                                 train_step=finetune_step, predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=3,
+        sample=images(),
+        targets=labels(classes=3),
+        optimizer=optimizer,
+        weights="SqueezeNet1_0_Weights.IMAGENET1K_V1",
+        train_step=finetune_step,
+        predict=eval_predict,
+    )
 
 
 BUGGY: dict[str, Any] = {

@@ -6,6 +6,7 @@ with ``resnet_fpn_backbone(..., norm_layer=FrozenBatchNorm2d, trainable_layers=3
 the builders do when weights are given; images are 2 crops of 64x64 with ``min_size=64,
 max_size=96``; the targets (a list of dicts) live in the train step, as in the tutorial's loop.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -79,17 +80,25 @@ def tutorial_optimizer(model: nn.Module) -> torch.optim.Optimizer:
 
 
 def backbone50() -> nn.Module:
-    return resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=misc_nn_ops.FrozenBatchNorm2d,
-                               trainable_layers=3)
+    return resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=misc_nn_ops.FrozenBatchNorm2d, trainable_layers=3)
 
 
-def setup_for(model: nn.Module, num_classes: int, weights: Any, targets: list[dict[str, torch.Tensor]],
-              **extra: Any) -> tlaudit.TransferSetup:
+def setup_for(
+    model: nn.Module, num_classes: int, weights: Any, targets: list[dict[str, torch.Tensor]], **extra: Any
+) -> tlaudit.TransferSetup:
     optimizer = tutorial_optimizer(model)
     return tlaudit.TransferSetup(
-        model=model, num_classes=num_classes, sample=pixels(2, 64), optimizer=optimizer,
-        scheduler=torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.1), weights=weights,
-        transform=tutorial_transform(True), train_step=tutorial_step(targets), predict=tutorial_predict, **extra)
+        model=model,
+        num_classes=num_classes,
+        sample=pixels(2, 64),
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.1),
+        weights=weights,
+        transform=tutorial_transform(True),
+        train_step=tutorial_step(targets),
+        predict=tutorial_predict,
+        **extra,
+    )
 
 
 # Tutorial, "1 - Finetuning from a pretrained model": the box predictor replaced for
@@ -129,8 +138,7 @@ def mobilenet_backbone() -> tlaudit.TransferSetup:
 # classes directly (num_classes counts the background).
 def fasterrcnn_mobilenet_v3_num_classes() -> tlaudit.TransferSetup:
     torch.manual_seed(0)
-    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None,
-                                                                           num_classes=4, **SIZE)
+    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=4, **SIZE)
     pretend_pretrained(model)
     return setup_for(model, 4, "FasterRCNN_MobileNet_V3_Large_FPN_Weights.DEFAULT", detection_targets(2, label=3))
 
@@ -140,9 +148,14 @@ def fasterrcnn_mobilenet_v3_num_classes() -> tlaudit.TransferSetup:
 # num_classes)`` (torchvision/models/detection/retinanet.py).
 def retinanet_classification_head() -> tlaudit.TransferSetup:
     torch.manual_seed(0)
-    backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=misc_nn_ops.FrozenBatchNorm2d,
-                                   trainable_layers=3, returned_layers=[2, 3, 4],
-                                   extra_blocks=torchvision.ops.feature_pyramid_network.LastLevelP6P7(256, 256))
+    backbone = resnet_fpn_backbone(
+        backbone_name="resnet50",
+        weights=None,
+        norm_layer=misc_nn_ops.FrozenBatchNorm2d,
+        trainable_layers=3,
+        returned_layers=[2, 3, 4],
+        extra_blocks=torchvision.ops.feature_pyramid_network.LastLevelP6P7(256, 256),
+    )
     model = RetinaNet(backbone, num_classes=91, **SIZE)
     num_anchors = model.head.classification_head.num_anchors
     model.head.classification_head = RetinaNetClassificationHead(256, num_anchors, 3)

@@ -4,6 +4,7 @@ Adapted everywhere: models are built from tiny configs (``from_pretrained`` woul
 image processor's statistics stand for the checkpoint's; the Trainer's step is written out as the
 docs' "native PyTorch" loop (``outputs = model(**batch); outputs.loss.backward()``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -43,8 +44,7 @@ LABELS = ["apple", "banana", "cherry", "date"]
 
 
 def vit_config(**kw: Any) -> ViTConfig:
-    return ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, **kw)
+    return ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, **kw)
 
 
 def vit_pixels(n: int = 2) -> torch.Tensor:
@@ -90,25 +90,41 @@ def tokens(n: int = 2, length: int = 12, vocab: int = 100) -> torch.Tensor:
 # std=image_processor.image_std)`` after RandomResizedCrop and ToTensor; learning_rate 5e-5.
 def hf_image_classification_guide() -> tlaudit.TransferSetup:
     id2label = dict(enumerate(LABELS))
-    model = ViTForImageClassification(vit_config(num_labels=len(LABELS), id2label=id2label,
-                                                 label2id={v: k for k, v in id2label.items()}))
+    model = ViTForImageClassification(vit_config(num_labels=len(LABELS), id2label=id2label, label2id={v: k for k, v in id2label.items()}))
     normalize = transforms.Normalize(mean=PROCESSOR.image_mean, std=PROCESSOR.image_std)
     train = transforms.Compose([transforms.RandomResizedCrop(32), transforms.ToTensor(), normalize])
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
-    return tlaudit.TransferSetup(model=model, num_classes=len(LABELS), sample=vit_pixels(),
-                                 targets=labels(classes=4), optimizer=optimizer, weights=VIT_WEIGHTS, transform=train,
-                                 train_step=image_step, predict=image_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=len(LABELS),
+        sample=vit_pixels(),
+        targets=labels(classes=4),
+        optimizer=optimizer,
+        weights=VIT_WEIGHTS,
+        transform=train,
+        train_step=image_step,
+        predict=image_predict,
+    )
 
 
 # https://huggingface.co/docs/transformers/training ("Train in native PyTorch"): a sequence
 # classifier, AdamW(lr=5e-5), a linear schedule without warm-up, model.eval() under no_grad.
 def hf_text_native_loop() -> tlaudit.TransferSetup:
-    model = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                                                     num_attention_heads=2, intermediate_size=64, num_labels=3))
+    model = BertForSequenceClassification(
+        BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=3)
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / 1000))
-    return tlaudit.TransferSetup(model=model, num_classes=3, sample=tokens(), targets=labels(classes=3),
-                                 optimizer=optimizer, scheduler=scheduler, train_step=text_step, predict=text_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=3,
+        sample=tokens(),
+        targets=labels(classes=3),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_step=text_step,
+        predict=text_predict,
+    )
 
 
 # The "freeze the body" pattern of the Hugging Face course and forums (the course: "if you are used
@@ -116,13 +132,22 @@ def hf_text_native_loop() -> tlaudit.TransferSetup:
 # param.requires_grad = False``, only the classification layers train.
 # Source: https://ai.stackexchange.com/questions/28559
 def hf_frozen_base_model() -> tlaudit.TransferSetup:
-    model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=2,
-                                                                 hidden_dim=64, num_labels=2))
+    model = DistilBertForSequenceClassification(
+        DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=2, hidden_dim=64, num_labels=2)
+    )
     for param in model.base_model.parameters():
         param.requires_grad = False
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    return tlaudit.TransferSetup(model=model, num_classes=2, sample=tokens(), targets=labels(), optimizer=optimizer,
-                                 strategy="feature_extraction", train_step=text_step, predict=text_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=2,
+        sample=tokens(),
+        targets=labels(),
+        optimizer=optimizer,
+        strategy="feature_extraction",
+        train_step=text_step,
+        predict=text_predict,
+    )
 
 
 # A notebook's step calling ``model.forward(...)`` and the functional loss on ``.logits``.
@@ -146,8 +171,9 @@ def hf_forward_and_functional_loss() -> tlaudit.TransferSetup:
 # Adapted: transformers 5 names ViT's attention projections q_proj/v_proj (the guide's query/value).
 def peft_vit_lora() -> tlaudit.TransferSetup:
     setup = hf_image_classification_guide()
-    config = LoraConfig(r=16, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.1, bias="none",
-                        modules_to_save=["classifier"])
+    config = LoraConfig(
+        r=16, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.1, bias="none", modules_to_save=["classifier"]
+    )
     lora_model = get_peft_model(setup.model, config)
     optimizer = torch.optim.AdamW([p for p in lora_model.parameters() if p.requires_grad], lr=5e-3)
     return setup.replace(model=lora_model, optimizer=optimizer)
@@ -156,13 +182,15 @@ def peft_vit_lora() -> tlaudit.TransferSetup:
 # https://github.com/huggingface/peft/blob/main/examples/sequence_classification/LoRA.ipynb:
 # task_type=SEQ_CLS (the classifier is kept trainable by PEFT), r=8, lora_alpha=16, AdamW(lr=3e-4).
 def peft_sequence_classification() -> tlaudit.TransferSetup:
-    model = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                                                     num_attention_heads=2, intermediate_size=64, num_labels=2))
+    model = BertForSequenceClassification(
+        BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=2)
+    )
     config = LoraConfig(task_type=TaskType.SEQ_CLS, inference_mode=False, r=8, lora_alpha=16, lora_dropout=0.1)
     model = get_peft_model(model, config)
     optimizer = torch.optim.AdamW(params=model.parameters(), lr=3e-4)
-    return tlaudit.TransferSetup(model=model, num_classes=2, sample=tokens(), targets=labels(), optimizer=optimizer,
-                                 train_step=text_step, predict=text_predict)
+    return tlaudit.TransferSetup(
+        model=model, num_classes=2, sample=tokens(), targets=labels(), optimizer=optimizer, train_step=text_step, predict=text_predict
+    )
 
 
 CORRECT: dict[str, Any] = {
@@ -208,8 +236,7 @@ def lora_without_modules_to_save() -> tlaudit.TransferSetup:
 # Source: https://huggingface.co/docs/transformers/tasks/image_classification
 def vit_with_imagenet_statistics() -> tlaudit.TransferSetup:
     setup = hf_image_classification_guide()
-    train = transforms.Compose([transforms.RandomResizedCrop(32), transforms.ToTensor(),
-                                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    train = transforms.Compose([transforms.RandomResizedCrop(32), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     return setup.replace(transform=train)
 
 

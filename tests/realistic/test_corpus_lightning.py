@@ -5,6 +5,7 @@ The LightningModule is the model; the step is what the Trainer runs, written out
 optimizer is the module's own ``configure_optimizers()``. Adapted everywhere: resnet18 for
 resnet50, ``weights=None`` with pretrained-looking BatchNorm statistics, 64x64 crops.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -71,9 +72,16 @@ class ImagenetTransferLearning(pl.LightningModule):
 # Source: https://lightning.ai/docs/pytorch/stable/advanced/pretrained.html
 def docs_imagenet_transfer() -> tlaudit.TransferSetup:
     module = ImagenetTransferLearning()
-    return tlaudit.TransferSetup(model=module, num_classes=10, sample=images(), targets=labels(classes=10),
-                                 optimizer=module.configure_optimizers(), weights=IMAGENET, train_step=trainer_step,
-                                 predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=module,
+        num_classes=10,
+        sample=images(),
+        targets=labels(classes=10),
+        optimizer=module.configure_optimizers(),
+        weights=IMAGENET,
+        train_step=trainer_step,
+        predict=eval_predict,
+    )
 
 
 class Encoder(pl.LightningModule):
@@ -110,9 +118,15 @@ class CIFAR10Classifier(pl.LightningModule):
 # Source: https://lightning.ai/docs/pytorch/stable/advanced/pretrained.html
 def docs_pretrained_lightning_module() -> tlaudit.TransferSetup:
     module = CIFAR10Classifier()
-    return tlaudit.TransferSetup(model=module, num_classes=10, sample=images(2, 16), targets=labels(classes=10),
-                                 optimizer=module.configure_optimizers(), train_step=trainer_step,
-                                 predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=module,
+        num_classes=10,
+        sample=images(2, 16),
+        targets=labels(classes=10),
+        optimizer=module.configure_optimizers(),
+        train_step=trainer_step,
+        predict=eval_predict,
+    )
 
 
 class TransferLearningModel(pl.LightningModule):
@@ -152,9 +166,17 @@ def example_milestones_finetuning() -> tlaudit.TransferSetup:
     module = TransferLearningModel()
     BaseFinetuning.freeze(module.feature_extractor, train_bn=True)  # MilestonesFinetuning.freeze_before_training
     [optimizer], [scheduler] = module.configure_optimizers()
-    return tlaudit.TransferSetup(model=module, num_classes=2, sample=images(), targets=labels(), optimizer=optimizer,
-                                 scheduler=scheduler, weights=IMAGENET, train_step=trainer_step,
-                                 predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=module,
+        num_classes=2,
+        sample=images(),
+        targets=labels(),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        weights=IMAGENET,
+        train_step=trainer_step,
+        predict=eval_predict,
+    )
 
 
 # The same example after MilestonesFinetuning's first milestone: ``unfreeze_and_add_param_group(
@@ -164,8 +186,7 @@ def example_milestones_finetuning() -> tlaudit.TransferSetup:
 def example_milestones_after_unfreeze() -> tlaudit.TransferSetup:
     setup = example_milestones_finetuning()
     module = setup.model
-    BaseFinetuning.unfreeze_and_add_param_group(modules=module.feature_extractor[-5:], optimizer=setup.optimizer,
-                                                train_bn=True)
+    BaseFinetuning.unfreeze_and_add_param_group(modules=module.feature_extractor[-5:], optimizer=setup.optimizer, train_bn=True)
     return setup
 
 
@@ -194,9 +215,16 @@ class BackboneModule(pl.LightningModule):
 def docs_backbone_finetuning() -> tlaudit.TransferSetup:
     module = BackboneModule()
     BaseFinetuning.freeze(module.backbone)
-    return tlaudit.TransferSetup(model=module, num_classes=5, sample=images(), targets=labels(classes=5),
-                                 optimizer=module.configure_optimizers(), weights=IMAGENET, train_step=trainer_step,
-                                 predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=module,
+        num_classes=5,
+        sample=images(),
+        targets=labels(classes=5),
+        optimizer=module.configure_optimizers(),
+        weights=IMAGENET,
+        train_step=trainer_step,
+        predict=eval_predict,
+    )
 
 
 CORRECT: dict[str, Any] = {

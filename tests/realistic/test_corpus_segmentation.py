@@ -3,6 +3,7 @@
 Adapted everywhere: ``weights=None, weights_backbone=None`` with pretrained-looking BatchNorm
 statistics; 2 crops of 64x64; masks of ``(N, H, W)`` with a 255 border (VOC's "ignore" label).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,15 +41,17 @@ def masks(n: int = 2, size: int = 64, classes: int = 21) -> torch.Tensor:
 
 def references_train_transform() -> T.Compose:
     """``SegmentationPresetTrain`` of references/segmentation/presets.py (v2 backend)."""
-    return T.Compose([
-        T.RandomResize(min_size=260, max_size=1040),
-        T.RandomHorizontalFlip(0.5),
-        T.RandomCrop(480),
-        T.PILToTensor(),
-        T.ToDtype(torch.float, scale=True),
-        T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        T.ToPureTensor(),
-    ])
+    return T.Compose(
+        [
+            T.RandomResize(min_size=260, max_size=1040),
+            T.RandomHorizontalFlip(0.5),
+            T.RandomCrop(480),
+            T.PILToTensor(),
+            T.ToDtype(torch.float, scale=True),
+            T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+            T.ToPureTensor(),
+        ]
+    )
 
 
 def references_criterion(inputs: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
@@ -87,36 +90,53 @@ def predict_out(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # ``--model fcn_resnet50 --aux-loss --weights-backbone ResNet50_Weights.IMAGENET1K_V1`` (lr 0.02,
 # the README's recipe): the ImageNet backbone fine-tuned on VOC's 21 classes.
 def references_fcn_aux_loss() -> tlaudit.TransferSetup:
-    model = pretend_pretrained(torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None,
-                                                                           num_classes=21, aux_loss=True))
-    return tlaudit.TransferSetup(model=model, num_classes=21, sample=images(), targets=masks(),
-                                 optimizer=references_optimizer(model, 0.02), weights="ResNet50_Weights.IMAGENET1K_V1",
-                                 transform=references_train_transform(), train_step=references_step,
-                                 predict=predict_out)
+    model = pretend_pretrained(
+        torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
+    )
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=21,
+        sample=images(),
+        targets=masks(),
+        optimizer=references_optimizer(model, 0.02),
+        weights="ResNet50_Weights.IMAGENET1K_V1",
+        transform=references_train_transform(),
+        train_step=references_step,
+        predict=predict_out,
+    )
 
 
 # The same recipe for ``--model lraspp_mobilenet_v3_large`` (no auxiliary head; lr 0.02 in the
 # README); LRASPP's ``low_classifier``/``high_classifier`` make the class scores.
 # Source: https://github.com/pytorch/vision/blob/main/references/segmentation/train.py
 def references_lraspp() -> tlaudit.TransferSetup:
-    model = pretend_pretrained(torchvision.models.segmentation.lraspp_mobilenet_v3_large(
-        weights=None, weights_backbone=None, num_classes=21))
-    return tlaudit.TransferSetup(model=model, num_classes=21, sample=images(), targets=masks(),
-                                 optimizer=references_optimizer(model, 0.02),
-                                 weights="MobileNet_V3_Large_Weights.IMAGENET1K_V1",
-                                 transform=references_train_transform(), train_step=references_step,
-                                 predict=predict_out)
+    model = pretend_pretrained(
+        torchvision.models.segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21)
+    )
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=21,
+        sample=images(),
+        targets=masks(),
+        optimizer=references_optimizer(model, 0.02),
+        weights="MobileNet_V3_Large_Weights.IMAGENET1K_V1",
+        transform=references_train_transform(),
+        train_step=references_step,
+        predict=predict_out,
+    )
 
 
 # https://pytorch.org/vision/stable/models.html#semantic-segmentation: inference with the weights'
 # own preset, ``weights.transforms()`` (a SemanticSegmentation preset) and ``model(batch)["out"]``.
 def docs_inference_with_preset() -> tlaudit.TransferSetup:
     weights = torchvision.models.segmentation.FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1
-    model = pretend_pretrained(torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None,
-                                                                           num_classes=21, aux_loss=True))
+    model = pretend_pretrained(
+        torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
+    )
     model.eval()
-    return tlaudit.TransferSetup(model=model, num_classes=21, sample=images(), weights=weights,
-                                 transform=weights.transforms(), predict=predict_out)
+    return tlaudit.TransferSetup(
+        model=model, num_classes=21, sample=images(), weights=weights, transform=weights.transforms(), predict=predict_out
+    )
 
 
 # Fine-tuning a COCO/VOC DeepLabV3 to a new class count by replacing both heads, as the
@@ -125,14 +145,23 @@ def docs_inference_with_preset() -> tlaudit.TransferSetup:
 # Source: https://github.com/pytorch/vision/blob/main/references/segmentation/train.py
 def deeplabv3_new_heads() -> tlaudit.TransferSetup:
     weights = torchvision.models.segmentation.DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1
-    model = pretend_pretrained(torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
-        weights=None, weights_backbone=None, num_classes=21, aux_loss=True))
+    model = pretend_pretrained(
+        torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
+    )
     model.classifier = DeepLabHead(960, 3)
     model.aux_classifier = FCNHead(40, 3)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    return tlaudit.TransferSetup(model=model, num_classes=3, sample=images(), targets=masks(classes=3),
-                                 optimizer=optimizer, weights=weights, transform=weights.transforms(),
-                                 train_step=references_step, predict=predict_out)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=3,
+        sample=images(),
+        targets=masks(classes=3),
+        optimizer=optimizer,
+        weights=weights,
+        transform=weights.transforms(),
+        train_step=references_step,
+        predict=predict_out,
+    )
 
 
 LR_RECIPE = "lr-threshold's SGD ceiling (1e-2) errors on torchvision's own segmentation recipe (lr 0.02)"

@@ -6,6 +6,7 @@ and leaving it out of the optimizer, with ``requires_grad`` left ``True`` (DINO,
 everywhere: no checkpoint is downloaded; ResNets are built with ``weights=None`` and
 pretrained-looking BatchNorm statistics, ViTs are one- or two-block timm models at 32px.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,12 +32,14 @@ from tests.realistic.corpus import (
 )
 from tlaudit.examples._common import pretend_pretrained
 
-LINCLS_TRAIN = transforms.Compose([
-    transforms.RandomResizedCrop(224),
-    transforms.RandomHorizontalFlip(),
-    transforms.ToTensor(),
-    transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-])
+LINCLS_TRAIN = transforms.Compose(
+    [
+        transforms.RandomResizedCrop(224),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    ]
+)
 
 
 def lincls_step(model: nn.Module, images: torch.Tensor, target: torch.Tensor, optimizer: Any) -> None:
@@ -60,7 +63,7 @@ def moco_load(model: nn.Module, checkpoint: dict[str, torch.Tensor], strip: bool
     if strip:
         for k in list(state_dict.keys()):
             if k.startswith("module.encoder_q") and not k.startswith("module.encoder_q.fc"):
-                state_dict[k[len("module.encoder_q."):]] = state_dict[k]
+                state_dict[k[len("module.encoder_q.") :]] = state_dict[k]
             del state_dict[k]
     return model.load_state_dict(state_dict, strict=False)
 
@@ -83,18 +86,28 @@ def moco_main_lincls() -> tlaudit.TransferSetup:
     parameters = list(filter(lambda p: p.requires_grad, model.parameters()))
     assert len(parameters) == 2  # fc.weight, fc.bias
     optimizer = torch.optim.SGD(parameters, 30.0, momentum=0.9, weight_decay=0.0)
-    return tlaudit.TransferSetup(model=model, num_classes=4, sample=images(), targets=labels(classes=4),
-                                 optimizer=optimizer, weights=IMAGENET, transform=LINCLS_TRAIN,
-                                 strategy="feature_extraction", train_step=lincls_step, predict=eval_predict,
-                                 load_result=msg)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=4,
+        sample=images(),
+        targets=labels(classes=4),
+        optimizer=optimizer,
+        weights=IMAGENET,
+        transform=LINCLS_TRAIN,
+        strategy="feature_extraction",
+        train_step=lincls_step,
+        predict=eval_predict,
+        load_result=msg,
+    )
 
 
 # https://github.com/facebookresearch/moco-v3/blob/main/main_lincls.py with a ViT: the linear
 # keyword is ``head``; everything else frozen, the head re-initialized, SGD over the head, LR 0.1
 # x batch/256, model.eval() in train. Adapted: a 2-block timm ViT at 32px.
 def mocov3_vit_lincls() -> tlaudit.TransferSetup:
-    model = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=5, img_size=32, patch_size=8,
-                              depth=2, embed_dim=48, num_heads=2)
+    model = timm.create_model(
+        "vit_small_patch16_224", pretrained=False, num_classes=5, img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=2
+    )
     linear_keyword = "head"
     for name, param in model.named_parameters():
         if name not in [f"{linear_keyword}.weight", f"{linear_keyword}.bias"]:
@@ -103,9 +116,18 @@ def mocov3_vit_lincls() -> tlaudit.TransferSetup:
     getattr(model, linear_keyword).bias.data.zero_()
     parameters = list(filter(lambda p: p.requires_grad, model.parameters()))
     optimizer = torch.optim.SGD(parameters, 0.1 * 256 / 256, momentum=0.9, weight_decay=0.0)
-    return tlaudit.TransferSetup(model=model, num_classes=5, sample=images(2, 32), targets=labels(classes=5),
-                                 optimizer=optimizer, weights=IMAGENET, transform=LINCLS_TRAIN,
-                                 strategy="feature_extraction", train_step=lincls_step, predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=5,
+        sample=images(2, 32),
+        targets=labels(classes=5),
+        optimizer=optimizer,
+        weights=IMAGENET,
+        transform=LINCLS_TRAIN,
+        strategy="feature_extraction",
+        train_step=lincls_step,
+        predict=eval_predict,
+    )
 
 
 # https://github.com/sthalles/SimCLR/blob/master/feature_eval/mini_batch_logistic_regression_evaluator.ipynb:
@@ -128,9 +150,17 @@ def simclr_logistic_regression() -> tlaudit.TransferSetup:
         loss.backward()
         opt.step()
 
-    return tlaudit.TransferSetup(model=model, num_classes=10, sample=images(2, normalize=False),
-                                 targets=labels(classes=10), optimizer=optimizer, transform=transforms.ToTensor(),
-                                 strategy="feature_extraction", train_step=step, predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=10,
+        sample=images(2, normalize=False),
+        targets=labels(classes=10),
+        optimizer=optimizer,
+        transform=transforms.ToTensor(),
+        strategy="feature_extraction",
+        train_step=step,
+        predict=eval_predict,
+    )
 
 
 class DinoLinearEval(nn.Module):
@@ -158,8 +188,9 @@ class DinoLinearEval(nn.Module):
 # cosine schedule; the backbone's requires_grad stays True. Adapted: the two objects in one module,
 # a 2-block timm ViT at 32px, the last 2 blocks.
 def dino_eval_linear() -> tlaudit.TransferSetup:
-    vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8,
-                            depth=2, embed_dim=48, num_heads=2)
+    vit = timm.create_model(
+        "vit_small_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=2
+    )
     model = DinoLinearEval(vit, num_labels=5)
     model.model.eval()
     optimizer = torch.optim.SGD(model.linear_classifier.parameters(), 0.001 * 256 / 256, momentum=0.9, weight_decay=0)
@@ -178,9 +209,18 @@ def dino_eval_linear() -> tlaudit.TransferSetup:
         with torch.no_grad():
             return m(inp)
 
-    return tlaudit.TransferSetup(model=model, num_classes=5, sample=images(2, 32), targets=labels(classes=5),
-                                 optimizer=optimizer, scheduler=scheduler, weights=IMAGENET, transform=LINCLS_TRAIN,
-                                 train_step=step, predict=predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=5,
+        sample=images(2, 32),
+        targets=labels(classes=5),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        weights=IMAGENET,
+        transform=LINCLS_TRAIN,
+        train_step=step,
+        predict=predict,
+    )
 
 
 class LightlyLinearClassifier(nn.Module):
@@ -220,9 +260,17 @@ def lightly_linear_classifier() -> tlaudit.TransferSetup:
         loss.backward()
         opt.step()
 
-    return tlaudit.TransferSetup(model=module, num_classes=4, sample=images(), targets=labels(classes=4),
-                                 optimizer=optimizer, weights=IMAGENET, transform=LINCLS_TRAIN, train_step=step,
-                                 predict=eval_predict)
+    return tlaudit.TransferSetup(
+        model=module,
+        num_classes=4,
+        sample=images(),
+        targets=labels(classes=4),
+        optimizer=optimizer,
+        weights=IMAGENET,
+        transform=LINCLS_TRAIN,
+        train_step=step,
+        predict=eval_predict,
+    )
 
 
 # https://github.com/facebookresearch/moco/blob/main/main_moco.py fine-tuned end to end (the
@@ -242,9 +290,19 @@ def moco_full_finetune() -> tlaudit.TransferSetup:
         loss.backward()
         opt.step()
 
-    return tlaudit.TransferSetup(model=model, num_classes=4, sample=images(), targets=labels(classes=4),
-                                 optimizer=optimizer, weights=IMAGENET, transform=LINCLS_TRAIN,
-                                 strategy="fine_tuning", train_step=step, predict=eval_predict, load_result=msg)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=4,
+        sample=images(),
+        targets=labels(classes=4),
+        optimizer=optimizer,
+        weights=IMAGENET,
+        transform=LINCLS_TRAIN,
+        strategy="fine_tuning",
+        train_step=step,
+        predict=eval_predict,
+        load_result=msg,
+    )
 
 
 CORRECT: dict[str, Any] = {

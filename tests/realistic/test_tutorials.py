@@ -7,6 +7,7 @@ several layers, prints in setup code, long warm-up schedules, wrapped models, bi
 ``BCEWithLogitsLoss``, labels that crash the step. Models are built with ``weights=None`` and given
 pretrained-looking BatchNorm statistics (real code passes ``weights=...``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -77,9 +78,19 @@ def tutorial_feature_extraction() -> tlaudit.TransferSetup:
     optimizer_conv = torch.optim.SGD(model_conv.fc.parameters(), lr=0.001, momentum=0.9)
     exp_lr_scheduler = torch.optim.lr_scheduler.StepLR(optimizer_conv, step_size=7, gamma=0.1)
     x, y = batch()
-    return tlaudit.TransferSetup(model=model_conv, num_classes=2, sample=x, targets=y, optimizer=optimizer_conv,
-                                 scheduler=exp_lr_scheduler, weights=WEIGHTS, transform=TUTORIAL_TRANSFORM,
-                                 strategy="feature_extraction", train_step=tutorial_train_step, predict=tutorial_predict)
+    return tlaudit.TransferSetup(
+        model=model_conv,
+        num_classes=2,
+        sample=x,
+        targets=y,
+        optimizer=optimizer_conv,
+        scheduler=exp_lr_scheduler,
+        weights=WEIGHTS,
+        transform=TUTORIAL_TRANSFORM,
+        strategy="feature_extraction",
+        train_step=tutorial_train_step,
+        predict=tutorial_predict,
+    )
 
 
 def tutorial_fine_tuning() -> tlaudit.TransferSetup:
@@ -87,10 +98,19 @@ def tutorial_fine_tuning() -> tlaudit.TransferSetup:
     model_ft.fc = nn.Linear(model_ft.fc.in_features, 2)
     optimizer_ft = torch.optim.SGD(model_ft.parameters(), lr=0.001, momentum=0.9)
     x, y = batch()
-    return tlaudit.TransferSetup(model=model_ft, num_classes=2, sample=x, targets=y, optimizer=optimizer_ft,
-                                 scheduler=torch.optim.lr_scheduler.StepLR(optimizer_ft, step_size=7, gamma=0.1),
-                                 weights=WEIGHTS, transform=TUTORIAL_TRANSFORM, strategy="fine_tuning",
-                                 train_step=tutorial_train_step, predict=tutorial_predict)
+    return tlaudit.TransferSetup(
+        model=model_ft,
+        num_classes=2,
+        sample=x,
+        targets=y,
+        optimizer=optimizer_ft,
+        scheduler=torch.optim.lr_scheduler.StepLR(optimizer_ft, step_size=7, gamma=0.1),
+        weights=WEIGHTS,
+        transform=TUTORIAL_TRANSFORM,
+        strategy="fine_tuning",
+        train_step=tutorial_train_step,
+        predict=tutorial_predict,
+    )
 
 
 def notebook_multilayer_head() -> tlaudit.TransferSetup:
@@ -100,8 +120,16 @@ def notebook_multilayer_head() -> tlaudit.TransferSetup:
     backbone = [p for n, p in model.named_parameters() if not n.startswith("fc.")]
     optimizer = torch.optim.Adam([{"params": backbone, "lr": 1e-4}, {"params": model.fc.parameters(), "lr": 3e-3}])
     x, y = batch(classes=3)
-    return tlaudit.TransferSetup(model=model, num_classes=3, sample=x, targets=y, optimizer=optimizer, weights=WEIGHTS,
-                                 train_step=notebook_step, predict=tutorial_predict)
+    return tlaudit.TransferSetup(
+        model=model,
+        num_classes=3,
+        sample=x,
+        targets=y,
+        optimizer=optimizer,
+        weights=WEIGHTS,
+        train_step=notebook_step,
+        predict=tutorial_predict,
+    )
 
 
 def long_warmup_schedule() -> tlaudit.TransferSetup:
@@ -113,8 +141,9 @@ def long_warmup_schedule() -> tlaudit.TransferSetup:
         optimizer, lambda s: s / warmup if s < warmup else max(0.0, (total - s) / (total - warmup))
     )
     x, y = batch()
-    return tlaudit.TransferSetup(model=model, num_classes=2, sample=x, targets=y, optimizer=optimizer, scheduler=schedule,
-                                 weights=WEIGHTS, strategy="fine_tuning")
+    return tlaudit.TransferSetup(
+        model=model, num_classes=2, sample=x, targets=y, optimizer=optimizer, scheduler=schedule, weights=WEIGHTS, strategy="fine_tuning"
+    )
 
 
 def data_parallel_with_prefixed_patterns() -> tlaudit.TransferSetup:
@@ -124,8 +153,16 @@ def data_parallel_with_prefixed_patterns() -> tlaudit.TransferSetup:
     wrapped = nn.DataParallel(model)
     optimizer = torch.optim.SGD([p for p in wrapped.parameters() if p.requires_grad], lr=0.001, momentum=0.9)
     x, y = batch()
-    return tlaudit.TransferSetup(model=wrapped, num_classes=2, sample=x, targets=y, optimizer=optimizer,
-                                 frozen=["module.layer1"], weights=WEIGHTS, predict=tutorial_predict)
+    return tlaudit.TransferSetup(
+        model=wrapped,
+        num_classes=2,
+        sample=x,
+        targets=y,
+        optimizer=optimizer,
+        frozen=["module.layer1"],
+        weights=WEIGHTS,
+        predict=tutorial_predict,
+    )
 
 
 def binary_head_with_bce() -> tlaudit.TransferSetup:
@@ -140,8 +177,9 @@ def binary_head_with_bce() -> tlaudit.TransferSetup:
 
     optimizer = torch.optim.AdamW(tlaudit.param_groups(model, 1e-4))
     x, y = batch()
-    return tlaudit.TransferSetup(model=model, num_classes=2, sample=x, targets=y, optimizer=optimizer, weights=WEIGHTS,
-                                 train_step=step, predict=tutorial_predict)
+    return tlaudit.TransferSetup(
+        model=model, num_classes=2, sample=x, targets=y, optimizer=optimizer, weights=WEIGHTS, train_step=step, predict=tutorial_predict
+    )
 
 
 CORRECT = {
@@ -193,8 +231,9 @@ def optimizer_before_head_swap() -> tlaudit.TransferSetup:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
     model.fc = nn.Linear(512, 2)
     x, y = batch()
-    return tlaudit.TransferSetup(model=model, num_classes=2, sample=x, targets=y, optimizer=optimizer, weights=WEIGHTS,
-                                 train_step=tutorial_train_step)
+    return tlaudit.TransferSetup(
+        model=model, num_classes=2, sample=x, targets=y, optimizer=optimizer, weights=WEIGHTS, train_step=tutorial_train_step
+    )
 
 
 def labels_numbered_from_one() -> tlaudit.TransferSetup:
@@ -241,11 +280,14 @@ def test_a_staged_unfreeze_at_1e_3_with_adam_is_a_warning_naming_the_typical_ran
     unfreezer = tlaudit.StagedUnfreezer(model, optimizer, {1: ["layer3", "layer4"]}, lr=1e-3)
     unfreezer.step(1)
     x, y = batch()
-    report = tlaudit.audit(tlaudit.TransferSetup(model=model, num_classes=2, sample=x, targets=y, optimizer=optimizer,
-                                                 weights=WEIGHTS, strategy="fine_tuning"), select=["lr-threshold"])
+    report = tlaudit.audit(
+        tlaudit.TransferSetup(
+            model=model, num_classes=2, sample=x, targets=y, optimizer=optimizer, weights=WEIGHTS, strategy="fine_tuning"
+        ),
+        select=["lr-threshold"],
+    )
     [finding] = report.findings
     assert finding.severity is tlaudit.Severity.WARNING and finding.subject == "param_groups[2]"
     assert finding.message.endswith(
-        "with lr 0.001 > the caution level 0.000333 (fine-tuning pretrained layers typically uses 1e-5 to 3e-4 with "
-        "Adam-type optimizers)"
+        "with lr 0.001 > the caution level 0.000333 (fine-tuning pretrained layers typically uses 1e-5 to 3e-4 with Adam-type optimizers)"
     )

@@ -1,4 +1,5 @@
 """The ``junit`` format (tlaudit/reports/junit.py)."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -19,9 +20,14 @@ def format_junit(report: Report) -> str:
 
 def test_junit_counts_skipped_and_keeps_info_as_output():
     report = Report(
-        findings=(Finding("head-size", Severity.INFO, "fyi"), Finding("head-size", Severity.ERROR, "bad", "fc", "fix it"),
-                  Finding("head-size", Severity.ERROR, "worse")),
-        checks_run=("head-size",), skipped=(("eval-mode", "no `predict` given"),), model="",
+        findings=(
+            Finding("head-size", Severity.INFO, "fyi"),
+            Finding("head-size", Severity.ERROR, "bad", "fc", "fix it"),
+            Finding("head-size", Severity.ERROR, "worse"),
+        ),
+        checks_run=("head-size",),
+        skipped=(("eval-mode", "no `predict` given"),),
+        model="",
     )
     suite = junit(format_junit(report))
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("2", "1", "1")

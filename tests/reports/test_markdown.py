@@ -1,4 +1,5 @@
 """The ``markdown`` format (tlaudit/reports/markdown.py); the CLI's golden output is in tests/test_cli.py."""
+
 from __future__ import annotations
 
 from tlaudit.auditing.report import Finding, Report, Severity
@@ -10,8 +11,13 @@ def format_markdown(report: Report) -> str:
 
 
 def test_markdown_with_no_findings_skips_and_notes():
-    report = Report(findings=(), checks_run=("head-size",), skipped=(("eval-mode", "no `predict` given"),),
-                    notes=("the sample was synthesized",), model="TinyCNN")
+    report = Report(
+        findings=(),
+        checks_run=("head-size",),
+        skipped=(("eval-mode", "no `predict` given"),),
+        notes=("the sample was synthesized",),
+        model="TinyCNN",
+    )
     assert format_markdown(report) == (
         "## tlaudit: TinyCNN: 1 check run, 0 errors, 0 warnings, 1 skipped.\n\nNo findings.\n\n"
         "### Skipped checks\n\n- `eval-mode`: no `predict` given\n\n### Notes\n\n- the sample was synthesized"

@@ -1,4 +1,5 @@
 """The format registry (tlaudit/reports/__init__.py): every Format member has its module and its test module."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Logs are validated against the OASIS SARIF 2.1.0 schema (errata 01), vendored in
 tests/data/sarif-schema-2.1.0.json (see tests/data/README.md), and parsed back to the findings.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,14 +48,19 @@ def test_buggy_example_validates_and_round_trips(buggy):
     log = json.loads(Format.SARIF.render([SetupAudit("buggy.py", buggy)]))
     validate(log)
     run = log["runs"][0]
-    back = [
-        (r["ruleId"], SEVERITY_OF_LEVEL[r["level"]], r["message"]["text"], r["properties"]["subject"])
-        for r in run["results"]
-    ]
+    back = [(r["ruleId"], SEVERITY_OF_LEVEL[r["level"]], r["message"]["text"], r["properties"]["subject"]) for r in run["results"]]
     assert back == [(f.check, f.severity, f.message, f.subject) for f in buggy.findings]
     assert {check for check, *_ in back} == {
-        "frozen-grad", "frozen-changed", "frozen-bn-train", "optimizer-missing", "optimizer-frozen", "lr-threshold",
-        "eval-mode", "grad-inference", "normalization", "pretrained-not-loaded",
+        "frozen-grad",
+        "frozen-changed",
+        "frozen-bn-train",
+        "optimizer-missing",
+        "optimizer-frozen",
+        "lr-threshold",
+        "eval-mode",
+        "grad-inference",
+        "normalization",
+        "pretrained-not-loaded",
     }
     rules = run["tool"]["driver"]["rules"]
     assert [r["id"] for r in rules] == list(REGISTRY)

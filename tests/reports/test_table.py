@@ -1,11 +1,15 @@
 """The ``table`` format (tlaudit/reports/table.py): a report's readable text, and one block per file of a folder."""
+
 from __future__ import annotations
 
 from tlaudit.auditing.report import Finding, Report, Severity
 from tlaudit.reports import Format, SetupAudit
 
-REPORT = Report(findings=(Finding("head-size", Severity.ERROR, "`fc` has 1000 outputs", "fc", "replace the head"),),
-                checks_run=("head-size",), model="ResNet")
+REPORT = Report(
+    findings=(Finding("head-size", Severity.ERROR, "`fc` has 1000 outputs", "fc", "replace the head"),),
+    checks_run=("head-size",),
+    model="ResNet",
+)
 
 
 def test_one_setup_is_the_report_text_without_the_summary_sentence():

@@ -10,6 +10,7 @@ is written; after training it predicts on the validation images in its own loop.
 Usage: hf_image_classification.py CHECKPOINT_DIR [--bug frozen-classifier|num-labels|lr-high|processor-stats|eval-train-mode]
        [--audit-callback] [--steps N]
 """
+
 import argparse
 import os
 
@@ -36,16 +37,25 @@ args = parser.parse_args()
 model_name_or_path = os.path.join(args.checkpoint_dir, "tiny-vit")
 if not os.path.exists(model_name_or_path):  # the "pretrained" checkpoint: a 10-class tiny ViT's own init
     torch.manual_seed(1)
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64, num_labels=10, hidden_dropout_prob=0.1)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=10,
+        hidden_dropout_prob=0.1,
+    )
     pretrained = ViTForImageClassification(config)
     with torch.no_grad():  # trained norms, as a real checkpoint has them (an untrained init looks unloaded)
         for module in pretrained.modules():
             if isinstance(module, torch.nn.LayerNorm):
                 module.weight.normal_(1.0, 0.1)
     pretrained.save_pretrained(model_name_or_path)
-    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
-                      ).save_pretrained(model_name_or_path)
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(
+        model_name_or_path
+    )
 torch.manual_seed(0)
 
 
@@ -79,7 +89,11 @@ for i, label in enumerate(labels):
     label2id[label] = str(i)
     id2label[str(i)] = label
 model = AutoModelForImageClassification.from_pretrained(
-    model_name_or_path, num_labels=len(labels), label2id=label2id, id2label=id2label, ignore_mismatched_sizes=True,
+    model_name_or_path,
+    num_labels=len(labels),
+    label2id=label2id,
+    id2label=id2label,
+    ignore_mismatched_sizes=True,
 )
 image_processor = AutoImageProcessor.from_pretrained(model_name_or_path)
 size = (image_processor.size["height"], image_processor.size["width"])
@@ -110,10 +124,21 @@ def compute_metrics(p):
 
 
 training_args = TrainingArguments(
-    output_dir=os.path.join(args.checkpoint_dir, "out"), max_steps=args.steps, per_device_train_batch_size=4,
-    per_device_eval_batch_size=4, learning_rate=1e-1 if args.bug == "lr-high" else 5e-5, warmup_steps=2,
-    eval_strategy="no" if args.bug == "eval-train-mode" else "steps", eval_steps=2, save_strategy="no",
-    logging_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0, dataloader_num_workers=0,
+    output_dir=os.path.join(args.checkpoint_dir, "out"),
+    max_steps=args.steps,
+    per_device_train_batch_size=4,
+    per_device_eval_batch_size=4,
+    learning_rate=1e-1 if args.bug == "lr-high" else 5e-5,
+    warmup_steps=2,
+    eval_strategy="no" if args.bug == "eval-train-mode" else "steps",
+    eval_steps=2,
+    save_strategy="no",
+    logging_strategy="no",
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    seed=0,
+    dataloader_num_workers=0,
 )
 callbacks = []
 if args.audit_callback:
@@ -121,8 +146,14 @@ if args.audit_callback:
 
     callbacks.append(TransferAuditCallback())
 trainer = Trainer(
-    model=model, args=training_args, train_dataset=dataset["train"], eval_dataset=dataset["validation"],
-    compute_metrics=compute_metrics, processing_class=image_processor, data_collator=collate_fn, callbacks=callbacks,
+    model=model,
+    args=training_args,
+    train_dataset=dataset["train"],
+    eval_dataset=dataset["validation"],
+    compute_metrics=compute_metrics,
+    processing_class=image_processor,
+    data_collator=collate_fn,
+    callbacks=callbacks,
 )
 train_result = trainer.train()
 print(f"trained {trainer.state.global_step} steps")

@@ -8,6 +8,7 @@ is written; the "tokenizer" is synthetic token ids below the vocabulary size (no
 
 Usage: hf_text_classification.py CHECKPOINT_DIR [--bug num-labels] [--audit-callback] [--steps N]
 """
+
 import argparse
 import os
 
@@ -31,8 +32,9 @@ args = parser.parse_args()
 model_name_or_path = os.path.join(args.checkpoint_dir, "tiny-bert")
 if not os.path.exists(model_name_or_path):
     torch.manual_seed(1)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=32)
+    config = BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=32
+    )
     pretrained = BertModel(config)
     with torch.no_grad():  # trained norms, as a real checkpoint has them (an untrained init looks unloaded)
         for module in pretrained.modules():
@@ -47,15 +49,19 @@ class TokenizedDataset(torch.utils.data.Dataset):
         gen = torch.Generator().manual_seed(seed)
         self.input_ids = torch.randint(1, 100, (size, length), generator=gen)
         self.attention_mask = torch.ones(size, length, dtype=torch.long)
-        self.attention_mask[:, length - 3:] = torch.randint(0, 2, (size, 3), generator=gen)
+        self.attention_mask[:, length - 3 :] = torch.randint(0, 2, (size, 3), generator=gen)
         self.labels = torch.arange(size) % num_labels
 
     def __len__(self):
         return len(self.labels)
 
     def __getitem__(self, i):
-        return {"input_ids": self.input_ids[i], "token_type_ids": torch.zeros_like(self.input_ids[i]),
-                "attention_mask": self.attention_mask[i], "label": self.labels[i]}
+        return {
+            "input_ids": self.input_ids[i],
+            "token_type_ids": torch.zeros_like(self.input_ids[i]),
+            "attention_mask": self.attention_mask[i],
+            "label": self.labels[i],
+        }
 
 
 label_list = ["negative", "neutral", "positive"]
@@ -66,9 +72,20 @@ model.config.label2id = {l: i for i, l in enumerate(label_list[:num_labels])}
 model.config.id2label = {i: l for l, i in model.config.label2id.items()}
 
 training_args = TrainingArguments(
-    output_dir=os.path.join(args.checkpoint_dir, "out-text"), max_steps=args.steps, per_device_train_batch_size=4,
-    per_device_eval_batch_size=4, learning_rate=2e-5, warmup_steps=1, eval_strategy="steps", eval_steps=2,
-    save_strategy="no", logging_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
+    output_dir=os.path.join(args.checkpoint_dir, "out-text"),
+    max_steps=args.steps,
+    per_device_train_batch_size=4,
+    per_device_eval_batch_size=4,
+    learning_rate=2e-5,
+    warmup_steps=1,
+    eval_strategy="steps",
+    eval_steps=2,
+    save_strategy="no",
+    logging_strategy="no",
+    report_to="none",
+    use_cpu=True,
+    disable_tqdm=True,
+    seed=0,
 )
 callbacks = []
 if args.audit_callback:
@@ -76,8 +93,12 @@ if args.audit_callback:
 
     callbacks.append(TransferAuditCallback())
 trainer = Trainer(
-    model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-    data_collator=default_data_collator, callbacks=callbacks,
+    model=model,
+    args=training_args,
+    train_dataset=train_dataset,
+    eval_dataset=eval_dataset,
+    data_collator=default_data_collator,
+    callbacks=callbacks,
 )
 trainer.train()
 metrics = trainer.evaluate()

@@ -2,6 +2,7 @@
 
 Usage: imagefolder_train.py DATA_DIR [--bug typo-freeze|optimizer-before-head|wrong-normalization] [--epochs N] [--pretrained]
 """
+
 import argparse
 
 import torch

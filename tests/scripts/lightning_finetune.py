@@ -10,6 +10,7 @@ is written; ImageFolder data and a local "pretrained" checkpoint (the architectu
 Usage: lightning_finetune.py DATA_DIR CHECKPOINT_DIR [--finetuning milestones|backbone] [--bug milestone-lr]
        [--audit-callback] [--epochs N]
 """
+
 import argparse
 import os
 
@@ -72,7 +73,9 @@ class CatDogImageDataModule(pl.LightningDataModule):
 
     @property
     def train_transform(self):
-        return transforms.Compose([transforms.Resize((32, 32)), transforms.RandomHorizontalFlip(), transforms.ToTensor(), self.normalize_transform])
+        return transforms.Compose(
+            [transforms.Resize((32, 32)), transforms.RandomHorizontalFlip(), transforms.ToTensor(), self.normalize_transform]
+        )
 
     @property
     def valid_transform(self):
@@ -155,8 +158,15 @@ if args.audit_callback:
 
     callbacks.append(TransferAudit())
 trainer = pl.Trainer(
-    accelerator="cpu", devices=1, max_epochs=args.epochs, logger=False, enable_checkpointing=False,
-    enable_model_summary=False, log_every_n_steps=1, num_sanity_val_steps=1, callbacks=callbacks,
+    accelerator="cpu",
+    devices=1,
+    max_epochs=args.epochs,
+    logger=False,
+    enable_checkpointing=False,
+    enable_model_summary=False,
+    log_every_n_steps=1,
+    num_sanity_val_steps=1,
+    callbacks=callbacks,
 )
 model = TransferLearningModel()
 trainer.fit(model, datamodule=CatDogImageDataModule(args.data_dir))

@@ -9,6 +9,7 @@ https://github.com/huggingface/peft/blob/main/examples/image_classification/imag
 
 Usage: peft_lora.py CHECKPOINT_DIR [--bug no-modules-to-save|optimizer-before-peft] [--epochs N]
 """
+
 import argparse
 import os
 
@@ -26,8 +27,9 @@ args = parser.parse_args()
 model_name_or_path = os.path.join(args.checkpoint_dir, "tiny-vit-lora")
 if not os.path.exists(model_name_or_path):
     torch.manual_seed(1)
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64, num_labels=10)
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=10
+    )
     pretrained = ViTForImageClassification(config)
     with torch.no_grad():  # trained norms, as a real checkpoint has them (an untrained init looks unloaded)
         for module in pretrained.modules():
@@ -44,20 +46,28 @@ train_dataloader = DataLoader(train_data, batch_size=4, shuffle=True)
 eval_dataloader = DataLoader(eval_data, batch_size=4)
 
 model = AutoModelForImageClassification.from_pretrained(
-    model_name_or_path, label2id={l: i for i, l in enumerate(labels)}, id2label=dict(enumerate(labels)),
+    model_name_or_path,
+    label2id={l: i for i, l in enumerate(labels)},
+    id2label=dict(enumerate(labels)),
     ignore_mismatched_sizes=True,
 )
 if args.bug == "optimizer-before-peft":  # the seeded mistake: the optimizer holds the base model's parameters
     optimizer = torch.optim.AdamW(params=model.parameters(), lr=1e-3)
 config = LoraConfig(
-    r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.1, bias="none",
+    r=4,
+    lora_alpha=8,
+    target_modules=["q_proj", "v_proj"],
+    lora_dropout=0.1,
+    bias="none",
     modules_to_save=None if args.bug == "no-modules-to-save" else ["classifier"],
 )
 model = get_peft_model(model, config)
 if args.bug != "optimizer-before-peft":
     optimizer = torch.optim.AdamW(params=model.parameters(), lr=1e-3)
 lr_scheduler = get_linear_schedule_with_warmup(
-    optimizer=optimizer, num_warmup_steps=1, num_training_steps=len(train_dataloader) * args.epochs,
+    optimizer=optimizer,
+    num_warmup_steps=1,
+    num_training_steps=len(train_dataloader) * args.epochs,
 )
 
 for epoch in range(args.epochs):

@@ -10,6 +10,7 @@ Optimizer as training progresses").
 
 Usage: staged_unfreeze.py CHECKPOINT_DIR [--bug optimizer-not-told|high-lr|late-label] [--rebuild] [--epochs N]
 """
+
 import argparse
 import os
 

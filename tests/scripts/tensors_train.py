@@ -2,6 +2,7 @@
 
 Usage: tensors_train.py [--style functional|per-batch-scheduler|compiled] [--steps N] [--exit-code N] [--crash]
 """
+
 import argparse
 import sys
 
@@ -18,9 +19,7 @@ parser.add_argument("--crash", action="store_true")
 args = parser.parse_args()
 
 torch.manual_seed(0)
-model = nn.Sequential(
-    nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)
-)
+model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
 data = TensorDataset(torch.randn(8, 3, 16, 16), torch.randint(3, (8,)))
 loader = DataLoader(data, batch_size=4)
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -7,6 +7,7 @@ Written the way https://github.com/huggingface/pytorch-image-models/blob/main/tr
 
 Usage: timm_train.py DATA_DIR CHECKPOINT_DIR [--bug labels-from-1|prefetch-stats] [--epochs N]
 """
+
 import argparse
 import os
 
@@ -31,8 +32,9 @@ if not os.path.exists(checkpoint):  # the "pretrained" weights: the architecture
     torch.save(timm.create_model("test_resnet").state_dict(), checkpoint)
 torch.manual_seed(0)
 
-dataset_train = create_dataset("", root=args.data_dir, split="train", is_training=True,
-                               target_transform=(lambda t: t + 1) if args.bug == "labels-from-1" else None)
+dataset_train = create_dataset(
+    "", root=args.data_dir, split="train", is_training=True, target_transform=(lambda t: t + 1) if args.bug == "labels-from-1" else None
+)
 dataset_eval = create_dataset("", root=args.data_dir, split="val")
 num_classes = len(dataset_train.reader.class_to_idx)
 model = timm.create_model("test_resnet", pretrained=True, pretrained_cfg_overlay=dict(file=checkpoint), num_classes=num_classes)
@@ -41,17 +43,38 @@ if args.bug == "prefetch-stats":  # the seeded mistake: ImageNet statistics for 
     data_config["mean"], data_config["std"] = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 loader_train = create_loader(
-    dataset_train, input_size=data_config["input_size"], batch_size=4, is_training=True, no_aug=True,
-    use_prefetcher=True, mean=data_config["mean"], std=data_config["std"], num_workers=0, device=device,
+    dataset_train,
+    input_size=data_config["input_size"],
+    batch_size=4,
+    is_training=True,
+    no_aug=True,
+    use_prefetcher=True,
+    mean=data_config["mean"],
+    std=data_config["std"],
+    num_workers=0,
+    device=device,
 )
 loader_eval = create_loader(
-    dataset_eval, input_size=data_config["input_size"], batch_size=4, is_training=False, use_prefetcher=True,
-    mean=data_config["mean"], std=data_config["std"], num_workers=0, crop_pct=1.0, device=device,
+    dataset_eval,
+    input_size=data_config["input_size"],
+    batch_size=4,
+    is_training=False,
+    use_prefetcher=True,
+    mean=data_config["mean"],
+    std=data_config["std"],
+    num_workers=0,
+    crop_pct=1.0,
+    device=device,
 )
 optimizer = create_optimizer_v2(model, opt="sgd", lr=0.01, weight_decay=2e-5, momentum=0.9)
 updates_per_epoch = len(loader_train)
 lr_scheduler, num_epochs = create_scheduler_v2(
-    optimizer, sched="cosine", num_epochs=args.epochs, warmup_epochs=1, warmup_lr=1e-4, updates_per_epoch=updates_per_epoch,
+    optimizer,
+    sched="cosine",
+    num_epochs=args.epochs,
+    warmup_epochs=1,
+    warmup_lr=1e-4,
+    updates_per_epoch=updates_per_epoch,
 )
 train_loss_fn = LabelSmoothingCrossEntropy(smoothing=0.1)
 validate_loss_fn = torch.nn.CrossEntropyLoss()

@@ -6,6 +6,7 @@ is written; the "pretrained" ResNet-18 is a local checkpoint (the architecture's
 
 Usage: transfer_tutorial.py DATA_DIR CHECKPOINT_DIR [--bug labels-from-1|second-freeze-typo|visualize-train-mode] [--epochs N]
 """
+
 import argparse
 import os
 import time
@@ -29,23 +30,26 @@ if not os.path.exists(checkpoint):
 torch.manual_seed(0)
 
 data_transforms = {
-    "train": transforms.Compose([
-        transforms.RandomResizedCrop(32),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-    ]),
-    "val": transforms.Compose([
-        transforms.Resize(36),
-        transforms.CenterCrop(32),
-        transforms.ToTensor(),
-        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-    ]),
+    "train": transforms.Compose(
+        [
+            transforms.RandomResizedCrop(32),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    ),
+    "val": transforms.Compose(
+        [
+            transforms.Resize(36),
+            transforms.CenterCrop(32),
+            transforms.ToTensor(),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    ),
 }
 target_transform = (lambda y: y + 1) if args.bug == "labels-from-1" else None  # the seeded mistake: classes counted from 1
 image_datasets = {
-    x: datasets.ImageFolder(os.path.join(args.data_dir, x), data_transforms[x], target_transform=target_transform)
-    for x in ["train", "val"]
+    x: datasets.ImageFolder(os.path.join(args.data_dir, x), data_transforms[x], target_transform=target_transform) for x in ["train", "val"]
 }
 dataloaders = {x: torch.utils.data.DataLoader(image_datasets[x], batch_size=4, shuffle=True, num_workers=0) for x in ["train", "val"]}
 dataset_sizes = {x: len(image_datasets[x]) for x in ["train", "val"]}

@@ -6,6 +6,7 @@ Every builder returns a fresh :class:`~tlaudit.TransferSetup`. Models are built 
 Inputs are small: batch 2, 64x64 images, except Inception v3 (299, its auxiliary head needs it in
 training mode), the real ViT-B/32 (224) and a one-layer ViT (32).
 """
+
 from __future__ import annotations
 
 import copy
@@ -293,8 +294,7 @@ def fingerprint(setup: tlaudit.TransferSetup) -> dict[str, Any]:
     if opt is not None:
         fp["optimizer.state"] = [(id(p), _copy(dict(state))) for p, state in opt.state.items()]
         fp["optimizer.param_groups"] = [
-            ({k: _copy(v) for k, v in g.items() if k != "params"}, [id(p) for p in g["params"]])
-            for g in opt.param_groups
+            ({k: _copy(v) for k, v in g.items() if k != "params"}, [id(p) for p in g["params"]]) for g in opt.param_groups
         ]
         fp["optimizer.defaults"] = _copy(opt.defaults)
     if setup.scheduler is not None:

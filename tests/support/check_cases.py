@@ -11,6 +11,7 @@ A concern module ``tests/auditing/checks/test_<concern>.py`` holds the tables of
 
     test_trigger, test_clean, test_full_audit_changes_nothing = case_tests(TRIGGERS, CLEAN)
 """
+
 from __future__ import annotations
 
 import re

@@ -4,6 +4,7 @@ Each is the source of a file whose ``setup()`` returns a TransferSetup over a ti
 BatchNorm, a linear head ``4``) that audits in well under a second. ``write_setups`` writes some of
 them into a folder.
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -11,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["SETUPS", "write_setups"]
 
-TINY = '''
+TINY = """
 import torch
 from torch import nn
 import tlaudit
@@ -29,9 +30,9 @@ def setup():
     sample = torch.randn(2, 3, 8, 8)
     return tlaudit.TransferSetup(model=model, num_classes=3, sample=sample, targets=torch.tensor([0, 2]),
                                  optimizer=optimizer, strategy="fine_tuning", head="4"{extra})
-'''
+"""
 
-RESNET_BUGGY = '''
+RESNET_BUGGY = """
 import torch
 import torchvision
 from torchvision.transforms import v2
@@ -56,7 +57,7 @@ def setup():
     return tlaudit.TransferSetup(model=model, num_classes=5, sample=sample, targets=torch.tensor([0, 4]),
                                  optimizer=optimizer, weights="ResNet18_Weights.IMAGENET1K_V1",
                                  transform=transform, strategy="feature_extraction", predict=predict)
-'''
+"""
 
 SETUPS: dict[str, str] = {
     # no findings
@@ -72,9 +73,7 @@ SETUPS: dict[str, str] = {
         frozen="'0', '1'", lr="0.001", extra=', ignore={"frozen-bn-train": "AdaBN: statistics adapt to the new domain"}'
     ),
     # a new head with 5 outputs for 3 classes: head-size (error)
-    "wrong_head": TINY.replace("    tlaudit.freeze(model, {frozen})\n", "    model[4] = nn.Linear(4, 5)\n").format(
-        lr="0.001", extra=""
-    ),
+    "wrong_head": TINY.replace("    tlaudit.freeze(model, {frozen})\n", "    model[4] = nn.Linear(4, 5)\n").format(lr="0.001", extra=""),
     # a real ResNet-18 with the usual mistakes (the bundled buggy example's, on a 64x64 sample)
     "resnet_buggy": RESNET_BUGGY,
     "raises": "def setup():\n    raise RuntimeError('no GPU here')\n",

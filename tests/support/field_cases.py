@@ -4,6 +4,7 @@ under ``torch.no_grad()``, heavy augmentation and dataset statistics.
 Real torchvision/timm models, ``weights=None`` (and ``weights_backbone=None``), tiny inputs:
 detection models at ``min_size=64, max_size=96`` on two 64x64 images, segmentation on 64x64 masks.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -54,8 +55,7 @@ def detection_step(model: nn.Module, images: torch.Tensor, _labels: torch.Tensor
 def detection_setup(m: nn.Module, num_classes: int = 3, **fields: Any) -> tlaudit.TransferSetup:
     fields.setdefault("optimizer", torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.005))
     fields.setdefault("weights", FRCNN_WEIGHTS)
-    return tlaudit.TransferSetup(model=m, num_classes=num_classes, sample=pixels(64), train_step=detection_step,
-                                 **fields)
+    return tlaudit.TransferSetup(model=m, num_classes=num_classes, sample=pixels(64), train_step=detection_step, **fields)
 
 
 def tutorial_transform() -> v2.Compose:
@@ -89,8 +89,9 @@ def det_predictor_without_background() -> tlaudit.TransferSetup:
 
 def det_retinanet(num_classes: int = 3) -> tlaudit.TransferSetup:
     torch.manual_seed(0)
-    m = torchvision.models.detection.retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes,
-                                                           min_size=64, max_size=96)
+    m = torchvision.models.detection.retinanet_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=num_classes, min_size=64, max_size=96
+    )
     return detection_setup(m, num_classes=3, weights="RetinaNet_ResNet50_FPN_Weights.COCO_V1")
 
 
@@ -131,21 +132,18 @@ def seg_step(ignore_index: int | None) -> Any:
 def seg_setup(ignore_index: int | None = 255, **fields: Any) -> tlaudit.TransferSetup:
     m = segmenter()
     fields.setdefault("targets", masks())
-    return make(m, num_classes=3, optimizer=torch.optim.Adam(m.parameters(), lr=1e-4), train_step=seg_step(ignore_index),
-                **fields)
+    return make(m, num_classes=3, optimizer=torch.optim.Adam(m.parameters(), lr=1e-4), train_step=seg_step(ignore_index), **fields)
 
 
 def seg_preset_transform() -> tlaudit.TransferSetup:
     """The weights' SemanticSegmentation preset as transform: read, not "no normalization"."""
-    return make(segmenter(), num_classes=3, targets=masks().clamp(max=2), weights=SEG_WEIGHTS,
-                transform=SEG_WEIGHTS.transforms())
+    return make(segmenter(), num_classes=3, targets=masks().clamp(max=2), weights=SEG_WEIGHTS, transform=SEG_WEIGHTS.transforms())
 
 
 def seg_without_targets() -> tlaudit.TransferSetup:
     """No targets given: the default step's synthesized labels do not fit (N, C, H, W) logits."""
     m = segmenter()
-    return tlaudit.TransferSetup(model=m, num_classes=3, sample=normalized(64),
-                                 optimizer=torch.optim.Adam(m.parameters(), lr=1e-4))
+    return tlaudit.TransferSetup(model=m, num_classes=3, sample=normalized(64), optimizer=torch.optim.Adam(m.parameters(), lr=1e-4))
 
 
 # -- linear probes under torch.no_grad() --------------------------------------------------------
@@ -201,6 +199,7 @@ def stats_cifar() -> tlaudit.TransferSetup:
 def timm_heavy_augmentation() -> tlaudit.TransferSetup:
     import timm.data
 
-    transform = timm.data.create_transform(64, is_training=True, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25,
-                                           re_mode="pixel", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    transform = timm.data.create_transform(
+        64, is_training=True, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25, re_mode="pixel", mean=IMAGENET_MEAN, std=IMAGENET_STD
+    )
     return make(model("resnet18"), weights=RESNET18_WEIGHTS, transform=transform)

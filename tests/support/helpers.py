@@ -6,6 +6,7 @@ project's ``--import-mode=importlib``, with ``python -m pytest`` and under pytes
 Every model here is small enough to run a real CPU forward in milliseconds. Each documents the names
 of its head and of its parts, because the tests assert those names.
 """
+
 from __future__ import annotations
 
 import contextlib

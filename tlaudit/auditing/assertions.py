@@ -13,6 +13,7 @@ Argument mistakes (a pattern that names no module, a model that is not an ``nn.M
 library's usual errors (:class:`~tlaudit.PatternError`, ``TypeError``, ``ValueError``), not
 ``AssertionError``: they are bugs in the test, not findings about the setup.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
@@ -66,9 +67,7 @@ def _by_top_module(names: Sequence[str]) -> list[tuple[str, list[str]]]:
     return list(groups.items())
 
 
-def _select_params(
-    inner: nn.Module, patterns: Sequence[str], field: str
-) -> list[tuple[str, nn.Parameter]]:
+def _select_params(inner: nn.Module, patterns: Sequence[str], field: str) -> list[tuple[str, nn.Parameter]]:
     """The parameters under the patterns (all with none); a pattern naming nothing raises PatternError."""
     __tracebackhide__ = True
     try:
@@ -189,8 +188,7 @@ def assert_head(
                 output = model(sample)
             except Exception as err:
                 raise AssertionError(
-                    f"tlaudit.assert_head: the forward pass on a sample of shape {tuple(sample.shape)} raised "
-                    f"{type(err).__name__}: {err}"
+                    f"tlaudit.assert_head: the forward pass on a sample of shape {tuple(sample.shape)} raised {type(err).__name__}: {err}"
                 ) from err
         outputs = named_outputs(output)
         if not outputs:
@@ -219,8 +217,7 @@ def raise_for_eval_inference(report: Report) -> None:
     __tracebackhide__ = True
     if report.at_or_above("warning"):
         raise AuditFailed(
-            report, "tlaudit.assert_eval_inference: predict is not eval-mode, gradient-free, deterministic inference\n\n"
-            + report.to_text()
+            report, "tlaudit.assert_eval_inference: predict is not eval-mode, gradient-free, deterministic inference\n\n" + report.to_text()
         )
 
 
@@ -282,8 +279,7 @@ def assert_normalization(transform: Any, weights: Any) -> None:
         )
     actual = mismatch.found[0]
     raise AssertionError(
-        f"tlaudit.assert_normalization: the transform normalizes with mean {_fmt(actual.mean)}, "
-        f"std {_fmt(actual.std)}{how}; {want}\n{fix}"
+        f"tlaudit.assert_normalization: the transform normalizes with mean {_fmt(actual.mean)}, std {_fmt(actual.std)}{how}; {want}\n{fix}"
     )
 
 
@@ -305,8 +301,7 @@ def _excluded_ids(exclude: Any, model: nn.Module | None) -> set[int]:
             ids.add(id(item))
         else:
             raise TypeError(
-                f"assert_lr_below: exclude takes module-name patterns, modules or parameters, got "
-                f"{type(item).__name__}: {item!r} (exclude)"
+                f"assert_lr_below: exclude takes module-name patterns, modules or parameters, got {type(item).__name__}: {item!r} (exclude)"
             )
     if patterns:
         if model is None:
@@ -339,9 +334,7 @@ def assert_lr_below(
     """
     __tracebackhide__ = True
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"assert_lr_below: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__} (optimizer)"
-        )
+        raise TypeError(f"assert_lr_below: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__} (optimizer)")
     if not is_positive_number(lr_max):
         raise ValueError(f"assert_lr_below: lr_max must be a positive number: {lr_max!r} (lr_max)")
     if model is not None:
@@ -356,9 +349,7 @@ def assert_lr_below(
         if excess.now:
             problems.append(f"{label} has lr {excess.lr:g} > lr_max {lr_max:g} ({held})")
         else:
-            problems.append(
-                f"{label} reaches lr {excess.peak:g} > lr_max {lr_max:g} at scheduler step {excess.peak_step} ({held})"
-            )
+            problems.append(f"{label} reaches lr {excess.peak:g} > lr_max {lr_max:g} at scheduler step {excess.peak_step} ({held})")
     if problems:
         lines = "\n  ".join(problems)
         raise AssertionError(

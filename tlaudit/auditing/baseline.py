@@ -18,6 +18,7 @@ The file is JSON (keys stable)::
 ``fingerprint`` are matched. A folder audit writes one file for all its setups: entries then carry a
 ``"path"`` too (the setup file), and match only findings of that file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -78,16 +79,12 @@ def read_baseline(file: str | Path) -> dict[str | None, list[BaselineEntry]]:
     except (OSError, ValueError) as err:
         raise BaselineError(f"cannot read the baseline: {file} (--baseline): {err}") from err
     if not isinstance(data, dict) or data.get("version") != BASELINE_VERSION or not isinstance(data.get("findings"), list):
-        raise BaselineError(
-            f"not a tlaudit baseline (version {BASELINE_VERSION} with a findings list): {file} (--baseline)"
-        )
+        raise BaselineError(f"not a tlaudit baseline (version {BASELINE_VERSION} with a findings list): {file} (--baseline)")
     entries: dict[str | None, list[BaselineEntry]] = {}
     for index, item in enumerate(data["findings"]):
         keys = ("check", "subject", "fingerprint")
         if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in keys):
-            raise BaselineError(
-                f"baseline entry {index} needs string check, subject and fingerprint: {item!r} ({file})"
-            )
+            raise BaselineError(f"baseline entry {index} needs string check, subject and fingerprint: {item!r} ({file})")
         entry = BaselineEntry(
             item["check"], item["subject"], item["fingerprint"], str(item.get("severity", "")), str(item.get("message", ""))
         )
@@ -123,6 +120,4 @@ def apply_baseline(report: Report, entries: Iterable[BaselineEntry], file: str |
         if remaining[entry.key] > 0:
             remaining[entry.key] -= 1
             stale.append(entry)
-    return dataclasses.replace(
-        report, findings=tuple(active), baselined=tuple(known), stale=tuple(stale), baseline=str(file)
-    )
+    return dataclasses.replace(report, findings=tuple(active), baselined=tuple(known), stale=tuple(stale), baseline=str(file))

@@ -9,6 +9,7 @@ PyTorch, torchvision, timm or paper source that states the rule).
 
 The rule every check follows, :data:`PRINCIPLE`: no error without evidence.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ The engine (:mod:`tlaudit.auditing.engine`) resolves the setup and traces one tr
 calls; it hands the checks an object satisfying :class:`Evidence`. Checks depend on this module,
 never on the engine.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -103,38 +104,48 @@ class Evidence(Protocol):
     def is_head(self, name: str) -> bool: ...
     def is_new(self, name: str) -> bool:
         """A head, or a module the weights' architecture lacks (not pretrained)."""
+
     @property
     def head_ids(self) -> set[int]:
         """Parameters that are not pretrained: of the head(s) and the other new modules."""
+
     @property
     def frozen_patterns(self) -> tuple[str, ...]: ...
     @property
     def meant_frozen(self) -> dict[int, str]:
         """``id(param) -> name`` of every parameter meant to be frozen."""
+
     @property
     def meant_frozen_source(self) -> str:
         """Where the intent comes from, for messages: ``strategy='feature_extraction'``, ..."""
+
     def module_meant_frozen(self, name: str) -> bool | None:
         """Whether the module is in the part meant frozen; None where only the flags say so."""
+
     @property
     def optimizer_ids(self) -> dict[int, int]:
         """``id(param) -> group index`` for every parameter the optimizer holds."""
+
     @property
     def lr_max(self) -> float: ...
     @property
     def schedule_peaks(self) -> SchedulePeaks:
         """Each optimizer group's peak LR over the scheduler's whole run (needs an optimizer)."""
+
     @property
     def lr_caution(self) -> float:
         """Pretrained groups above it get a warning; above ``lr_max``, an error."""
+
     @property
     def expected(self) -> Normalization | None: ...
     @property
     def found_normalizations(self) -> list[Normalization]:
         """Read from the transform's steps, or measured where a step is opaque; Skip where neither can tell."""
+
     @property
     def weights_classes(self) -> int | None:
         """How many classes the declared weights were trained on, where that can be told."""
+
     @property
     def sample(self) -> torch.Tensor: ...
     @property
@@ -143,4 +154,5 @@ class Evidence(Protocol):
     def observed_gradients(self) -> set[int] | None:
         """Parameters (by ``id``) that received a gradient in a complete traced train step; None
         where no such step was observed (a static-only audit, a step that raised or could not run)."""
+
     def predict_trace(self) -> PredictTrace: ...

@@ -3,6 +3,7 @@ every finding at the line of the setup file that built the offending object.
 
 What ``tlaudit audit PATH`` does for each file, and what a folder audit does for every file in it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable

@@ -3,6 +3,7 @@
 Also what the report adds to findings: a :class:`Location` in the setup file, the stable
 :func:`fingerprint` that baselines match on, and :class:`Suppressed` findings with their reason.
 """
+
 from __future__ import annotations
 
 import enum
@@ -30,9 +31,7 @@ class Severity(str, enum.Enum):
         try:
             return cls(value)
         except ValueError:
-            raise ValueError(
-                f"invalid {field_name}: {value!r} ({field_name}); expected one of 'error', 'warning', 'info'"
-            ) from None
+            raise ValueError(f"invalid {field_name}: {value!r} ({field_name}); expected one of 'error', 'warning', 'info'") from None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ a :class:`~tlaudit.auditing.findings.Location`. Locations are found without runn
 Paths are relative to the current directory when the file is inside it (as code scanning expects,
 run from the repository root), absolute otherwise.
 """
+
 from __future__ import annotations
 
 import ast
@@ -89,11 +90,7 @@ class _Source:
         self.path = path
         self.tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         self.function: ast.FunctionDef | ast.AsyncFunctionDef | None = next(
-            (
-                node
-                for node in self.tree.body
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function
-            ),
+            (node for node in self.tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function),
             None,
         )
 
@@ -228,15 +225,11 @@ def _find(finding: Finding, setup: TransferSetup, source: _Source | None) -> Loc
                 return found
         return at(source.field_line("model"), "model construction")
     if target is PointsTo.TRANSFORM:
-        return at(source.first(_calls("Normalize")), "Normalize transform") or at(
-            source.field_line("transform"), "transform construction"
-        )
+        return at(source.first(_calls("Normalize")), "Normalize transform") or at(source.field_line("transform"), "transform construction")
     if target in (PointsTo.SAMPLE, PointsTo.TARGETS):
         return at(source.field_line(target.value), f"{target.value} construction")
     if target is PointsTo.WEIGHTS:
-        return at(source.first(_calls("load_state_dict")), "load_state_dict call") or at(
-            source.field_line("weights"), "weights declared"
-        )
+        return at(source.first(_calls("load_state_dict")), "load_state_dict call") or at(source.field_line("weights"), "weights declared")
     return None
 
 

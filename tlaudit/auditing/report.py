@@ -20,6 +20,7 @@ JSON keys of :meth:`Report.to_dict` (stable; new keys may be added, none removed
   they are not in ``findings`` and do not fail), ``stale`` the baseline entries no finding matched
   anymore, each ``{"check", "subject", "fingerprint", "severity", "message"}``
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -189,7 +190,9 @@ class Report:
                 lines.extend(["", "suppressed:"])
                 lines.extend(f"  {s.finding.about()} (reason: {s.reason})" for s in self.suppressed)
             else:
-                lines.extend(["", f"suppressed: {count(len(self.suppressed), 'finding')} (--show-suppressed lists them with their reasons)"])
+                lines.extend(
+                    ["", f"suppressed: {count(len(self.suppressed), 'finding')} (--show-suppressed lists them with their reasons)"]
+                )
         if self.skipped:
             lines.extend(["", "skipped:"])
             lines.extend(f"  {s.check}: {s.reason}" for s in self.skipped)

@@ -1,4 +1,5 @@
 """``TransferSetup``: what a user tells the audit about their transfer-learning setup, and loading one."""
+
 from __future__ import annotations
 
 import enum
@@ -308,9 +309,7 @@ def load_object(spec: str | Path, *, default: str = "setup", field: str = "setup
         try:
             module = importlib.import_module(target)
         except Exception as err:
-            raise SetupError(
-                f"cannot import module {target!r}: {type(err).__name__}: {err} ({field})", field="setup"
-            ) from err
+            raise SetupError(f"cannot import module {target!r}: {type(err).__name__}: {err} ({field})", field="setup") from err
         where = target
     factory = getattr(module, func_name, None)
     if factory is None or not callable(factory):
@@ -323,9 +322,7 @@ def load_object(spec: str | Path, *, default: str = "setup", field: str = "setup
     except SetupError:
         raise
     except Exception as err:
-        raise SetupError(
-            f"{where}:{func_name}() raised {type(err).__name__}: {err} ({field})", field="setup"
-        ) from err
+        raise SetupError(f"{where}:{func_name}() raised {type(err).__name__}: {err} ({field})", field="setup") from err
 
 
 def load_setup(spec: str | Path) -> TransferSetup:

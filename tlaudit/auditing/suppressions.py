@@ -7,6 +7,7 @@ The check still runs; :func:`tlaudit.audit` moves its findings from ``Report.fin
 not count them. This is unlike ``select``/``ignore`` of the CLI and the marker, which do not run a
 check at all.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -16,9 +17,7 @@ from tlaudit.auditing.findings import Finding, Suppressed
 __all__ = ["apply_suppressions"]
 
 
-def apply_suppressions(
-    findings: Iterable[Finding], ignore: Mapping[str, str] | None
-) -> tuple[tuple[Finding, ...], tuple[Suppressed, ...]]:
+def apply_suppressions(findings: Iterable[Finding], ignore: Mapping[str, str] | None) -> tuple[tuple[Finding, ...], tuple[Suppressed, ...]]:
     """Split ``findings`` into the active ones and those ``ignore`` (check ID -> reason) suppresses.
 
     >>> from tlaudit.auditing.findings import Severity

@@ -5,6 +5,7 @@
 * :mod:`tlaudit.bench.environment`: the environment record, FLOP counts and device ceilings.
 * the ``tlaudit bench`` sub-command is :mod:`tlaudit.cli.bench`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -34,6 +35,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'tlaudit.bench' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "INPUTS",

@@ -5,6 +5,7 @@
 is a generous upper bound of the device's compute, so a throughput whose FLOP rate exceeds it is a
 measurement error (a missing synchronization, a cached result), never a fast run.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,7 +67,9 @@ def environment(device: torch.device | str) -> dict[str, Any]:
         "platform": platform.platform(),
         "cuda": torch.version.cuda,
         "cudnn": cudnn.version() if cudnn.is_available() else None,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_features().get("cpu_name", platform.processor()),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else _cpu_features().get("cpu_name", platform.processor()),
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
@@ -81,8 +84,11 @@ def environment(device: torch.device | str) -> dict[str, Any]:
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        env["gpu"] = {"capability": f"{props.major}.{props.minor}", "memory_bytes": props.total_memory,
-                      "multiprocessors": props.multi_processor_count}
+        env["gpu"] = {
+            "capability": f"{props.major}.{props.minor}",
+            "memory_bytes": props.total_memory,
+            "multiprocessors": props.multi_processor_count,
+        }
     return env
 
 

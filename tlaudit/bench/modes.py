@@ -19,6 +19,7 @@ noise from other processes hits every mode alike. With ``input="uint8-host"`` th
 uint8 on the host: ``naive``/``baseline`` normalize them on the CPU and copy float32 (the plain
 loader); the extractor's modes copy uint8 through its prefetching path and normalize on the device.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tlaudit.evaluation import training_flags_kept
 from tlaudit.extract.config import ExtractConfig, choose_config
-from tlaudit.extract.extractor import FeatureExtractor, _first_tensor, _modes_kept
+from tlaudit.extract.extractor import FeatureExtractor, _first_tensor
 from tlaudit.extract.inputs import normalize_uint8, prefetch
 
 __all__ = ["INPUTS", "MODES", "Measurement", "measure_modes"]
@@ -71,8 +73,9 @@ def _sync(device: torch.device) -> None:
 class _Runner:
     """One mode: ``run(n)`` processes ``n`` batches; ``features()`` returns the reference batch's features."""
 
-    def __init__(self, name: str, model: nn.Module, device: torch.device, host: torch.Tensor, weights_norm: Any,
-                 overrides: dict[str, Any]) -> None:
+    def __init__(
+        self, name: str, model: nn.Module, device: torch.device, host: torch.Tensor, weights_norm: Any, overrides: dict[str, Any]
+    ) -> None:
         self.name = name
         self.device = device
         self.model = model
@@ -154,7 +157,7 @@ def _on_device(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
     ref = next(iter(model.parameters()), None)
     if ref is not None and ref.device != device:
         model = copy.deepcopy(model).to(device)
-    with _modes_kept(model):
+    with training_flags_kept(model):
         model.eval()
         yield model
 
@@ -212,8 +215,7 @@ def measure_modes(
             peak = read_peak()
             cosine = float(F.cosine_similarity(features, ref_features, dim=1, eps=1e-12).min())
             results.append(
-                Measurement(runner.name, batch_size, tuple(times[runner.name]), cosine, peak,
-                            compile_seconds[runner.name], runner.config)
+                Measurement(runner.name, batch_size, tuple(times[runner.name]), cosine, peak, compile_seconds[runner.name], runner.config)
             )
     return results
 

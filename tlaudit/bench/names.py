@@ -6,6 +6,7 @@ otherwise :class:`~tlaudit.FeatureExtractor` with ``options``) and whether it ru
 Every engine of :mod:`tlaudit.extract.engines` that converts the backbone is a mode under its own
 name, and ``auto`` is the engine the extractor would choose.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -59,19 +60,34 @@ def register_mode(mode: Mode) -> Mode:
 
 
 register_mode(Mode("naive", "model.eval() with autograd on, fp32: the common mistake", plain="grad", default=True))
-register_mode(Mode("baseline", "model.eval() + torch.no_grad(), fp32, default layout: the reference", plain="no_grad",
-                   default=True))
-register_mode(Mode("optimized", "FeatureExtractor's choice for the device (engine eager)", user_overrides=True,
-                   default=True))
-register_mode(Mode("compiled", "the optimized configuration through torch.compile (engine torch-compile)",
-                   options=MappingProxyType({"compile": True}), user_overrides=True))
-register_mode(Mode("channels-last", "baseline on a channels-last copy: what the layout alone gives",
-                   options=MappingProxyType(dict(_BASELINE, channels_last=True))))
+register_mode(Mode("baseline", "model.eval() + torch.no_grad(), fp32, default layout: the reference", plain="no_grad", default=True))
+register_mode(Mode("optimized", "FeatureExtractor's choice for the device (engine eager)", user_overrides=True, default=True))
+register_mode(
+    Mode(
+        "compiled",
+        "the optimized configuration through torch.compile (engine torch-compile)",
+        options=MappingProxyType({"compile": True}),
+        user_overrides=True,
+    )
+)
+register_mode(
+    Mode(
+        "channels-last",
+        "baseline on a channels-last copy: what the layout alone gives",
+        options=MappingProxyType(dict(_BASELINE, channels_last=True)),
+    )
+)
 for _name, _engine in ENGINES.items():
     if not _engine.native:
         register_mode(Mode(_name, _engine.summary, options=MappingProxyType({"engine": _name}), user_overrides=True))
-register_mode(Mode("auto", "engine='auto': the fastest available engine whose features keep cosine >= 0.99",
-                   options=MappingProxyType({"engine": "auto"}), user_overrides=True))
+register_mode(
+    Mode(
+        "auto",
+        "engine='auto': the fastest available engine whose features keep cosine >= 0.99",
+        options=MappingProxyType({"engine": "auto"}),
+        user_overrides=True,
+    )
+)
 
 MODES: tuple[str, ...] = tuple(MODE_REGISTRY)
 """Every mode name; ``tlaudit bench`` runs the default ones unless ``--modes`` says otherwise."""
@@ -96,4 +112,3 @@ def engine_modes(device_type: str) -> tuple[str, ...]:
 
 INPUTS = ("synthetic", "uint8-host")
 """``synthetic``: normalized float32 already on the device; ``uint8-host``: uint8 pixels in host memory."""
-

@@ -10,6 +10,7 @@ Each pipeline runs at every worker count three ways: end to end; the loader alon
 + collate: the input side's rate); the network alone on batches decoded beforehand. End to end can
 reach the slower of the two only when decoding overlaps the network on other cores.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -22,7 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tlaudit.extract.extractor import FeatureExtractor, _first_tensor, _modes_kept
+from tlaudit.evaluation import training_flags_kept
+from tlaudit.extract.extractor import FeatureExtractor, _first_tensor
 from tlaudit.extract.files import ImageFiles, Preprocess, image_files
 from tlaudit.normalization import Normalization
 
@@ -49,10 +51,16 @@ class PipelineResult:
         return "decode" if self.loader_images_per_second < self.network_images_per_second else "network"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pipeline": self.pipeline, "workers": self.workers, "images_per_second": self.images_per_second,
-                "loader_images_per_second": self.loader_images_per_second,
-                "network_images_per_second": self.network_images_per_second, "bound": self.bound,
-                "config": self.config, "speedup_vs_plain": self.speedup_vs_plain}
+        return {
+            "pipeline": self.pipeline,
+            "workers": self.workers,
+            "images_per_second": self.images_per_second,
+            "loader_images_per_second": self.loader_images_per_second,
+            "network_images_per_second": self.network_images_per_second,
+            "bound": self.bound,
+            "config": self.config,
+            "speedup_vs_plain": self.speedup_vs_plain,
+        }
 
 
 @dataclass(frozen=True)
@@ -68,23 +76,39 @@ class PipelineReport:
     environment: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "images": self.images, "batch_size": self.batch_size,
-                "preprocessing": self.preprocessing, "cosine_vs_plain": self.cosine, "environment": self.environment,
-                "results": [r.to_dict() for r in self.results]}
+        return {
+            "model": self.model,
+            "images": self.images,
+            "batch_size": self.batch_size,
+            "preprocessing": self.preprocessing,
+            "cosine_vs_plain": self.cosine,
+            "environment": self.environment,
+            "results": [r.to_dict() for r in self.results],
+        }
 
     def to_table(self) -> str:
         from tabulate import tabulate
 
-        rows = [[r.pipeline, r.workers, f"{r.images_per_second:,.1f}",
-                 "" if r.speedup_vs_plain is None else f"{r.speedup_vs_plain:.2f}x",
-                 f"{r.loader_images_per_second:,.1f}", f"{r.network_images_per_second:,.1f}", r.bound, r.config]
-                for r in self.results]
-        headers = ["pipeline", "workers", "end to end img/s", "vs plain", "decode only img/s", "network only img/s",
-                   "bound by", "config"]
+        rows = [
+            [
+                r.pipeline,
+                r.workers,
+                f"{r.images_per_second:,.1f}",
+                "" if r.speedup_vs_plain is None else f"{r.speedup_vs_plain:.2f}x",
+                f"{r.loader_images_per_second:,.1f}",
+                f"{r.network_images_per_second:,.1f}",
+                r.bound,
+                r.config,
+            ]
+            for r in self.results
+        ]
+        headers = ["pipeline", "workers", "end to end img/s", "vs plain", "decode only img/s", "network only img/s", "bound by", "config"]
         env = self.environment
-        head = (f"{self.model}: {self.images} JPEG files -> features, batch {self.batch_size}, {self.preprocessing} "
-                f"({env.get('device_name', 'cpu')}, {env.get('threads', torch.get_num_threads())} threads); "
-                f"features cosine tlaudit vs plain >= {self.cosine:.4f}")
+        head = (
+            f"{self.model}: {self.images} JPEG files -> features, batch {self.batch_size}, {self.preprocessing} "
+            f"({env.get('device_name', 'cpu')}, {env.get('threads', torch.get_num_threads())} threads); "
+            f"features cosine tlaudit vs plain >= {self.cosine:.4f}"
+        )
         return "\n".join([head, "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)])
 
     def __str__(self) -> str:
@@ -145,8 +169,14 @@ def run_pipeline_bench(
         raise ValueError(f"workers must be integers >= 0: {list(workers)!r} (workers)")
     preprocess = Preprocess(normalization.resize_size, normalization.crop_size)
     files: ImageFiles = image_files(folder, preprocess)
-    plain_transform = T.Compose([T.Resize(normalization.resize_size), T.CenterCrop(normalization.crop_size),
-                                 T.ToTensor(), T.Normalize(normalization.mean, normalization.std)])
+    plain_transform = T.Compose(
+        [
+            T.Resize(normalization.resize_size),
+            T.CenterCrop(normalization.crop_size),
+            T.ToTensor(),
+            T.Normalize(normalization.mean, normalization.std),
+        ]
+    )
     plain_data = ImageFolder(folder, transform=plain_transform)
     norm = {"mean": list(normalization.mean), "std": list(normalization.std)}
     fx = FeatureExtractor(model, weights=norm, engine=engine)
@@ -162,13 +192,15 @@ def run_pipeline_bench(
     results: list[PipelineResult] = []
     plain_feats: list[torch.Tensor] = []
     ours_feats: list[torch.Tensor] = []
-    with _modes_kept(model):
+    with training_flags_kept(model):
         model.eval()
         for w in workers:
             for pipeline, data, forward in (("plain", plain_data, plain_forward), ("tlaudit", files, fx)):
+
                 def loader(data: Any = data, w: int = w) -> DataLoader:
-                    return DataLoader(data, batch_size=batch_size, num_workers=w, shuffle=False,
-                                      multiprocessing_context=_worker_context() if w else None)
+                    return DataLoader(
+                        data, batch_size=batch_size, num_workers=w, shuffle=False, multiprocessing_context=_worker_context() if w else None
+                    )
 
                 e2e, dec, net = [], [], []
                 for _ in range(repeats):
@@ -182,18 +214,48 @@ def run_pipeline_bench(
                         forward(images)
                     net.append(_rate(n, time.perf_counter() - started))
                 (plain_feats if pipeline == "plain" else ours_feats).append(torch.cat(outs).flatten(1))
-                results.append(PipelineResult(pipeline, w, statistics.median(e2e), statistics.median(dec),
-                                              statistics.median(net), "eval+no_grad fp32, PIL + ToTensor + Normalize"
-                                              if pipeline == "plain" else f"decode_jpeg uint8, {fx.config.describe()}"))
+                results.append(
+                    PipelineResult(
+                        pipeline,
+                        w,
+                        statistics.median(e2e),
+                        statistics.median(dec),
+                        statistics.median(net),
+                        "eval+no_grad fp32, PIL + ToTensor + Normalize"
+                        if pipeline == "plain"
+                        else f"decode_jpeg uint8, {fx.config.describe()}",
+                    )
+                )
     by_workers = {r.workers: r for r in results if r.pipeline == "plain"}
-    results = [r if r.pipeline == "plain" else PipelineResult(
-        r.pipeline, r.workers, r.images_per_second, r.loader_images_per_second, r.network_images_per_second, r.config,
-        r.images_per_second / by_workers[r.workers].images_per_second) for r in results]
-    results = [PipelineResult(r.pipeline, r.workers, r.images_per_second, r.loader_images_per_second,
-                              r.network_images_per_second, r.config, 1.0) if r.pipeline == "plain" else r for r in results]
+    results = [
+        r
+        if r.pipeline == "plain"
+        else PipelineResult(
+            r.pipeline,
+            r.workers,
+            r.images_per_second,
+            r.loader_images_per_second,
+            r.network_images_per_second,
+            r.config,
+            r.images_per_second / by_workers[r.workers].images_per_second,
+        )
+        for r in results
+    ]
+    results = [
+        PipelineResult(r.pipeline, r.workers, r.images_per_second, r.loader_images_per_second, r.network_images_per_second, r.config, 1.0)
+        if r.pipeline == "plain"
+        else r
+        for r in results
+    ]
     import torch.nn.functional as F
 
     cosine = float(F.cosine_similarity(plain_feats[0], ours_feats[0], dim=1).min())
-    return PipelineReport(model=name or type(model).__name__, images=len(files), batch_size=batch_size,
-                          preprocessing=f"{preprocess.describe()}", results=tuple(results), cosine=cosine,
-                          environment=environment("cpu"))
+    return PipelineReport(
+        model=name or type(model).__name__,
+        images=len(files),
+        batch_size=batch_size,
+        preprocessing=f"{preprocess.describe()}",
+        results=tuple(results),
+        cosine=cosine,
+        environment=environment("cpu"),
+    )

@@ -1,4 +1,5 @@
 """``run_bench`` and its result: modes side by side, speedups, cosine, the sanity check, the renderings."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from torch import nn
 
 from tlaudit.bench.environment import environment, flops_per_image, peak_flops, plausible
 from tlaudit.bench.modes import INPUTS, MODES, Measurement, measure_modes
-from tlaudit.extract.extractor import _modes_kept
+from tlaudit.evaluation import training_flags_kept
 from tlaudit.normalization import Normalization, expected_normalization
 
 __all__ = ["BenchReport", "BenchResult", "run_bench"]
@@ -110,18 +111,26 @@ class BenchReport:
 
         rows = []
         for r in self.results:
-            rows.append([
-                r.mode, r.batch_size, f"{r.images_per_second:,.1f}", f"{r.spread[0]:,.1f}-{r.spread[1]:,.1f}",
-                "" if r.speedup_vs_baseline is None else f"{r.speedup_vs_baseline:.2f}x",
-                f"{r.cosine_vs_fp32:.4f}", _mib(r.peak_memory_bytes),
-                "" if r.compile_seconds is None else f"{r.compile_seconds:.1f}",
-                _label(r.config) + ("" if r.plausible else " IMPOSSIBLE"),
-            ])
+            rows.append(
+                [
+                    r.mode,
+                    r.batch_size,
+                    f"{r.images_per_second:,.1f}",
+                    f"{r.spread[0]:,.1f}-{r.spread[1]:,.1f}",
+                    "" if r.speedup_vs_baseline is None else f"{r.speedup_vs_baseline:.2f}x",
+                    f"{r.cosine_vs_fp32:.4f}",
+                    _mib(r.peak_memory_bytes),
+                    "" if r.compile_seconds is None else f"{r.compile_seconds:.1f}",
+                    _label(r.config) + ("" if r.plausible else " IMPOSSIBLE"),
+                ]
+            )
         headers = ["mode", "batch", "images/s", "spread", "vs baseline", "cosine min", "peak MiB", "compile s", "config"]
         env = self.environment
-        head = (f"{self.model} on {self.device} ({env.get('device_name')}, {env.get('threads')} threads, "
-                f"torch {env.get('torch')}), {self.input} input {self.image_size}px, "
-                f"{self.flops_per_image / 1e9:.2f} GFLOP/image")
+        head = (
+            f"{self.model} on {self.device} ({env.get('device_name')}, {env.get('threads')} threads, "
+            f"torch {env.get('torch')}), {self.input} input {self.image_size}px, "
+            f"{self.flops_per_image / 1e9:.2f} GFLOP/image"
+        )
         lines = [head, "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -233,16 +242,29 @@ def run_bench(
     generator = torch.Generator().manual_seed(seed)
     measured: list[Measurement] = []
     for batch_size in batch_sizes:
-        measured += measure_modes(model, modes=modes, device=device, batch_size=batch_size, image_size=image_size,
-                                  iters=iters, warmup=warmup, repeats=repeats, input=input, normalization=norm,
-                                  overrides=overrides, generator=generator)
+        measured += measure_modes(
+            model,
+            modes=modes,
+            device=device,
+            batch_size=batch_size,
+            image_size=image_size,
+            iters=iters,
+            warmup=warmup,
+            repeats=repeats,
+            input=input,
+            normalization=norm,
+            overrides=overrides,
+            generator=generator,
+        )
     ref = next(iter(model.parameters()), None)
     probe = torch.zeros(1, 3, image_size, image_size, device=ref.device if ref is not None else "cpu")
-    with _modes_kept(model):
+    with training_flags_kept(model):
         model.eval()
         flops = flops_per_image(model, probe)
-    ceilings = {d: ceiling if ceiling is not None else peak_flops(device, d, tf32=d == "float32" and device.type == "cuda")
-                for d in ("float32", "bfloat16")}
+    ceilings = {
+        d: ceiling if ceiling is not None else peak_flops(device, d, tf32=d == "float32" and device.type == "cuda")
+        for d in ("float32", "bfloat16")
+    }
     aggregate = _aggregate([m.images_per_second for m in measured], device)
     results, warnings = [], []
     for m, agg in zip(measured, aggregate):
@@ -250,20 +272,38 @@ def run_bench(
         limit = ceilings["bfloat16" if m.config.get("dtype") in ("bfloat16", "float16") else "float32"]
         ok = plausible(m.images_per_second, flops, limit)
         if not ok:
-            warnings.append(f"{m.mode} at batch {m.batch_size}: {m.images_per_second:,.0f} images/s x {flops / 1e9:.2f} "
-                            f"GFLOP = {m.images_per_second * flops / 1e12:.1f} TFLOP/s exceeds the device's ceiling of "
-                            f"{limit / 1e12:.1f} TFLOP/s: a measurement error (missing sync, cached result?)")
+            warnings.append(
+                f"{m.mode} at batch {m.batch_size}: {m.images_per_second:,.0f} images/s x {flops / 1e9:.2f} "
+                f"GFLOP = {m.images_per_second * flops / 1e12:.1f} TFLOP/s exceeds the device's ceiling of "
+                f"{limit / 1e12:.1f} TFLOP/s: a measurement error (missing sync, cached result?)"
+            )
         if m.cosine_vs_fp32 < MIN_COSINE:
-            warnings.append(f"{m.mode} at batch {m.batch_size}: features differ from fp32: cosine {m.cosine_vs_fp32:.4f} "
-                            f"< {MIN_COSINE}")
-        results.append(BenchResult(
-            mode=m.mode, batch_size=m.batch_size, images_per_second=m.images_per_second,
-            spread=(min(m.repeats_ips), max(m.repeats_ips)), repeats=len(m.repeats_ips),
-            speedup_vs_baseline=m.images_per_second / base.images_per_second if base is not None else None,
-            cosine_vs_fp32=m.cosine_vs_fp32, peak_memory_bytes=m.peak_memory_bytes, compile_seconds=m.compile_seconds,
-            config=m.config, flops_per_second=m.images_per_second * flops, plausible=ok,
-            aggregate_images_per_second=agg,
-        ))
-    return BenchReport(model=name or type(model).__name__, device=str(device), input=input, image_size=image_size,
-                       flops_per_image=flops, ceiling_flops_per_second=ceilings, environment=environment(device),
-                       results=tuple(results), warnings=tuple(warnings))
+            warnings.append(f"{m.mode} at batch {m.batch_size}: features differ from fp32: cosine {m.cosine_vs_fp32:.4f} < {MIN_COSINE}")
+        results.append(
+            BenchResult(
+                mode=m.mode,
+                batch_size=m.batch_size,
+                images_per_second=m.images_per_second,
+                spread=(min(m.repeats_ips), max(m.repeats_ips)),
+                repeats=len(m.repeats_ips),
+                speedup_vs_baseline=m.images_per_second / base.images_per_second if base is not None else None,
+                cosine_vs_fp32=m.cosine_vs_fp32,
+                peak_memory_bytes=m.peak_memory_bytes,
+                compile_seconds=m.compile_seconds,
+                config=m.config,
+                flops_per_second=m.images_per_second * flops,
+                plausible=ok,
+                aggregate_images_per_second=agg,
+            )
+        )
+    return BenchReport(
+        model=name or type(model).__name__,
+        device=str(device),
+        input=input,
+        image_size=image_size,
+        flops_per_image=flops,
+        ceiling_flops_per_second=ceilings,
+        environment=environment(device),
+        results=tuple(results),
+        warnings=tuple(warnings),
+    )

@@ -1,4 +1,5 @@
 """Feature-extraction throughput, measured on pytest-benchmark's ``benchmark`` (the ``tlaudit_bench`` fixture)."""
+
 from __future__ import annotations
 
 import time

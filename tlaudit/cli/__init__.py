@@ -11,6 +11,7 @@ A sub-command is a module with ``add_parser(commands, common)``, which adds its 
 and returns an exit code. Building the parser imports neither torch nor the engine (``tlaudit
 --help`` is instant); each handler imports what it needs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,12 @@ from tlaudit.errors import SetupError, UsageError
 __all__ = ["COMMANDS", "ExitCode", "build_parser", "main"]
 
 COMMANDS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (
-    audit.add_parser, inspect.add_parser, checks.add_parser, run.add_parser, bench.add_parser, extract.add_parser,
+    audit.add_parser,
+    inspect.add_parser,
+    checks.add_parser,
+    run.add_parser,
+    bench.add_parser,
+    extract.add_parser,
 )
 """Each sub-command's ``add_parser``, in the order ``tlaudit --help`` lists them."""
 

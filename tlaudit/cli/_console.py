@@ -2,6 +2,7 @@
 
 Shared by the sub-commands; torch-free.
 """
+
 from __future__ import annotations
 
 import enum
@@ -53,7 +54,6 @@ def emit(text: str, output: str | None) -> None:
         Path(output).write_text(text + "\n", encoding="utf-8")
     except OSError as err:
         raise UsageError(f"cannot write the report: {output} (--output): {err.strerror or err}") from err
-
 
 
 class Progress:

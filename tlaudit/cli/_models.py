@@ -1,4 +1,5 @@
 """Models by name, as the CLI takes them: torchvision builders, timm models, or a Python file's function."""
+
 from __future__ import annotations
 
 import importlib.util

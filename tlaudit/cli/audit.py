@@ -4,6 +4,7 @@ Progress: the check that is running (``[3/16] frozen-bn-train`` on one line, cle
 when stderr is a terminal, and nothing otherwise, so CI logs stay clean; ``--progress`` forces it
 on, ``--no-progress`` off.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,7 @@ def run(args: argparse.Namespace) -> ExitCode:
         progress = Progress(len(checks), sys.stderr) if show_progress(args.progress) else None
         try:
             with contextlib.redirect_stdout(sys.stderr):  # the setup's own prints must not mix into the report
-                return audit_file(spec, select=checks, progress=progress,
-                                  lr_max=args.lr_max, lr_caution=args.lr_caution)
+                return audit_file(spec, select=checks, progress=progress, lr_max=args.lr_max, lr_caution=args.lr_caution)
         finally:
             if progress is not None:
                 progress.clear()
@@ -81,9 +81,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = p.add_mutually_exclusive_group()
-    source.add_argument(
-        "path", nargs="?", metavar="PATH", help="file.py, file.py:function, module:function, or a folder of setup files"
-    )
+    source.add_argument("path", nargs="?", metavar="PATH", help="file.py, file.py:function, module:function, or a folder of setup files")
     source.add_argument("--example", choices=sorted(EXAMPLES), help="audit a bundled example setup instead of PATH")
     p.add_argument(
         "--format",

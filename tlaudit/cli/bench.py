@@ -1,4 +1,5 @@
 """The ``tlaudit bench MODEL`` subcommand: :func:`add_parser` registers it, :func:`run` runs it."""
+
 from __future__ import annotations
 
 import argparse
@@ -58,7 +59,8 @@ def _modes(text: str) -> list[str]:
     if unknown or not values:
         raise argparse.ArgumentTypeError(
             f"unknown mode: {', '.join(unknown) or text!r}; expected a comma-separated list of {', '.join(MODES)}, "
-            f"or {' or '.join(_GROUPS)}")
+            f"or {' or '.join(_GROUPS)}"
+        )
     return values
 
 
@@ -72,8 +74,11 @@ def _expand(modes: list[str], device_type: str) -> list[str]:
         if mode == "engines":
             out += engine_modes(device_type)
         elif mode == "all":
-            out += [m for m, spec in MODE_REGISTRY.items()
-                    if spec.engine in (None, "auto") or ENGINES[spec.engine].unavailable(device_type) is None]
+            out += [
+                m
+                for m, spec in MODE_REGISTRY.items()
+                if spec.engine in (None, "auto") or ENGINES[spec.engine].unavailable(device_type) is None
+            ]
         else:
             out.append(mode)
     return list(dict.fromkeys(out))
@@ -81,8 +86,10 @@ def _expand(modes: list[str], device_type: str) -> list[str]:
 
 def _modes_help() -> str:
     lines = [f"{m.name}: {m.summary}" for m in MODE_REGISTRY.values()]
-    return ("modes to run, comma-separated (default: " + ",".join(default_modes()) + "); engines: baseline, optimized, "
-            "every engine installed for the device and auto; all: every mode that runs here. " + "; ".join(lines))
+    return (
+        "modes to run, comma-separated (default: " + ",".join(default_modes()) + "); engines: baseline, optimized, "
+        "every engine installed for the device and auto; all: every mode that runs here. " + "; ".join(lines)
+    )
 
 
 def _has_matplotlib() -> bool:
@@ -111,25 +118,42 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="resnet50, file.py[:function] or module:function")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--batch-size", type=_sizes, nargs="+", default=[[32]], metavar="N[,N...]",
-                   help="batch size, or several to sweep: 32 64 or 32,64 (default: 32)")
+    p.add_argument(
+        "--batch-size",
+        type=_sizes,
+        nargs="+",
+        default=[[32]],
+        metavar="N[,N...]",
+        help="batch size, or several to sweep: 32 64 or 32,64 (default: 32)",
+    )
     p.add_argument("--iters", type=_count(1), default=5, metavar="N", help="batches per timed repeat (default: 5)")
     p.add_argument("--repeats", type=_count(3), default=3, metavar="N", help="timed repeats per mode, at least 3 (default: 3)")
     p.add_argument("--warmup", type=_count(1), default=2, metavar="N", help="untimed batches first, compilation included (default: 2)")
     p.add_argument("--image-size", type=_count(1), default=224, metavar="PX", help="square input size (default: 224)")
     p.add_argument("--dtype", choices=["auto", *DTYPE_NAMES], default="auto", help="optimized mode's compute dtype (default: auto)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="optimized mode's layout (default: auto)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the optimized mode (default: auto)")
+    p.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the optimized mode (default: auto)"
+    )
     p.add_argument("--modes", type=_modes, default=None, metavar="M[,M...]", help=_modes_help())
-    p.add_argument("--input", choices=list(INPUTS), default="synthetic",
-                   help="synthetic: float32 already on the device; uint8-host: uint8 pixels in host memory (default: synthetic)")
+    p.add_argument(
+        "--input",
+        choices=list(INPUTS),
+        default="synthetic",
+        help="synthetic: float32 already on the device; uint8-host: uint8 pixels in host memory (default: synthetic)",
+    )
     p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
-    p.add_argument("--images", metavar="DIR", default=None,
-                   help="end to end instead: JPEG files in DIR (ImageFolder layout) to features, tlaudit's pipeline "
-                        "against ImageFolder + DataLoader + eval/no_grad, with decode-only and network-only rates")
-    p.add_argument("--workers", type=_worker_counts, default=[1, 2], metavar="N[,N...]",
-                   help="DataLoader worker counts for --images (default: 1,2)")
+    p.add_argument(
+        "--images",
+        metavar="DIR",
+        default=None,
+        help="end to end instead: JPEG files in DIR (ImageFolder layout) to features, tlaudit's pipeline "
+        "against ImageFolder + DataLoader + eval/no_grad, with decode-only and network-only rates",
+    )
+    p.add_argument(
+        "--workers", type=_worker_counts, default=[1, 2], metavar="N[,N...]", help="DataLoader worker counts for --images (default: 1,2)"
+    )
     p.add_argument("--engine", default="auto", metavar="NAME", help="the engine of tlaudit's pipeline for --images (default: auto)")
     p.add_argument("--plot", metavar="FILE.png", help="save images/s against batch size per mode (needs matplotlib)")
     p.set_defaults(run=run)
@@ -174,19 +198,27 @@ def run(args: argparse.Namespace) -> int:
             remove_head(model, head=head if isinstance(head, str) else None)
         except HeadNotFoundError as err:
             raise UsageError(f"{args.model}: {err}") from err
-    overrides = {"channels_last": args.channels_last, "compile": args.compile,
-                 "dtype": None if args.dtype == "auto" else args.dtype}
+    overrides = {"channels_last": args.channels_last, "compile": args.compile, "dtype": None if args.dtype == "auto" else args.dtype}
     if args.images is not None:
         return _run_pipeline(args, model, batch_sizes[0])
     from tlaudit.extract.engines import EngineUnavailable
 
     modes = _expand(args.modes, device.type) if args.modes else list(default_modes())
-    print(f"tlaudit bench: {args.model} on {device}, batch {','.join(map(str, batch_sizes))}, modes {','.join(modes)} ...",
-          file=sys.stderr)
+    print(f"tlaudit bench: {args.model} on {device}, batch {','.join(map(str, batch_sizes))}, modes {','.join(modes)} ...", file=sys.stderr)
     try:
-        report = run_bench(model, name=args.model, device=device, batch_sizes=batch_sizes, image_size=args.image_size,
-                           iters=args.iters, warmup=args.warmup, repeats=args.repeats,
-                           modes=modes, input=args.input, **overrides)
+        report = run_bench(
+            model,
+            name=args.model,
+            device=device,
+            batch_sizes=batch_sizes,
+            image_size=args.image_size,
+            iters=args.iters,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            modes=modes,
+            input=args.input,
+            **overrides,
+        )
     except (ValueError, TypeError, EngineUnavailable) as err:
         raise UsageError(f"{args.model}: {err}") from err
     if distributed and torch.distributed.get_rank() != 0:
@@ -213,22 +245,22 @@ def _run_pipeline(args: argparse.Namespace, model: Any, batch_size: int) -> int:
     if not Path(args.images).is_dir():
         raise UsageError(f"no such folder: {args.images!r} (--images)")
     crop = args.image_size
-    norm = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_size=crop,
-                         resize_size=round(crop * 256 / 224))
+    norm = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_size=crop, resize_size=round(crop * 256 / 224))
     workers = list(dict.fromkeys(w for w in args.workers))
-    print(f"tlaudit bench: {args.model}, JPEG files in {args.images} to features, workers {','.join(map(str, workers))} ...",
-          file=sys.stderr)
+    print(
+        f"tlaudit bench: {args.model}, JPEG files in {args.images} to features, workers {','.join(map(str, workers))} ...", file=sys.stderr
+    )
     try:
-        report = run_pipeline_bench(args.images, model, normalization=norm, workers=workers, batch_size=batch_size,
-                                    engine=args.engine, name=args.model)
+        report = run_pipeline_bench(
+            args.images, model, normalization=norm, workers=workers, batch_size=batch_size, engine=args.engine, name=args.model
+        )
     except (ValueError, TypeError, FileNotFoundError, EngineUnavailable) as err:
         raise UsageError(f"{args.images}: {err}") from err
     import json
 
     emit(json.dumps(report.to_dict(), indent=2, default=str) if args.format == "json" else report.to_table(), args.output)
     best = max(report.results, key=lambda r: r.images_per_second)
-    print(f"fastest: {best.pipeline} with {best.workers} worker(s), {best.images_per_second:,.1f} images/s end to end",
-          file=sys.stderr)
+    print(f"fastest: {best.pipeline} with {best.workers} worker(s), {best.images_per_second:,.1f} images/s end to end", file=sys.stderr)
     return ExitCode.OK
 
 

@@ -1,4 +1,5 @@
 """``tlaudit checks [ID]``: list the checks, or show one check's documentation (the catalogue)."""
+
 from __future__ import annotations
 
 import argparse

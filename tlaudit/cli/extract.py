@@ -3,6 +3,7 @@
 Self-contained (it needs only ``tlaudit.cli._console`` and ``tlaudit.errors`` besides the extraction
 package) and torch-free until it runs, so ``tlaudit --help`` stays cheap.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,30 +67,46 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("data", metavar="DATA", help="image folder, file list, or module:function returning a Dataset")
-    p.add_argument("--model", required=True, metavar="NAME",
-                   help="torchvision name (resnet50), timm/NAME, or module:function building the model")
+    p.add_argument(
+        "--model", required=True, metavar="NAME", help="torchvision name (resnet50), timm/NAME, or module:function building the model"
+    )
     weights = p.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--weights", metavar="W",
-                         help="torchvision weights (IMAGENET1K_V2, DEFAULT, ResNet50_Weights.IMAGENET1K_V2); 'pretrained' for timm")
+    weights.add_argument(
+        "--weights", metavar="W", help="torchvision weights (IMAGENET1K_V2, DEFAULT, ResNet50_Weights.IMAGENET1K_V2); 'pretrained' for timm"
+    )
     weights.add_argument("--checkpoint", metavar="FILE", help="a local state dict to load into the model")
-    weights.add_argument("--random-weights", action="store_true",
-                         help="extract with a seeded random initialization (for tests and timing only)")
+    weights.add_argument(
+        "--random-weights", action="store_true", help="extract with a seeded random initialization (for tests and timing only)"
+    )
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="directory for the chunks, index and Parquet file")
-    p.add_argument("--format", choices=["npy", "parquet"], default="npy",
-                   help="npy: chunks + index.csv; parquet: also features.parquet with path and label (needs pyarrow)")
+    p.add_argument(
+        "--format",
+        choices=["npy", "parquet"],
+        default="npy",
+        help="npy: chunks + index.csv; parquet: also features.parquet with path and label (needs pyarrow)",
+    )
     p.add_argument("--engine", choices=list(ENGINE_NAMES), default="auto", help=_engines_help())
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available, else cpu")
     p.add_argument("--batch-size", type=_positive, default=64, metavar="N", help="images per batch (default: 64)")
-    p.add_argument("--workers", type=_workers, default=None, metavar="N",
-                   help="DataLoader worker processes decoding images (default: half the cores, at most 8)")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N",
+        help="DataLoader worker processes decoding images (default: half the cores, at most 8)",
+    )
     p.add_argument("--resize", type=_positive, default=None, metavar="PX", help="shorter side before the crop (default: the weights')")
     p.add_argument("--crop", type=_positive, default=None, metavar="PX", help="center crop (default: the weights')")
     p.add_argument("--mean", type=_floats, default=None, metavar="R,G,B", help="normalization mean (default: the weights')")
     p.add_argument("--std", type=_floats, default=None, metavar="R,G,B", help="normalization std (default: the weights')")
     p.add_argument("--node", default=None, metavar="NAME", help="a graph node whose output are the features (layer4, avgpool)")
     p.add_argument("--chunk-size", type=_positive, default=4096, metavar="N", help="samples per .npy chunk (default: 4096)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="a progress bar with images/s and ETA on stderr (default: when stderr is a terminal)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar with images/s and ETA on stderr (default: when stderr is a terminal)",
+    )
     p.set_defaults(run=run)
 
 
@@ -117,10 +134,24 @@ def run(args: argparse.Namespace) -> int:
             device = f"cuda:{local}"
     try:
         result = extract_images(
-            args.data, args.model, weights=args.weights, checkpoint=args.checkpoint, random_weights=args.random_weights,
-            output=args.output, format=args.format, engine=args.engine, batch_size=args.batch_size,
-            num_workers=args.workers, resize=args.resize, crop=args.crop, mean=args.mean, std=args.std,
-            node=args.node, device=device, chunk_size=args.chunk_size, progress=args.progress,
+            args.data,
+            args.model,
+            weights=args.weights,
+            checkpoint=args.checkpoint,
+            random_weights=args.random_weights,
+            output=args.output,
+            format=args.format,
+            engine=args.engine,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            resize=args.resize,
+            crop=args.crop,
+            mean=args.mean,
+            std=args.std,
+            node=args.node,
+            device=device,
+            chunk_size=args.chunk_size,
+            progress=args.progress,
         )
     except (ValueError, TypeError, FileNotFoundError, ImportError, EngineUnavailable, SetupError) as err:
         raise UsageError(str(err)) from err

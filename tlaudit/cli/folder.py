@@ -6,6 +6,7 @@ file is imported to decide), in name order. Each is audited as ``tlaudit audit F
 that cannot be loaded or run is reported with its error and the others still run. Every report
 format renders the resulting list of :class:`~tlaudit.reports.SetupAudit` (see :mod:`tlaudit.reports`).
 """
+
 from __future__ import annotations
 
 import ast

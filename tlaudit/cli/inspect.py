@@ -1,4 +1,5 @@
 """``tlaudit inspect MODEL``: describe a model's modules and what is trainable."""
+
 from __future__ import annotations
 
 import argparse

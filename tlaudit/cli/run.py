@@ -11,6 +11,7 @@ directory first on ``sys.path``; both are put back afterwards. Exit codes:
 ``--stop-after-audit`` ends the run once both audits are done and ``--max-steps N`` after N optimizer
 steps; a run ended so exits 0 (or 1 if an audit failed it).
 """
+
 from __future__ import annotations
 
 import argparse

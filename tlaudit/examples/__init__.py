@@ -1,4 +1,5 @@
 """Bundled example setups: ``correct`` (a sound feature-extraction setup) and ``buggy`` (the usual mistakes)."""
+
 from __future__ import annotations
 
 from pathlib import Path

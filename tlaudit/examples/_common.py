@@ -1,4 +1,5 @@
 """Shared by the bundled examples: a real image batch and a stand-in for downloaded weights."""
+
 from __future__ import annotations
 
 import torch

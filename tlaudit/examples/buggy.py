@@ -1,5 +1,6 @@
 """The same job with the usual mistakes: the optimizer built before the head swap, a freeze loop that
 compares instead of assigns, a from-scratch LR, the wrong normalization, inference in train mode."""
+
 from __future__ import annotations
 
 import torch

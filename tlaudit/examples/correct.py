@@ -1,5 +1,6 @@
 """A sound feature-extraction setup: ResNet-18, new 5-class head, frozen backbone and BatchNorm,
 an optimizer over the head only, the weights' own preset transform, inference in eval mode."""
+
 from __future__ import annotations
 
 import torch

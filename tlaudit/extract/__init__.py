@@ -13,6 +13,7 @@
 
 The package is lazy (PEP 562): ``tlaudit --help`` lists the engines without importing torch.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """Helpers of one extraction run: rank and world size, the aggregate rate, the data's length, the bar."""
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ initialization (features that agree with nothing, cosine about 0.3 between two r
 so :func:`build_backbone` refuses it unless ``random_weights=True`` says that is the intent (and
 then seeds the initialization, so that every process still builds the same model).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -32,8 +33,11 @@ class Backbone:
     weights: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": type(self.model).__name__, "weights": self.weights,
-                "normalization": self.normalization.to_dict() if self.normalization else None}
+        return {
+            "model": type(self.model).__name__,
+            "weights": self.weights,
+            "normalization": self.normalization.to_dict() if self.normalization else None,
+        }
 
 
 def load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike[str]) -> None:
@@ -75,8 +79,9 @@ def _torchvision_weights(name: str, weights: Any) -> Any:
     try:
         return enum[text] if text != "DEFAULT" else enum.DEFAULT
     except KeyError:
-        raise ValueError(f"unknown weights for {name}: {text!r} (weights); expected DEFAULT or one of "
-                         f"{', '.join(w.name for w in enum)}") from None
+        raise ValueError(
+            f"unknown weights for {name}: {text!r} (weights); expected DEFAULT or one of {', '.join(w.name for w in enum)}"
+        ) from None
 
 
 def _refuse(what: str) -> ValueError:

@@ -4,6 +4,7 @@
 or without native bf16, a CUDA device of any compute capability) can be tested on any machine.
 :func:`device_capabilities` reads them from the running process.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -222,7 +223,8 @@ def choose_config(device: torch.device | str, capabilities: Capabilities | None 
             "tf32": False,
         }
         reasons["dtype"] = (
-            "the CPU has native bf16 (AVX-512 BF16 or AMX)" if caps.native_bf16
+            "the CPU has native bf16 (AVX-512 BF16 or AMX)"
+            if caps.native_bf16
             else "no native bf16 on this CPU: emulated bf16 is slower than fp32"
         )
         reasons["compile"] = "on CPU only when measured faster (tlaudit bench --compile)"
@@ -288,8 +290,9 @@ def backend_flags(config: ExtractConfig) -> Iterator[None]:
     conv: Any = getattr(cudnn, "conv", None)  # set on torch's module object; its annotations lack it
     matmul = torch.backends.cuda.matmul
     new_api = hasattr(matmul, "fp32_precision")
-    saved = (cudnn.benchmark, matmul.fp32_precision, conv.fp32_precision) if new_api else (
-        cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32)
+    saved = (
+        (cudnn.benchmark, matmul.fp32_precision, conv.fp32_precision) if new_api else (cudnn.benchmark, matmul.allow_tf32, cudnn.allow_tf32)
+    )
     try:
         cudnn.benchmark = config.cudnn_benchmark
         if config.tf32:

@@ -1,4 +1,5 @@
 """``FeatureExtractor``: a frozen backbone run as fast as the device allows, without changing its features."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from tlaudit._names import closest, unwrap
-from tlaudit.evaluation import inference
+from tlaudit.evaluation import inference, training_flags_kept
 from tlaudit.extract._run import aggregate_rate, data_length, progress_bar, rank_and_world
 from tlaudit.extract.config import ExtractConfig, backend_flags, choose_config, with_engine, with_overrides
 from tlaudit.extract.engines import get_engine
@@ -36,21 +37,10 @@ class _PreLogits(nn.Module):
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)  # type: ignore[operator]
 
 
-@contextlib.contextmanager
-def _modes_kept(model: nn.Module) -> Iterator[None]:
-    modules = list(model.modules())
-    flags = [m.training for m in modules]
-    try:
-        yield
-    finally:
-        for module, flag in zip(modules, flags):
-            module.training = flag
-
-
 def _node_backbone(model: nn.Module, node: str) -> nn.Module:
     from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
-    with _modes_kept(model):  # create_feature_extractor sets every module to the top module's mode
+    with training_flags_kept(model):  # create_feature_extractor sets every module to the top module's mode
         try:
             return create_feature_extractor(model, return_nodes={node: "features"})
         except ValueError as err:
@@ -58,8 +48,7 @@ def _node_backbone(model: nn.Module, node: str) -> nn.Module:
             near = closest(node, names)
             hint = f"; closest: {', '.join(near)}" if near else ""
             raise ValueError(
-                f"no graph node named: {node!r} (node){hint}; hint: "
-                "torchvision.models.feature_extraction.get_graph_node_names(model)"
+                f"no graph node named: {node!r} (node){hint}; hint: torchvision.models.feature_extraction.get_graph_node_names(model)"
             ) from err
 
 
@@ -161,8 +150,7 @@ class FeatureExtractor:
             raise TypeError(f"config must be an ExtractConfig, got {type(config).__name__} (config)")
         base = config if config is not None else choose_config(self.device)
         self._config = with_overrides(base, **overrides)
-        self._options: dict[str, Any] = {"node": node, "weights": weights, "device": self.device, "config": config,
-                                         **overrides}
+        self._options: dict[str, Any] = {"node": node, "weights": weights, "device": self.device, "config": config, **overrides}
         self._auto = engine == "auto"
         self._delegate: FeatureExtractor | None = None
         self.choice: Any = None
@@ -220,14 +208,12 @@ class FeatureExtractor:
         if not self._needs_copy():
             self._prepared = self._runner = None
             return
-        with _modes_kept(self.backbone), torch.no_grad():
+        with training_flags_kept(self.backbone), torch.no_grad():
             self.backbone.eval()
             if self._config.fold_batchnorm:
                 own, folded, why = _fold_batchnorm(self.backbone)
                 reasons = dict(self._config.reasons) | {"fold_batchnorm": why}
-                self._config = dataclasses.replace(
-                    self._config, fold_batchnorm=folded, reasons=tuple(sorted(reasons.items()))
-                )
+                self._config = dataclasses.replace(self._config, fold_batchnorm=folded, reasons=tuple(sorted(reasons.items())))
             else:
                 own = copy.deepcopy(self.backbone)
         own = own.eval().requires_grad_(False).to(self.device)
@@ -288,9 +274,7 @@ class FeatureExtractor:
                 x = torch.cat([x, x.new_zeros((self._batch - count, *x.shape[1:]))])
         cfg = self._config
         run = self._runner if self._runner is not None else self.backbone
-        autocast = (
-            torch.autocast(self.device.type, dtype=cfg.torch_dtype) if cfg.dtype != "float32" else contextlib.nullcontext()
-        )
+        autocast = torch.autocast(self.device.type, dtype=cfg.torch_dtype) if cfg.dtype != "float32" else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             if cfg.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
@@ -341,8 +325,13 @@ class FeatureExtractor:
         shard = shard_range(total, rank, world_size)
         writer, done = None, 0
         if output is not None:
-            manifest = {"samples": total, "shard_start": shard.start, "shard_stop": shard.stop,
-                        "world_size": world_size, "config": self._config.to_dict()}
+            manifest = {
+                "samples": total,
+                "shard_start": shard.start,
+                "shard_stop": shard.stop,
+                "world_size": world_size,
+                "config": self._config.to_dict(),
+            }
             writer = ChunkWriter(output, rank=rank, manifest=manifest, chunk_size=chunk_size)
             done = min(writer.resume(), len(shard))
         pin = self.device.type == "cuda"

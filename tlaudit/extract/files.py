@@ -6,6 +6,7 @@ tensor, no PIL image in between); other formats by ``torchvision.io.decode_image
 uint8 until the extractor normalizes them on the device: a quarter of the bytes of float32 through
 the workers' queues.
 """
+
 from __future__ import annotations
 
 import os
@@ -97,8 +98,9 @@ class ImageFiles(Dataset):
         preprocess: applied to every decoded image (resize, crop); None keeps the size.
     """
 
-    def __init__(self, paths: Sequence[str], labels: Sequence[int] | None = None, classes: Sequence[str] = (),
-                 preprocess: Preprocess | None = None) -> None:
+    def __init__(
+        self, paths: Sequence[str], labels: Sequence[int] | None = None, classes: Sequence[str] = (), preprocess: Preprocess | None = None
+    ) -> None:
         self.paths = [str(p) for p in paths]
         self.labels = list(labels) if labels is not None else [-1] * len(self.paths)
         self.classes = list(classes)

@@ -3,6 +3,7 @@
 Every batch travels with the indices of its samples, so features can be written and merged by index
 whatever the order, the shard or the resumption point.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,8 +43,7 @@ def _images(item: Any, where: str) -> torch.Tensor:
             if isinstance(item.get(key), torch.Tensor):
                 return item[key]
     raise TypeError(
-        f"a batch must be a tensor, a (images, ...) tuple or a dict with an 'image' tensor, got "
-        f"{type(item).__name__} ({where})"
+        f"a batch must be a tensor, a (images, ...) tuple or a dict with an 'image' tensor, got {type(item).__name__} ({where})"
     )
 
 
@@ -90,8 +90,8 @@ def batches(
 
         def from_tensor() -> Iterator[Batch]:
             for start in range(0, len(span), batch_size):
-                part = span[start:start + batch_size]
-                images = data[part.start:part.stop]
+                part = span[start : start + batch_size]
+                images = data[part.start : part.stop]
                 yield (images.pin_memory() if pin_memory else images), torch.arange(part.start, part.stop)
 
         return n, from_tensor()
@@ -121,13 +121,11 @@ def _with_indices(loader: Iterable[Any], span: Sequence[int], where: str) -> Ite
     for item in loader:
         images = _images(item, where)
         count = images.shape[0]
-        yield images, torch.as_tensor(list(span[done:done + count]), dtype=torch.int64)
+        yield images, torch.as_tensor(list(span[done : done + count]), dtype=torch.int64)
         done += count
 
 
-def normalize_uint8(
-    images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, channels_last: bool = False
-) -> torch.Tensor:
+def normalize_uint8(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, channels_last: bool = False) -> torch.Tensor:
     """uint8 ``(N, C, H, W)`` pixels to normalized float32, on the device the images are on.
 
     ``mean`` and ``std`` are per channel on the 0..1 scale (the weights' values); the result equals
@@ -141,9 +139,7 @@ def normalize_uint8(
     if images.dtype != torch.uint8:
         raise TypeError(f"expected uint8 images, got {images.dtype} (images)")
     if images.ndim != 4 or images.shape[1] != mean.numel():
-        raise ValueError(
-            f"uint8 images must be (N, C, H, W) with C = {mean.numel()} channels: shape {tuple(images.shape)} (images)"
-        )
+        raise ValueError(f"uint8 images must be (N, C, H, W) with C = {mean.numel()} channels: shape {tuple(images.shape)} (images)")
     scale = (1.0 / (255.0 * std)).to(images.device, torch.float32).view(1, -1, 1, 1)
     shift = (-mean / std).to(images.device, torch.float32).view(1, -1, 1, 1)
     if channels_last:

@@ -13,6 +13,7 @@ Output directory::
     run-00000.json, features-*.npy    the chunks (see tlaudit.extract.storage)
     features.parquet                  with format="parquet": index, path, label, features
 """
+
 from __future__ import annotations
 
 import csv
@@ -81,8 +82,10 @@ class ExtractionRun:
         """One line: images, rate, engine, configuration."""
         where = f" -> {self.parquet or self.output}" if self.output else ""
         chosen = f", chosen in {self.selection_seconds:.1f} s" if self.selection_seconds else ""
-        setup = (f"engine {self.engine} ({self.config}{chosen}), batch {self.batch_size}, {self.num_workers} worker(s), "
-                 f"{self.model} [{self.weights}; {self.preprocessing}]{where}")
+        setup = (
+            f"engine {self.engine} ({self.config}{chosen}), batch {self.batch_size}, {self.num_workers} worker(s), "
+            f"{self.model} [{self.weights}; {self.preprocessing}]{where}"
+        )
         if not self.extracted and self.skipped:
             return f"nothing to extract: all {self.samples} images were already done; {setup}"
         done = f"{self.extracted} of {self.samples} images" if self.skipped else f"{self.extracted} images"
@@ -90,12 +93,24 @@ class ExtractionRun:
         return f"extracted {done}{resumed} in {self.seconds:.1f} s: {self.images_per_second:,.1f} img/s, {setup}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "extracted": self.extracted, "skipped": self.skipped, "seconds": self.seconds,
-                "selection_seconds": self.selection_seconds,
-                "images_per_second": self.images_per_second, "engine": self.engine, "config": self.config,
-                "reason": self.reason, "batch_size": self.batch_size, "num_workers": self.num_workers,
-                "preprocessing": self.preprocessing, "weights": self.weights, "model": self.model,
-                "output": self.output, "parquet": self.parquet}
+        return {
+            "samples": self.samples,
+            "extracted": self.extracted,
+            "skipped": self.skipped,
+            "seconds": self.seconds,
+            "selection_seconds": self.selection_seconds,
+            "images_per_second": self.images_per_second,
+            "engine": self.engine,
+            "config": self.config,
+            "reason": self.reason,
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "preprocessing": self.preprocessing,
+            "weights": self.weights,
+            "model": self.model,
+            "output": self.output,
+            "parquet": self.parquet,
+        }
 
 
 def _default_workers() -> int:
@@ -120,12 +135,14 @@ def write_parquet(directory: str | os.PathLike[str], paths: Sequence[str], label
     features, indices = load_features(directory)
     idx = indices.numpy()
     flat = features.flatten(1).numpy()
-    table = pa.table({
-        "index": pa.array(idx, pa.int64()),
-        "path": pa.array([paths[i] for i in idx], pa.string()),
-        "label": pa.array([labels[i] for i in idx], pa.int64()),
-        "features": pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float32()), flat.shape[1]),
-    })
+    table = pa.table(
+        {
+            "index": pa.array(idx, pa.int64()),
+            "path": pa.array([paths[i] for i in idx], pa.string()),
+            "label": pa.array([labels[i] for i in idx], pa.int64()),
+            "features": pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float32()), flat.shape[1]),
+        }
+    )
     path = Path(directory) / "features.parquet"
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp)
@@ -191,8 +208,7 @@ def extract_images(
     if isinstance(dataset, ImageFiles) and crop is None:
         raise ValueError("images of different sizes cannot be batched without a crop size (crop); pass crop=")
     workers = _default_workers() if num_workers is None else num_workers
-    fx = FeatureExtractor(backbone.model, node=node, weights={"mean": list(mean), "std": list(std)}, device=device,
-                          engine=engine)
+    fx = FeatureExtractor(backbone.model, node=node, weights={"mean": list(mean), "std": list(std)}, device=device, engine=engine)
     from tlaudit.extract._run import rank_and_world
 
     this_rank, world = rank_and_world(rank, world_size)
@@ -208,8 +224,16 @@ def extract_images(
         if classes:
             (out / "classes.json").write_text(json.dumps(list(classes)) + "\n", encoding="utf-8")
     started = time.perf_counter()
-    result = fx.extract(dataset, batch_size=batch_size, output=output, chunk_size=chunk_size, num_workers=workers,
-                        progress=progress, rank=this_rank, world_size=world)
+    result = fx.extract(
+        dataset,
+        batch_size=batch_size,
+        output=output,
+        chunk_size=chunk_size,
+        num_workers=workers,
+        progress=progress,
+        rank=this_rank,
+        world_size=world,
+    )
     # `auto` chose on the loop's first batch: after the DataLoader forked its workers, never before (a
     # process that forks while an engine's thread pools exist can crash), and apart from the rate
     selection = fx.choice.seconds if fx.choice is not None else 0.0
@@ -224,15 +248,22 @@ def extract_images(
             parquet = str(write_parquet(output, paths, labels))  # type: ignore[arg-type]
     choice = fx.choice
     return ExtractionRun(
-        features=result, samples=len(cast(Sized, dataset)), extracted=int(result.indices.numel()), skipped=result.skipped,
-        seconds=seconds, selection_seconds=selection,
+        features=result,
+        samples=len(cast(Sized, dataset)),
+        extracted=int(result.indices.numel()),
+        skipped=result.skipped,
+        seconds=seconds,
+        selection_seconds=selection,
         engine=fx.config.engine if not (engine == "auto" and choice is None) else "auto",
         config=fx.config.describe() if not (engine == "auto" and choice is None) else "nothing ran, nothing measured",
         reason=choice.reason if choice is not None else dict(fx.config.reasons).get("engine", ""),
-        batch_size=batch_size, num_workers=workers,
-        preprocessing=f"{preprocess.describe()}, mean {_fmt(mean)}, std {_fmt(std)}", weights=backbone.weights,
+        batch_size=batch_size,
+        num_workers=workers,
+        preprocessing=f"{preprocess.describe()}, mean {_fmt(mean)}, std {_fmt(std)}",
+        weights=backbone.weights,
         model=str(model) if isinstance(model, str) else type(backbone.model).__name__,
-        output=None if output is None else str(output), parquet=parquet,
+        output=None if output is None else str(output),
+        parquet=parquet,
     )
 
 

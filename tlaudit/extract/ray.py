@@ -18,6 +18,7 @@ seeded, so that the actors still agree)::
 
 Needs the ``ray`` extra (``pip install 'tlaudit[ray]'``); this module imports nothing from ray.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,8 @@ def _writable(array: np.ndarray) -> np.ndarray:
 
 
 def _one(image: Any) -> torch.Tensor:
-    t = torch.from_numpy(_writable(np.ascontiguousarray(np.asarray(image, dtype=np.uint8) if getattr(image, "dtype", None) == object else image)))  # noqa: E721 - a NumPy object array (ragged images)
+    ragged = getattr(image, "dtype", None) == object  # noqa: E721 - a NumPy object array (ragged images)
+    t = torch.from_numpy(_writable(np.ascontiguousarray(np.asarray(image, dtype=np.uint8) if ragged else image)))
     if t.ndim == 2:
         t = t.unsqueeze(-1).expand(*t.shape, 3)
     if t.ndim == 3 and t.shape[-1] in (1, 3, 4) and t.shape[0] not in (1, 3):
@@ -109,8 +111,7 @@ class RayExtractor:
         device: str | None = None,
         **options: Any,
     ) -> None:
-        backbone = build_backbone(build, weights=weights, checkpoint=checkpoint, random_weights=random_weights,
-                                  node=options.get("node"))
+        backbone = build_backbone(build, weights=weights, checkpoint=checkpoint, random_weights=random_weights, node=options.get("node"))
         norm = normalization
         if norm is None and backbone.normalization is not None:
             norm = {"mean": list(backbone.normalization.mean), "std": list(backbone.normalization.std)}
@@ -131,8 +132,10 @@ class RayExtractor:
         if isinstance(images, list):
             sizes = {tuple(image.shape) for image in images}
             if len(sizes) > 1:
-                raise ValueError(f"images of several sizes in one batch: {sorted(sizes)[:3]} ({self.column}); "
-                                 "pass crop= (and resize=), or read_images(size=...)")
+                raise ValueError(
+                    f"images of several sizes in one batch: {sorted(sizes)[:3]} ({self.column}); "
+                    "pass crop= (and resize=), or read_images(size=...)"
+                )
             images = torch.stack(images)
         features = self.extractor(images).cpu().numpy()
         keep = self.keep if self.keep is not None else [k for k in batch if k != self.column]

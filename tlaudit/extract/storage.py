@@ -10,6 +10,7 @@ Chunk ``k`` of a rank holds positions ``[k * chunk_size, (k + 1) * chunk_size)``
 Each file is written to a temporary name and renamed, the features file last, so a chunk whose
 features file exists is complete. A rerun with the same directory skips the complete chunks.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,8 +95,7 @@ class ChunkWriter:
                 was = ", ".join(f"{k}={previous.get(k)!r}" for k in changed)
                 now = ", ".join(f"{k}={self.manifest.get(k)!r}" for k in changed)
                 raise ValueError(
-                    f"output holds a different run: {was}, this run has {now} ({self.directory}); "
-                    "use another directory or delete it"
+                    f"output holds a different run: {was}, this run has {now} ({self.directory}); use another directory or delete it"
                 )
         path.write_text(json.dumps(self.manifest, indent=2, default=str) + "\n", encoding="utf-8")
         while self._name("features", self._chunk).exists():

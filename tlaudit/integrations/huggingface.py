@@ -19,6 +19,7 @@ vision and text models alike.
 report is written once, before); ``fail_on=None`` reports and goes on. Reports are in
 ``callback.reports`` by stage.
 """
+
 from __future__ import annotations
 
 import sys
@@ -79,7 +80,11 @@ class TransferAuditCallback(TrainerCallback):
                 observed["sample"] = f"synthesized from the model's config, shape {tuple(sample.shape)}"
                 also.append("head-size")
             self.session.audit(
-                "static", fields, observed, [*notes, "the train audit follows at the first optimizer step"], also=also,
+                "static",
+                fields,
+                observed,
+                [*notes, "the train audit follows at the first optimizer step"],
+                also=also,
             )
         self._watch = Watch(self.session)
         self._watch.__enter__()

@@ -17,6 +17,7 @@ Where it audits, on the engine path :func:`tlaudit.watch` uses (:class:`~tlaudit
 ``fail_on`` raises :class:`~tlaudit.AuditFailed` out of ``Trainer.fit``; ``fail_on=None`` reports and
 goes on. Reports are in ``callback.reports`` by stage.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from tlaudit.auditing.checks.frozen import frozen_bn_train
 from tlaudit.auditing.report import Report
+from tlaudit.evaluation import TrainingFlags
 from tlaudit.watcher.build import dataset_fields
 from tlaudit.watcher.session import AuditSession
 from tlaudit.watcher.verdicts import bn_left_out, finetuners_without_bn, without_by_design
@@ -127,12 +129,11 @@ class TransferAudit(Callback):
         sample, _, _ = _split(batch)
         if sample is None or type(pl_module).forward is LightningModule.forward:
             return  # nothing to call: the module defines no forward
-        training = [m.training for m in pl_module.modules()]
+        flags = TrainingFlags.of(pl_module)
         grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 
         def predict(model: LightningModule, x: torch.Tensor) -> Any:
-            for module, flag in zip(model.modules(), training):
-                module.training = flag
+            flags.restore()  # the modes Lightning set for validation
             if inference:
                 with torch.inference_mode():
                     return model(x)
@@ -142,7 +143,7 @@ class TransferAudit(Callback):
         modes = "inference mode" if inference else ("grad enabled" if grad else "no_grad")
         observed = {
             "sample": f"the first validation batch, shape {tuple(sample.shape)}",
-            "predict": f"forward in the modes Lightning set: {sum(training)} of {len(training)} modules in training mode, {modes}",
+            "predict": f"forward in the modes Lightning set: {sum(flags.flags)} of {len(flags.flags)} modules in training mode, {modes}",
         }
         with torch.inference_mode(False):
             self.session.audit("inference", {"model": pl_module, "sample": sample.clone(), "predict": predict}, observed)

@@ -8,6 +8,7 @@ options) -> str`` function (the :class:`~tlaudit.reports._interface.Renderer` in
 and its test module in ``tests/reports/``. A format's module is imported on first use, so ``sarif``
 (which reads the check catalogue) costs nothing until chosen.
 """
+
 from __future__ import annotations
 
 import enum

@@ -4,6 +4,7 @@ A single setup is a list of one; a folder audit (``tlaudit audit DIR``) a list o
 ``RenderOptions.folder`` set, so that each format renders the whole result set itself and no separate
 "combined" renderer exists. Also the counts and the summary sentence the formats and the CLI share.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

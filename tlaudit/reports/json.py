@@ -9,6 +9,7 @@ where ``report`` is ``Report.to_dict()`` (None when ``error`` says why the file 
 audited), ``ok`` is true when every file was audited without an error finding, and ``failed``
 counts the files that could not be audited.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,6 @@ def render(audits: Sequence[SetupAudit], options: RenderOptions) -> str:
         "tlaudit": __version__,
         "ok": all(a.report is not None and a.report.ok for a in audits),
         "summary": totals(audits),
-        "audits": [
-            {"path": a.path, "error": a.error, "report": a.report.to_dict() if a.report is not None else None}
-            for a in audits
-        ],
+        "audits": [{"path": a.path, "error": a.error, "report": a.report.to_dict() if a.report is not None else None} for a in audits],
     }
     return json.dumps(data, indent=2)

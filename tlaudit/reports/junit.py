@@ -6,6 +6,7 @@ name="<check-id>">`` per check that ran or was skipped; findings at or above ``f
 A folder audit: a ``<testsuites>`` with one ``<testsuite name="tlaudit: PATH">`` per file; a file
 that could not be audited is a suite with one ``<error>``.
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET

@@ -12,6 +12,7 @@ heading with the totals, then a section per file (``## `PATH`: summary``), or th
     >>> print(render([SetupAudit(None, report)], RenderOptions()).splitlines()[0])
     ## tlaudit: ResNet: 1 check run, 1 error, 0 warnings, 0 skipped.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,7 +32,8 @@ def inline(text: str) -> str:
     """Plain text as Markdown: one line, ``<``/``>`` outside code spans escaped (``'<module>'`` is no HTML tag)."""
     parts = _CODE_SPAN.split(" ".join(text.split()))
     return "".join(
-        part if part.startswith("`") and part.endswith("`") and len(part) > 1
+        part
+        if part.startswith("`") and part.endswith("`") and len(part) > 1
         else part.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         for part in parts
     )

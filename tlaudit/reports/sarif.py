@@ -22,6 +22,7 @@ that could not be audited a ``toolExecutionNotifications`` entry of level ``erro
 This module reads the check catalogue (rule metadata), so it imports the check registry; the
 ``Format`` enum imports a format's module only when it is used.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,9 +51,7 @@ def _rule(check: Check) -> dict[str, Any]:
     silent = check.section("Why it is silent")
     fix = check.section("Fix")
     text = "\n\n".join(
-        f"{title}: {' '.join(body.split())}"
-        for title, body in (("Why", why), ("Why it is silent", silent), ("Fix", fix))
-        if body
+        f"{title}: {' '.join(body.split())}" for title, body in (("Why", why), ("Why it is silent", silent), ("Fix", fix)) if body
     )
     return {
         "id": check.id,
@@ -67,9 +66,7 @@ def _rule(check: Check) -> dict[str, Any]:
 
 def _location(location: Location, subject: str) -> dict[str, Any]:
     path = PurePosixPath(location.path)
-    artifact: dict[str, Any] = (
-        {"uri": path.as_uri()} if path.is_absolute() else {"uri": location.path, "uriBaseId": "%SRCROOT%"}
-    )
+    artifact: dict[str, Any] = {"uri": path.as_uri()} if path.is_absolute() else {"uri": location.path, "uriBaseId": "%SRCROOT%"}
     found: dict[str, Any] = {
         "physicalLocation": {"artifactLocation": artifact, "region": {"startLine": location.line}},
     }
@@ -102,9 +99,7 @@ def _result(
     return result
 
 
-def sarif_log(
-    reports: Sequence[tuple[str | None, Report]], *, fail_on: Severity | str = Severity.ERROR
-) -> dict[str, Any]:
+def sarif_log(reports: Sequence[tuple[str | None, Report]], *, fail_on: Severity | str = Severity.ERROR) -> dict[str, Any]:
     """The SARIF log (as data) of ``(setup path, report)`` pairs: one run, every report's results."""
     level = Severity.parse(fail_on, "fail_on")
     rules = [_rule(check) for check in REGISTRY.values()]

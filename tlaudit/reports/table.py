@@ -1,6 +1,7 @@
 """The ``table`` format: the readable report (:meth:`tlaudit.Report.to_text` without the summary
 sentence, which the CLI prints to stderr); a folder audit gives one report per file under
 ``== PATH ==``, or the file's error."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

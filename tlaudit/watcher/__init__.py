@@ -15,6 +15,7 @@ What no hook can see is what the user means: ``watch(strategy="feature_extractio
 loop that silently froze nothing into an error. ``fail_on`` decides whether a finding stops the run
 (:class:`~tlaudit.AuditFailed` raised before the step) or is only reported (``fail_on=None``).
 """
+
 from __future__ import annotations
 
 import functools

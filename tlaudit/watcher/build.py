@@ -13,6 +13,7 @@ Schedulers and the dataset are found, read-only, among the live objects (``gc.ge
 the first audited step: the schedulers bound to the stepping optimizer, and the DataLoader iterators
 that have yielded a batch (the one the loop is iterating).
 """
+
 from __future__ import annotations
 
 import gc
@@ -147,7 +148,11 @@ def _detached(value: Any) -> Any:
 
 
 def _call(
-    module: nn.Module, call: ModelCall, slot: int | str, sample: torch.Tensor, targets: torch.Tensor | None = None,
+    module: nn.Module,
+    call: ModelCall,
+    slot: int | str,
+    sample: torch.Tensor,
+    targets: torch.Tensor | None = None,
     target_slot: int | str | None = None,
 ) -> Any:
     """Call ``module`` as the run did, with ``sample`` (and ``targets`` where the model takes them) in place."""
@@ -166,7 +171,9 @@ def _call(
 
 
 def train_fields(
-    call: ModelCall, optimizer: torch.optim.Optimizer, given: Any = None,
+    call: ModelCall,
+    optimizer: torch.optim.Optimizer,
+    given: Any = None,
 ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """``model``, ``sample``, ``targets``, ``optimizer``, ``scheduler`` (``given``: the one a framework
     handed over) and the replayed ``train_step``."""
@@ -191,7 +198,9 @@ def train_fields(
     target_slot = _target_slot(call, slot)
     if targets is None and target_slot is not None:
         targets = call.kwargs[target_slot] if isinstance(target_slot, str) else call.args[target_slot]
-        source = "the model's labels= argument" if target_slot == "labels" else f"the model's argument {target_slot} (a loss computed inside)"
+        source = (
+            "the model's labels= argument" if target_slot == "labels" else f"the model's argument {target_slot} (a loss computed inside)"
+        )
     if isinstance(targets, torch.Tensor) and targets.ndim and _batch(targets) == _batch(sample):
         fields["targets"] = targets
         observed["targets"] = source

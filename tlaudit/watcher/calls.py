@@ -11,6 +11,7 @@
   live module that holds all of them. Its call is composed: the first part's input, the last part's
   outputs and loss.
 """
+
 from __future__ import annotations
 
 import gc

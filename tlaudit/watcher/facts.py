@@ -15,6 +15,7 @@ The rules are general, by shape, and no framework is imported for them:
   applies: as the dataset's transform, or, saved beside a Hugging Face checkpoint
   (``preprocessor_config.json`` in the folder the model was loaded from), as the weights' expected ones.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,7 +29,15 @@ import torch
 from torch import nn
 
 __all__ = [
-    "bound_to", "checkpoint_statistics", "config_sample", "hf_weights", "rebound", "class_count", "find_schedulers", "prefetch_loaders", "processor_statistics",
+    "bound_to",
+    "checkpoint_statistics",
+    "config_sample",
+    "hf_weights",
+    "rebound",
+    "class_count",
+    "find_schedulers",
+    "prefetch_loaders",
+    "processor_statistics",
 ]
 
 

@@ -8,6 +8,7 @@ same objects, when it closes. The wrapper looks at the targets before the loss r
 :class:`LabelProblem`, then the loss runs unchanged (on CPU it raises, on a GPU it asserts later).
 The watcher reports the problem beside the program's own exception, or at the next step.
 """
+
 from __future__ import annotations
 
 import functools

@@ -13,6 +13,7 @@
 Nothing on the user's objects is patched; :meth:`Observer.close` removes every hook and leaves the
 function mode if it is still entered.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -33,9 +34,21 @@ __all__ = ["LOSS_FUNCTIONS", "LossCall", "ModelCall", "Observer"]
 LOSS_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
     getattr(F, name)
     for name in (
-        "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
-        "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "soft_margin_loss", "multilabel_soft_margin_loss",
-        "multi_margin_loss", "multilabel_margin_loss", "poisson_nll_loss", "gaussian_nll_loss",
+        "cross_entropy",
+        "nll_loss",
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+        "mse_loss",
+        "l1_loss",
+        "smooth_l1_loss",
+        "huber_loss",
+        "kl_div",
+        "soft_margin_loss",
+        "multilabel_soft_margin_loss",
+        "multi_margin_loss",
+        "multilabel_margin_loss",
+        "poisson_nll_loss",
+        "gaussian_nll_loss",
     )
     if hasattr(F, name)
 )
@@ -75,6 +88,7 @@ class ModelCall:
         in eval mode. A call with gradients on and a module training is a training call, even when no
         backward reached it (a frozen part called on its own)."""
         return self.inference_mode or not self.grad_enabled or not any(self.training)
+
     loss: LossCall | None = None
     own_loss: torch.Tensor | None = None
     """The ``loss`` the model returned itself (a Hugging Face ``ModelOutput``, a dict with ``"loss"``)."""

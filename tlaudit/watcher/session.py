@@ -15,6 +15,7 @@ and which were not there to observe. A report at or above ``fail_on`` raises
 :class:`~tlaudit.AuditFailed` (before the step, so the run stops); otherwise it is written out and
 the run goes on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -115,8 +116,13 @@ class AuditSession:
     def fresh(self) -> AuditSession:
         """A new session with the same intent and options, and no reports yet (the output file emptied)."""
         return AuditSession(
-            **self.intent, fail_on=self.fail_on, select=self.select, ignore=self.ignore, output=self.output,
-            format=self.format.value, stream=self.stream,
+            **self.intent,
+            fail_on=self.fail_on,
+            select=self.select,
+            ignore=self.ignore,
+            output=self.output,
+            format=self.format.value,
+            stream=self.stream,
         )
 
     # -- the audits ----------------------------------------------------------------------------
@@ -215,14 +221,14 @@ def _reason(stage: Stage, report: Report, fail_on: str, output: Path | None) -> 
 
 def _heading(stage: Stage) -> str:
     if stage.startswith("train (step ") and ":" in stage:  # a watched run's re-audit: "train (step 5: why)"
-        step, why = stage[len("train (step "):-1].split(": ", 1)
+        step, why = stage[len("train (step ") : -1].split(": ", 1)
         return f"static audit at optimizer step {step}, before it runs: {why}"
     if stage.startswith("train (step "):
-        return f"train audit at optimizer step {stage[len('train (step '):-1]}"
+        return f"train audit at optimizer step {stage[len('train (step ') : -1]}"
     if stage.startswith("inference (after"):
-        return f"inference audit after the first validation pass of the new model ({stage[len('inference ('):-1]})"
+        return f"inference audit after the first validation pass of the new model ({stage[len('inference (') : -1]})"
     if stage.startswith("labels (step "):
-        return f"label audit at optimizer step {stage[len('labels (step '):-1]}"
+        return f"label audit at optimizer step {stage[len('labels (step ') : -1]}"
     if stage.startswith("train ("):  # a callback's re-audit: "train (epoch 3)"
         return f"train audit after the param groups or trainable parameters changed {stage[6:]}"
     return _HEADINGS.get(stage, f"{stage} audit")
@@ -261,4 +267,3 @@ def describe_model(model: nn.Module) -> str:
 
     inner = unwrap(model)
     return type(model).__name__ if inner is model else f"{type(model).__name__}({type(inner).__name__})"
-

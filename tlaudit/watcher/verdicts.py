@@ -9,6 +9,7 @@
   at each unfreeze) receive gradients and are never updated: an ``optimizer-missing`` finding whose
   parameters are all of that kind is no error; the report says what is left out and why it may matter.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,15 +33,21 @@ def replay_failures_as_skips(report: Report) -> Report:
         return report
     error = failed[0].message.removeprefix("TransferSetup.train_step raised ")
     skipped = [
-        Skipped(s.check, s.reason.replace("the train step raised", "the audit's replay of the run's step raised").replace(
-            f"; see `{_USER_CODE}`", "; the run's own step ran, so this is the audit's failure, not the program's"))
+        Skipped(
+            s.check,
+            s.reason.replace("the train step raised", "the audit's replay of the run's step raised").replace(
+                f"; see `{_USER_CODE}`", "; the run's own step ran, so this is the audit's failure, not the program's"
+            ),
+        )
         for s in report.skipped
     ]
     skipped.append(Skipped(_USER_CODE, f"the audit's replay of the run's step raised {error}; the run's own step ran"))
     return dataclasses.replace(
         report,
         findings=tuple(f for f in report.findings if f not in failed),
-        checks_run=tuple(c for c in report.checks_run if c != _USER_CODE or any(f.check == _USER_CODE for f in report.findings if f not in failed)),
+        checks_run=tuple(
+            c for c in report.checks_run if c != _USER_CODE or any(f.check == _USER_CODE for f in report.findings if f not in failed)
+        ),
         skipped=tuple(skipped),
     )
 

@@ -6,6 +6,7 @@ wrapped **on the library's classes**, never on a user object, and each class's o
 back, the same object, when the watch stops. The wraps record what was loaded and call the originals
 unchanged.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -10,6 +10,7 @@
   own loss), are audited against the class count (the dataset's, else the head's width); the
   diagnosis is written beside the program's traceback, and the exception goes on unchanged.
 """
+
 from __future__ import annotations
 
 import gc
@@ -123,8 +124,12 @@ def _targets_and_model(watch: Watch) -> tuple[Any, nn.Module | None, int | None,
     if entered is not None and len(entered[1]) > 1:
         first, second = entered[1][0], entered[1][1]
         if (
-            isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and second.ndim and first.ndim
-            and not second.is_floating_point() and second.shape[0] == first.shape[0]
+            isinstance(first, torch.Tensor)
+            and isinstance(second, torch.Tensor)
+            and second.ndim
+            and first.ndim
+            and not second.is_floating_point()
+            and second.shape[0] == first.shape[0]
         ):
             return second, model, None, f"the targets given to {type(entered[0]).__name__} (a loss computed inside)"
     return None, model, None, ""
@@ -151,8 +156,14 @@ def _label_audit(watch: Watch, stage: str, note: str, *, stop: bool) -> None:
     notes = [note]
     if counted is not None and width is not None and width != counted[0]:
         notes.append(f"the loss input has {width} classes and the dataset {counted[0]}: the head does not fit the data (see head-size)")
-    watch.session.audit(stage, {"model": model, "sample": sample, "targets": targets, "num_classes": num_classes}, observed, notes,
-                        only=("label-range",), stop=stop)
+    watch.session.audit(
+        stage,
+        {"model": model, "sample": sample, "targets": targets, "num_classes": num_classes},
+        observed,
+        notes,
+        only=("label-range",),
+        stop=stop,
+    )
 
 
 def diagnose_crash(watch: Watch, error: BaseException) -> None:

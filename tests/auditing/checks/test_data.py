@@ -4,6 +4,7 @@ What they watch: that the inputs are normalized as the weights expect and the la
 For each check ID, the setups that must trigger it (``TRIGGERS``) next to the setups that must not
 (``CLEAN``); ``tests/auditing/checks/_cases.py`` turns the tables into tests.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,9 +49,7 @@ def nz_v1_wrong_mean_std() -> tlaudit.TransferSetup:
 
 
 def nz_v2_wrong_mean_std() -> tlaudit.TransferSetup:
-    return _norm_setup(
-        v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.25] * 3)])
-    )
+    return _norm_setup(v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.25] * 3)]))
 
 
 def nz_v1_none() -> tlaudit.TransferSetup:
@@ -67,9 +66,7 @@ def nz_v2_double() -> tlaudit.TransferSetup:
 
 
 def nz_v1_double() -> tlaudit.TransferSetup:
-    return _norm_setup(
-        v1.Compose([v1.ToTensor(), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-    )
+    return _norm_setup(v1.Compose([v1.ToTensor(), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD), v1.Normalize(IMAGENET_MEAN, IMAGENET_STD)]))
 
 
 def nz_preset_with_other_stats() -> tlaudit.TransferSetup:
@@ -95,9 +92,7 @@ def nz_clean_v2() -> tlaudit.TransferSetup:
 
 
 def nz_clean_v1_nested() -> tlaudit.TransferSetup:
-    return _norm_setup(
-        v1.Compose([v1.Compose([v1.Resize(72), v1.ToTensor()]), v1.Compose([v1.Normalize(IMAGENET_MEAN, IMAGENET_STD)])])
-    )
+    return _norm_setup(v1.Compose([v1.Compose([v1.Resize(72), v1.ToTensor()]), v1.Compose([v1.Normalize(IMAGENET_MEAN, IMAGENET_STD)])]))
 
 
 def nz_clean_vit_preset() -> tlaudit.TransferSetup:
@@ -114,9 +109,7 @@ def _standardize(mean: Any, std: Any) -> Any:
 
 
 def _lambda_pipeline(mean: Any, std: Any) -> Any:
-    return v1.Compose(
-        [v1.Resize(72), v1.RandomCrop(64), v1.RandomHorizontalFlip(), v1.ToTensor(), v1.Lambda(_standardize(mean, std))]
-    )
+    return v1.Compose([v1.Resize(72), v1.RandomCrop(64), v1.RandomHorizontalFlip(), v1.ToTensor(), v1.Lambda(_standardize(mean, std))])
 
 
 class Standardize:
@@ -157,9 +150,7 @@ INCEPTION_WEIGHTS = torchvision.models.Inception_V3_Weights.IMAGENET1K_V1
 
 def _inception(transform_input: bool) -> torch.nn.Module:
     torch.manual_seed(0)
-    m = torchvision.models.inception_v3(
-        weights=None, aux_logits=False, init_weights=False, transform_input=transform_input
-    )
+    m = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=transform_input)
     tlaudit.replace_head(m, NC)
     return m
 
@@ -419,16 +410,28 @@ CLEAN["label-range"] = [
 
 # -- the rest of the field: detection, presets, heavy augmentation, graded statistics ----------------
 TRIGGERS["normalization"] += [
-    Case("detection-normalized-twice", fc.det_normalized_twice,
-         r"^the input is normalized 2 times \(double normalization, once in `transform` \(GeneralizedRCNNTransform\) "
-         r"inside the model\)$", count=1),
-    Case("cifar-statistics-error", fc.stats_cifar, r"a typical pixel moves by 0\.32 of the weights' normalized units",
-         count=1),
-    Case("std-12-percent-off-warning", fc.stats_slightly_off, r"moves by 0\.1\d of the weights' normalized units",
-         severity="warning", count=1),
-    Case("tiny-imagenet-statistics-info", fc.stats_tiny_imagenet,
-         r"^the transform normalizes with mean \[0\.4802, 0\.4481, 0\.3975\].*moves by 0\.0[45]", severity="info",
-         count=1),
+    Case(
+        "detection-normalized-twice",
+        fc.det_normalized_twice,
+        r"^the input is normalized 2 times \(double normalization, once in `transform` \(GeneralizedRCNNTransform\) "
+        r"inside the model\)$",
+        count=1,
+    ),
+    Case("cifar-statistics-error", fc.stats_cifar, r"a typical pixel moves by 0\.32 of the weights' normalized units", count=1),
+    Case(
+        "std-12-percent-off-warning",
+        fc.stats_slightly_off,
+        r"moves by 0\.1\d of the weights' normalized units",
+        severity="warning",
+        count=1,
+    ),
+    Case(
+        "tiny-imagenet-statistics-info",
+        fc.stats_tiny_imagenet,
+        r"^the transform normalizes with mean \[0\.4802, 0\.4481, 0\.3975\].*moves by 0\.0[45]",
+        severity="info",
+        count=1,
+    ),
 ]
 CLEAN["normalization"] += [
     Case("detection-tutorial-no-normalize", fc.det_tutorial),
@@ -437,16 +440,28 @@ CLEAN["normalization"] += [
     Case("timm-randaugment-randomerasing", fc.timm_heavy_augmentation),
 ]
 TRIGGERS["input-range"] += [
-    Case("detection-normalized-sample", fc.det_normalized_sample,
-         r"^the sample looks normalized already, but the model normalizes inside", count=1),
+    Case(
+        "detection-normalized-sample",
+        fc.det_normalized_sample,
+        r"^the sample looks normalized already, but the model normalizes inside",
+        count=1,
+    ),
 ]
 CLEAN["input-range"] += [Case("detection-pixels", fc.det_tutorial)]
 TRIGGERS["label-range"] += [
-    Case("segmentation-255-loss-without-ignore-index", lambda: fc.seg_setup(None),
-         r"^targets range over \[0, 255\], outside \[0, 3\)", count=1),
-    Case("segmentation-255-ignored-by-the-loss", fc.seg_setup,
-         r"^per-pixel targets hold \[255\] outside \[0, 3\): the train step's loss ran on them without error",
-         severity="info", count=1),
+    Case(
+        "segmentation-255-loss-without-ignore-index",
+        lambda: fc.seg_setup(None),
+        r"^targets range over \[0, 255\], outside \[0, 3\)",
+        count=1,
+    ),
+    Case(
+        "segmentation-255-ignored-by-the-loss",
+        fc.seg_setup,
+        r"^per-pixel targets hold \[255\] outside \[0, 3\): the train step's loss ran on them without error",
+        severity="info",
+        count=1,
+    ),
 ]
 
 

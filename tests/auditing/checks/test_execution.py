@@ -4,6 +4,7 @@ What they watch: the setup's own ``train_step`` and ``predict`` running without 
 each check ID, the setups that must trigger it (``TRIGGERS``) next to the setups that must not
 (``CLEAN``); ``tests/auditing/checks/_cases.py`` turns the tables into tests.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -36,8 +37,9 @@ def crashing_predict(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def uc_labels_from_one() -> tlaudit.TransferSetup:
     m = model("resnet18")
-    return make(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.01), train_step=tutorial_step,
-                targets=torch.tensor([1, NC]))  # labels numbered 1..N
+    return make(
+        m, optimizer=torch.optim.SGD(m.parameters(), lr=0.01), train_step=tutorial_step, targets=torch.tensor([1, NC])
+    )  # labels numbered 1..N
 
 
 def uc_head_not_replaced() -> tlaudit.TransferSetup:

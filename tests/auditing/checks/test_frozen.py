@@ -5,6 +5,7 @@ BatchNorm layers out of training mode. For each check ID, the setups that must t
 (``TRIGGERS``) next to the setups that must not (``CLEAN``); ``tests/auditing/checks/_cases.py`` turns the
 tables into tests.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -76,8 +77,7 @@ def fg_data_parallel_typo() -> tlaudit.TransferSetup:
 def fg_data_parallel_prefixed_pattern() -> tlaudit.TransferSetup:
     """``frozen=["module.layer1"]`` on a DataParallel model means ``layer1`` (it was once silently ignored)."""
     m = model("resnet18")
-    return make(nn.DataParallel(m), strategy="fine_tuning", frozen=["module.layer1"],
-                optimizer=torch.optim.SGD(m.parameters(), lr=0.01))
+    return make(nn.DataParallel(m), strategy="fine_tuning", frozen=["module.layer1"], optimizer=torch.optim.SGD(m.parameters(), lr=0.01))
 
 
 def fg_densenet_typo() -> tlaudit.TransferSetup:
@@ -325,8 +325,13 @@ def fb_feature_extraction_keep() -> tlaudit.TransferSetup:
 def fb_feature_extraction_batch_of_one() -> tlaudit.TransferSetup:
     m = model("resnet18")
     tlaudit.freeze_backbone(m)
-    return make(m, strategy="feature_extraction", optimizer=torch.optim.SGD(trainable(m), lr=0.01),
-                sample=normalized()[:1], targets=torch.tensor([1]))
+    return make(
+        m,
+        strategy="feature_extraction",
+        optimizer=torch.optim.SGD(trainable(m), lr=0.01),
+        sample=normalized()[:1],
+        targets=torch.tensor([1]),
+    )
 
 
 def fb_fine_tuning_frozen_layer1() -> tlaudit.TransferSetup:
@@ -339,9 +344,7 @@ def fb_no_running_stats() -> tlaudit.TransferSetup:
     m = model("resnet18")
     m.bn1 = nn.BatchNorm2d(64, track_running_stats=False)
     tlaudit.freeze_backbone(m)
-    return make(
-        m, strategy="feature_extraction", optimizer=torch.optim.SGD(trainable(m), lr=0.01), train_step=step_eval_frozen_bn
-    )
+    return make(m, strategy="feature_extraction", optimizer=torch.optim.SGD(trainable(m), lr=0.01), train_step=step_eval_frozen_bn)
 
 
 def fb_densenet() -> tlaudit.TransferSetup:
@@ -365,9 +368,7 @@ def fb_clean_frozen_batchnorm() -> tlaudit.TransferSetup:
 def fb_clean_eval_frozen_batchnorm() -> tlaudit.TransferSetup:
     m = model("resnet18")
     tlaudit.freeze_backbone(m)
-    return make(
-        m, strategy="feature_extraction", optimizer=torch.optim.SGD(trainable(m), lr=0.01), train_step=step_eval_frozen_bn
-    )
+    return make(m, strategy="feature_extraction", optimizer=torch.optim.SGD(trainable(m), lr=0.01), train_step=step_eval_frozen_bn)
 
 
 def fb_clean_efficientnet_frozen_pattern_bn() -> tlaudit.TransferSetup:

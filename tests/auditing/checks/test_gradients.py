@@ -4,6 +4,7 @@ What they watch: that every trainable parameter receives a gradient. For each ch
 that must trigger it (``TRIGGERS``) next to the setups that must not (``CLEAN``);
 ``tests/auditing/checks/_cases.py`` turns the tables into tests.
 """
+
 from __future__ import annotations
 
 import torch
@@ -73,9 +74,14 @@ CLEAN["trainable-no-grad"] = [
 
 
 TRIGGERS["trainable-no-grad"] += [
-    Case("no-grad-backbone-frozen-in-effect", fc.probe_no_grad,
-         r"^60 parameters of `backbone`: frozen in effect: no gradient reaches them in the step and no optimizer "
-         r"group holds them; with requires_grad=True they still cost 42\.6 MB", severity="info", count=1),
+    Case(
+        "no-grad-backbone-frozen-in-effect",
+        fc.probe_no_grad,
+        r"^60 parameters of `backbone`: frozen in effect: no gradient reaches them in the step and no optimizer "
+        r"group holds them; with requires_grad=True they still cost 42\.6 MB",
+        severity="info",
+        count=1,
+    ),
 ]
 
 

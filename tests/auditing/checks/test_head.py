@@ -4,6 +4,7 @@ What they watch: that the new head is trainable and as wide as the new task. For
 setups that must trigger it (``TRIGGERS``) next to the setups that must not (``CLEAN``);
 ``tests/auditing/checks/_cases.py`` turns the tables into tests.
 """
+
 from __future__ import annotations
 
 import torch
@@ -101,6 +102,8 @@ TRIGGERS["head-frozen"] = [
         count=2,
     ),
 ]
+
+
 def hf_clean_warmup_from_zero() -> tlaudit.TransferSetup:
     """A linear warm-up (transformers' get_linear_schedule_with_warmup shape) starts every group at lr 0."""
     m = model("resnet18")
@@ -215,18 +218,30 @@ def hf_declared_frozen_on_purpose() -> tlaudit.TransferSetup:
 
 
 TRIGGERS["head-frozen"] += [
-    Case("resnet-head-declared-frozen", hf_declared_frozen_on_purpose,
-         r"^head `fc` has requires_grad=False \(`fc\.weight`, `fc\.bias`\), as TransferSetup\.frozen patterns "
-         r"\['layer1', 'fc'\] declare: it will not train$", severity="warning", count=1),
+    Case(
+        "resnet-head-declared-frozen",
+        hf_declared_frozen_on_purpose,
+        r"^head `fc` has requires_grad=False \(`fc\.weight`, `fc\.bias`\), as TransferSetup\.frozen patterns "
+        r"\['layer1', 'fc'\] declare: it will not train$",
+        severity="warning",
+        count=1,
+    ),
 ]
 
 # -- detection models: the class-score layers, never box regression ------------------------------
 TRIGGERS["head-size"] += [
-    Case("detection-predictor-without-background", fc.det_predictor_without_background,
-         r"^`roi_heads\.box_predictor\.cls_score` scores 2 classes, expected 3 \(num_classes, background included",
-         count=1),
-    Case("retinanet-classification-head", lambda: fc.det_retinanet(5),
-         r"^`head\.classification_head\.cls_logits` scores 5 classes, expected 3", count=1),
+    Case(
+        "detection-predictor-without-background",
+        fc.det_predictor_without_background,
+        r"^`roi_heads\.box_predictor\.cls_score` scores 2 classes, expected 3 \(num_classes, background included",
+        count=1,
+    ),
+    Case(
+        "retinanet-classification-head",
+        lambda: fc.det_retinanet(5),
+        r"^`head\.classification_head\.cls_logits` scores 5 classes, expected 3",
+        count=1,
+    ),
 ]
 CLEAN["head-size"] += [
     Case("faster-rcnn-box-predictor", fc.det_tutorial),
@@ -273,8 +288,7 @@ def test_feature_outputs_are_not_judged_as_logits():
     [note] = report.findings
     assert note.severity is tlaudit.Severity.INFO and note.subject == "fc"
     assert note.message == (
-        "the model returns 2 tensors (`output[0]`, `output[1]`): read the outputs of `fc` as logits, "
-        "the others as features (not checked)"
+        "the model returns 2 tensors (`output[0]`, `output[1]`): read the outputs of `fc` as logits, the others as features (not checked)"
     )
 
 

@@ -4,6 +4,7 @@ What they watch: that predict runs in eval mode, deterministically and without g
 check ID, the setups that must trigger it (``TRIGGERS``) next to the setups that must not
 (``CLEAN``); ``tests/auditing/checks/_cases.py`` turns the tables into tests.
 """
+
 from __future__ import annotations
 
 import torch
@@ -265,8 +266,12 @@ CLEAN["grad-inference"] = [
 
 
 TRIGGERS["eval-mode"] += [
-    Case("detection-predict-in-training-mode", fc.det_predict_in_training_mode,
-         r"^`FasterRCNN` ran in training mode during predict: predict raised there", count=1),
+    Case(
+        "detection-predict-in-training-mode",
+        fc.det_predict_in_training_mode,
+        r"^`FasterRCNN` ran in training mode during predict: predict raised there",
+        count=1,
+    ),
 ]
 
 

@@ -4,6 +4,7 @@ What they watch: that the optimizer holds what trains and not what is frozen, at
 for pretrained weights. For each check ID, the setups that must trigger it (``TRIGGERS``) next to
 the setups that must not (``CLEAN``); ``tests/auditing/checks/_cases.py`` turns the tables into tests.
 """
+
 from __future__ import annotations
 
 import copy
@@ -342,8 +343,9 @@ def lr_clean_sequential() -> tlaudit.TransferSetup:
     opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
     gentle = torch.optim.lr_scheduler.ConstantLR(opt, factor=0.1, total_iters=5_000)
     decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9999)
-    return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.SequentialLR(opt, [gentle, decay], milestones=[5_000]),
-                strategy="fine_tuning")
+    return make(
+        m, optimizer=opt, scheduler=torch.optim.lr_scheduler.SequentialLR(opt, [gentle, decay], milestones=[5_000]), strategy="fine_tuning"
+    )
 
 
 def lr_clean_cyclic() -> tlaudit.TransferSetup:

@@ -1,4 +1,5 @@
 """The check registry: every check documented, in report order, selectable by ID, with cases and docs."""
+
 from __future__ import annotations
 
 import importlib
@@ -34,9 +35,24 @@ def test_every_check_states_its_evidence_rule(check: Check):
 
 def test_registry_holds_the_checks_in_report_order():
     assert list(REGISTRY) == [
-        "frozen-grad", "frozen-changed", "frozen-bn-train", "head-frozen", "head-size", "trainable-no-grad",
-        "optimizer-missing", "optimizer-frozen", "lr-threshold", "optimizer-state", "eval-mode", "eval-nondeterministic",
-        "grad-inference", "normalization", "input-range", "label-range", "pretrained-not-loaded", "user-code-error",
+        "frozen-grad",
+        "frozen-changed",
+        "frozen-bn-train",
+        "head-frozen",
+        "head-size",
+        "trainable-no-grad",
+        "optimizer-missing",
+        "optimizer-frozen",
+        "lr-threshold",
+        "optimizer-state",
+        "eval-mode",
+        "eval-nondeterministic",
+        "grad-inference",
+        "normalization",
+        "input-range",
+        "label-range",
+        "pretrained-not-loaded",
+        "user-code-error",
     ]
 
 
@@ -57,7 +73,17 @@ def test_unknown_check_id_names_the_closest():
 
 
 def test_checks_module_exports_only_its_api():
-    assert set(checks_module.__all__) == {"Check", "REGISTRY", "ALIASES", "Phase", "PointsTo", "checks_of", "get_check", "register", "select_checks"}
+    assert set(checks_module.__all__) == {
+        "Check",
+        "REGISTRY",
+        "ALIASES",
+        "Phase",
+        "PointsTo",
+        "checks_of",
+        "get_check",
+        "register",
+        "select_checks",
+    }
 
 
 # -- every check has cases in the module of its concern --------------------------------------------

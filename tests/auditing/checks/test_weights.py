@@ -4,6 +4,7 @@ What they watch: that the pretrained weights were actually loaded. For each chec
 that must trigger it (``TRIGGERS``) next to the setups that must not (``CLEAN``);
 ``tests/auditing/checks/_cases.py`` turns the tables into tests.
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,9 +48,7 @@ def pl_missing_keys_as_dict() -> tlaudit.TransferSetup:
 
 
 def pl_vit_layernorm_at_init() -> tlaudit.TransferSetup:
-    return make(
-        model("vit_tiny", pretrained=False), size_of("vit_tiny"), weights=torchvision.models.ViT_B_32_Weights.IMAGENET1K_V1
-    )
+    return make(model("vit_tiny", pretrained=False), size_of("vit_tiny"), weights=torchvision.models.ViT_B_32_Weights.IMAGENET1K_V1)
 
 
 def pl_efficientnet_fresh() -> tlaudit.TransferSetup:

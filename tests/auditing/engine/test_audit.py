@@ -1,4 +1,5 @@
 """The audit engine: running and skipping checks, crashing checks, setup errors, full audits of whole setups."""
+
 from __future__ import annotations
 
 import re
@@ -96,7 +97,9 @@ def test_audit_needs_a_transfer_setup():
 def test_a_model_that_cannot_take_the_sample_names_the_sample():
     setup = small_setup(sample=torch.randn(2, 5, 64, 64))
     before = [p.detach().clone() for p in setup.model.parameters()]
-    with pytest.raises(tlaudit.SetupError, match=r"TransferSetup.sample: the model cannot take the sample of shape \(2, 5, 64, 64\)") as info:
+    with pytest.raises(
+        tlaudit.SetupError, match=r"TransferSetup.sample: the model cannot take the sample of shape \(2, 5, 64, 64\)"
+    ) as info:
         tlaudit.audit(setup)
     assert info.value.field == "sample"
     assert all(torch.equal(a, b) for a, b in zip(before, setup.model.parameters()))
@@ -111,8 +114,11 @@ def test_synthesized_targets_that_do_not_fit_skip_the_traced_checks_instead_of_b
     before = [p.detach().clone() for p in setup.model.parameters()]
     report = tlaudit.audit(setup)
     skipped = dict((s.check, s.reason) for s in report.skipped)
-    assert re.match(r"the audit's default train step does not fit this model \(RuntimeError: .*\) on synthesized "
-                    r"class labels; pass train_step= \(and targets=\) to audit the step$", skipped["trainable-no-grad"])
+    assert re.match(
+        r"the audit's default train step does not fit this model \(RuntimeError: .*\) on synthesized "
+        r"class labels; pass train_step= \(and targets=\) to audit the step$",
+        skipped["trainable-no-grad"],
+    )
     assert "optimizer-missing" in report.checks_run and "head-size" in report.checks_run
     assert not report.by_check("user-code-error")
     assert all(torch.equal(a, b) for a, b in zip(before, setup.model.parameters()))
@@ -202,7 +208,9 @@ def _bare(**fields: Any) -> tlaudit.TransferSetup:
             lambda: _bare(num_classes=NC), ["frozen-changed"], "no `optimizer` or `train_step` given", id="no-optimizer-no-train-step"
         ),
         pytest.param(lambda: _bare(sample=normalized()), ["label-range"], "no `num_classes` given", id="no-num-classes"),
-        pytest.param(lambda: _bare(sample=normalized()), ["head-size"], "no `num_classes` or `weights` given", id="no-num-classes-or-weights"),
+        pytest.param(
+            lambda: _bare(sample=normalized()), ["head-size"], "no `num_classes` or `weights` given", id="no-num-classes-or-weights"
+        ),
         pytest.param(lambda: _bare(num_classes=NC), ["normalization"], "no `weights` given", id="no-weights"),
         pytest.param(lambda: _bare(weights=RESNET18_WEIGHTS), ["normalization"], "no `transform` given", id="no-transform"),
         pytest.param(lambda: _bare(num_classes=NC), ["input-range"], "no `sample` given", id="sample-synthesized"),
@@ -228,8 +236,7 @@ def _bare(**fields: Any) -> tlaudit.TransferSetup:
         pytest.param(
             lambda: make(model("resnet18"), load_result="ok"),
             ["pretrained-not-loaded"],
-            "TransferSetup.load_result has no missing_keys/unexpected_keys: str; "
-            "pass what model.load_state_dict(...) returned",
+            "TransferSetup.load_result has no missing_keys/unexpected_keys: str; pass what model.load_state_dict(...) returned",
             id="load-result-not-a-load-result",
         ),
         pytest.param(

@@ -3,6 +3,7 @@
 Every case in ``tests/auditing/checks/`` runs a full audit between two fingerprints of everything the user owns;
 the no-change guarantee is only as good as the fingerprint, so each kind of change must show up in it.
 """
+
 from __future__ import annotations
 
 import random

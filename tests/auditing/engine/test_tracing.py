@@ -1,4 +1,5 @@
 """The traced train step and predict calls: the user's own code raising is a SetupError naming the field."""
+
 from __future__ import annotations
 
 import random
@@ -66,14 +67,10 @@ def _raising_predict_setup() -> tlaudit.TransferSetup:
             "train_step",
             id="train_step",
         ),
-        pytest.param(
-            _raising_predict_setup, r"^TransferSetup\.predict raised ValueError: bad batch$", "predict", id="predict"
-        ),
+        pytest.param(_raising_predict_setup, r"^TransferSetup\.predict raised ValueError: bad batch$", "predict", id="predict"),
     ],
 )
-def test_user_code_raising_is_a_finding_the_other_checks_still_run_and_nothing_changes(
-    build: Any, message: str, subject: str
-) -> None:
+def test_user_code_raising_is_a_finding_the_other_checks_still_run_and_nothing_changes(build: Any, message: str, subject: str) -> None:
     setup = build()
     before = fingerprint(setup)
     report = tlaudit.audit(setup)
@@ -86,7 +83,9 @@ def test_user_code_raising_is_a_finding_the_other_checks_still_run_and_nothing_c
 def test_the_default_step_failing_on_the_sample_is_a_setup_error_naming_it() -> None:
     setup = make(model("resnet18"), sample=normalized()[:, :1])
     before = fingerprint(setup)
-    with pytest.raises(tlaudit.SetupError, match=r"^TransferSetup\.sample: the model cannot take the sample of shape \(2, 1, 64, 64\)") as info:
+    with pytest.raises(
+        tlaudit.SetupError, match=r"^TransferSetup\.sample: the model cannot take the sample of shape \(2, 1, 64, 64\)"
+    ) as info:
         tlaudit.audit(setup)
     assert info.value.field == "sample"
     assert fingerprint_diff(before, fingerprint(setup)) == []

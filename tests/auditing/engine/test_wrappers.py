@@ -1,4 +1,5 @@
 """Auditing models wrapped for training: DDP on one rank runs no collective, torch.compile is not recompiled."""
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,10 @@ def test_a_ddp_model_audited_on_one_rank_does_not_hang(tmp_path):
     script.write_text(DDP_SCRIPT)
     port = str(_free_port())
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, str(script), str(rank), port], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env) for rank in (0, 1)]
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(rank), port], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for rank in (0, 1)
+    ]
     outputs = []
     try:
         for proc in procs:
@@ -74,9 +77,16 @@ def test_a_compiled_model_is_audited_through_its_original_module():
     handle = compiled.register_forward_pre_hook(lambda module, args: calls.append(1))
     try:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-        report = tlaudit.audit(tlaudit.TransferSetup(model=compiled, num_classes=3, sample=torch.randn(4, 8),
-                                                     targets=torch.arange(4) % 3, optimizer=optimizer,
-                                                     predict=lambda m, x: m.eval()(x)))
+        report = tlaudit.audit(
+            tlaudit.TransferSetup(
+                model=compiled,
+                num_classes=3,
+                sample=torch.randn(4, 8),
+                targets=torch.arange(4) % 3,
+                optimizer=optimizer,
+                predict=lambda m, x: m.eval()(x),
+            )
+        )
     finally:
         handle.remove()
     assert calls == [], "the compiled wrapper ran (the audit's hooks would recompile its graphs)"
@@ -95,6 +105,8 @@ def test_half_precision_predict_is_deterministic_within_its_precision(dtype):
             out = m.eval()(x)
         return out + (torch.finfo(dtype).eps * out.abs() if noise["calls"] % 2 else 0)
 
-    report = tlaudit.audit(tlaudit.TransferSetup(model=model, num_classes=4, sample=torch.randn(4, 32).to(dtype),
-                                                 predict=predict), select=["eval-nondeterministic"])
+    report = tlaudit.audit(
+        tlaudit.TransferSetup(model=model, num_classes=4, sample=torch.randn(4, 32).to(dtype), predict=predict),
+        select=["eval-nondeterministic"],
+    )
     assert report.checks_run == ("eval-nondeterministic",) and report.findings == ()

@@ -10,6 +10,7 @@ what it checks, why it matters, an example, and the fix.
 The concern modules are imported below in the order that fixes the report order. A new check goes
 into the module of its concern (or a new module, imported here).
 """
+
 from __future__ import annotations
 
 # isort: off

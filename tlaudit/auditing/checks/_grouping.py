@@ -1,4 +1,5 @@
 """Many parameters or layers with one problem make one finding: grouping by module, and the wording."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence

@@ -5,6 +5,7 @@ declared on :func:`register`, once: its ID, default severity, summary, the field
 :class:`Phase` (when in a run it can be judged) and what a finding of it :class:`PointsTo` in a
 setup file. Everything else reads it from the registry; no check ID is spelled out elsewhere.
 """
+
 from __future__ import annotations
 
 import enum
@@ -18,7 +19,16 @@ from tlaudit.auditing.report import Finding, Severity
 from tlaudit.options import unknown_check_message
 
 __all__ = [
-    "ALIASES", "REGISTRY", "Check", "CheckFunc", "Phase", "PointsTo", "checks_of", "get_check", "register", "select_checks",
+    "ALIASES",
+    "REGISTRY",
+    "Check",
+    "CheckFunc",
+    "Phase",
+    "PointsTo",
+    "checks_of",
+    "get_check",
+    "register",
+    "select_checks",
 ]
 
 CheckFunc = Callable[["Check", Evidence], Iterable[Finding]]
@@ -138,9 +148,7 @@ def get_check(check_id: str, *, field_name: str = "check") -> Check:
     return REGISTRY[key]
 
 
-def select_checks(
-    select: Iterable[str | Check] | str | None = None, ignore: Iterable[str | Check] | str | None = None
-) -> list[Check]:
+def select_checks(select: Iterable[str | Check] | str | None = None, ignore: Iterable[str | Check] | str | None = None) -> list[Check]:
     """The checks to run, in registry order: ``select`` (all when None) minus ``ignore``; each names
     checks by ID or alias (a list, or a comma-separated str), or is a list of already selected :class:`Check`."""
 
@@ -148,7 +156,9 @@ def select_checks(
         if value is None:
             return None
         items = value.split(",") if isinstance(value, str) else list(value)
-        return [i.id if isinstance(i, Check) else get_check(i.strip(), field_name=name).id for i in items if isinstance(i, Check) or i.strip()]
+        return [
+            i.id if isinstance(i, Check) else get_check(i.strip(), field_name=name).id for i in items if isinstance(i, Check) or i.strip()
+        ]
 
     chosen = ids(select, "select")
     dropped = set(ids(ignore, "ignore") or ())

@@ -1,4 +1,5 @@
 """Checks on what goes into the model: normalization, the sample's range, the labels."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -14,19 +15,23 @@ from tlaudit.auditing.rules.normalization import (
     compare_normalization,
     effect_severity,
     expects_transform_input,
+    model_normalizations,
     normalization_effect,
 )
 from tlaudit.auditing.rules.outputs import named_outputs
-from tlaudit.normalization import (
-    IMAGENET_NORMALIZATION,
-    Normalization,
-    model_normalizations,
-)
+from tlaudit.normalization import IMAGENET_NORMALIZATION, Normalization
 
 IDENTITY = Normalization((0.0,), (1.0,), source="no normalization")
 
 
-@register("normalization", "error", "the transform's mean/std differ from the weights' expected ones", needs=("weights",), phase="static", points_to="transform")
+@register(
+    "normalization",
+    "error",
+    "the transform's mean/std differ from the weights' expected ones",
+    needs=("weights",),
+    phase="static",
+    points_to="transform",
+)
 def normalization(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Compares the normalization the ``transform`` applies with the mean/std the ``weights`` were
@@ -143,8 +148,7 @@ def _transform_input_findings(check: Check, ctx: Evidence) -> Iterator[Finding]:
             f"{weights}: the weights see input normalized with ImageNet's mean/std instead of the mean/std 0.5 "
             "they were trained on",
             subject="transform_input",
-            hint="build the model with transform_input=True (the weights' builder does), "
-            "or set model.transform_input = True",
+            hint="build the model with transform_input=True (the weights' builder does), or set model.transform_input = True",
         )
     elif flag and not expected.matches(IMAGENET_NORMALIZATION):
         yield check.finding(
@@ -155,7 +159,9 @@ def _transform_input_findings(check: Check, ctx: Evidence) -> Iterator[Finding]:
         )
 
 
-@register("input-range", "warning", "the sample looks unnormalized or doubly normalized", needs=("sample",), phase="train", points_to="sample")
+@register(
+    "input-range", "warning", "the sample looks unnormalized or doubly normalized", needs=("sample",), phase="train", points_to="sample"
+)
 def input_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Per-channel statistics of the ``sample``: values all in 0..1 or 0..255 (pixels that were never
@@ -227,14 +233,15 @@ def input_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
         yield check.finding(f"the sample looks like 0..1 pixels, not normalized: {stats}", subject="sample", hint=hint)
     elif any(abs(m) > 1.5 for m in means) or any(s > 3 or s < 0.2 for s in stds):
         yield check.finding(
-            f"the sample's statistics are far from a normalized input's (means near 0, stds near 1): {stats}; "
-            "doubly normalized?",
+            f"the sample's statistics are far from a normalized input's (means near 0, stds near 1): {stats}; doubly normalized?",
             subject="sample",
             hint=hint,
         )
 
 
-@register("label-range", "error", "a target is outside [0, num_classes)", needs=("num_classes", "targets"), phase="train", points_to="targets")
+@register(
+    "label-range", "error", "a target is outside [0, num_classes)", needs=("num_classes", "targets"), phase="train", points_to="targets"
+)
 def label_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Integer targets outside ``[0, num_classes)`` (the cross-entropy ignore index -100 is allowed),

@@ -1,4 +1,5 @@
 """Checks on running the user's own code: a train step or predict that raises."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -68,8 +69,7 @@ def user_code_error(check: Check, ctx: Evidence) -> Iterator[Finding]:
     if ctx.setup.train_step is not None:
         error = ctx.train_trace().error
         if error is not None:
-            yield check.finding(f"TransferSetup.train_step raised {error}", subject="train_step",
-                                hint="fix the exception" + cause)
+            yield check.finding(f"TransferSetup.train_step raised {error}", subject="train_step", hint="fix the exception" + cause)
     if ctx.setup.predict is not None:
         error = ctx.predict_trace().error
         if error is not None:

@@ -1,4 +1,5 @@
 """Checks on what is meant frozen: gradients, changed values, BatchNorm statistics."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -54,8 +55,7 @@ def frozen_grad(check: Check, ctx: Evidence) -> Iterator[Finding]:
     names = [
         name
         for pid, name in ctx.meant_frozen.items()
-        if pid in trace.grad_received
-        or (ctx.requires_grad[pid] and not _frozen_in_effect(ctx, pid, observed))
+        if pid in trace.grad_received or (ctx.requires_grad[pid] and not _frozen_in_effect(ctx, pid, observed))
     ]
     yield from grouped_findings(
         check,
@@ -68,13 +68,17 @@ def frozen_grad(check: Check, ctx: Evidence) -> Iterator[Finding]:
 def _frozen_in_effect(ctx: Evidence, pid: int, observed: set[int] | None) -> bool:
     """``requires_grad=True`` but no gradient in a complete step and in no optimizer group: it cannot
     change (trainable-no-grad reports it as info)."""
-    return (
-        ctx.setup.optimizer is not None and observed is not None and pid not in observed
-        and pid not in ctx.optimizer_ids
-    )
+    return ctx.setup.optimizer is not None and observed is not None and pid not in observed and pid not in ctx.optimizer_ids
 
 
-@register("frozen-changed", "error", "a frozen parameter changes value in one train step", needs=("optimizer|train_step",), phase="train", points_to="optimizer")
+@register(
+    "frozen-changed",
+    "error",
+    "a frozen parameter changes value in one train step",
+    needs=("optimizer|train_step",),
+    phase="train",
+    points_to="optimizer",
+)
 def frozen_changed(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Parameters meant to be frozen, or with ``requires_grad=False``, whose value changes in one
@@ -109,11 +113,7 @@ def frozen_changed(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, https://arxiv.org/abs/1711.05101
     """
     trace = ctx.train_trace().require_complete()
-    names = [
-        name
-        for name, p in ctx.params
-        if (id(p) in ctx.meant_frozen or not ctx.requires_grad[id(p)]) and id(p) in trace.changed
-    ]
+    names = [name for name, p in ctx.params if (id(p) in ctx.meant_frozen or not ctx.requires_grad[id(p)]) and id(p) in trace.changed]
     yield from grouped_findings(
         check,
         names,
@@ -122,7 +122,13 @@ def frozen_changed(check: Check, ctx: Evidence) -> Iterator[Finding]:
     )
 
 
-@register("frozen-bn-train", "warning", "a BatchNorm layer in the frozen part normalizes with batch statistics in training", phase="train", points_to="freeze")
+@register(
+    "frozen-bn-train",
+    "warning",
+    "a BatchNorm layer in the frozen part normalizes with batch statistics in training",
+    phase="train",
+    points_to="freeze",
+)
 def frozen_bn_train(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     BatchNorm layers inside the part meant frozen that run in training mode during the train step,
@@ -203,4 +209,3 @@ def frozen_bn_train(check: Check, ctx: Evidence) -> Iterator[Finding]:
         noun="BatchNorm layer",
         severity=severity,
     )
-

@@ -1,4 +1,5 @@
 """Checks on the gradients of the train step."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,7 +11,9 @@ from tlaudit.auditing.evidence import Evidence
 from tlaudit.auditing.report import Finding, Severity
 
 
-@register("trainable-no-grad", "warning", "a trainable parameter receives no gradient in the train step", phase="train", points_to="subject")
+@register(
+    "trainable-no-grad", "warning", "a trainable parameter receives no gradient in the train step", phase="train", points_to="subject"
+)
 def trainable_no_grad(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Parameters with ``requires_grad=True`` (and not meant frozen) that receive no gradient in
@@ -42,14 +45,10 @@ def trainable_no_grad(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - PyTorch notes "Autograd mechanics: Locally disabling gradient computation", https://pytorch.org/docs/stable/notes/autograd.html#locally-disabling-gradient-computation
     """
     trace = ctx.train_trace().require_complete()
-    unused = [
-        (name, p) for name, p in ctx.params if ctx.requires_grad[id(p)] and id(p) not in trace.grad_received
-    ]
+    unused = [(name, p) for name, p in ctx.params if ctx.requires_grad[id(p)] and id(p) not in trace.grad_received]
     in_effect = [(n, p) for n, p in unused if frozen_in_effect(ctx, p)]
     names = [n for n, p in unused if id(p) not in ctx.meant_frozen and not frozen_in_effect(ctx, p)]
-    yield from grouped_findings(
-        check, names, "trainable but received no gradient in the train step", "use it in the loss, or freeze it"
-    )
+    yield from grouped_findings(check, names, "trainable but received no gradient in the train step", "use it in the loss, or freeze it")
     yield from grouped_findings(
         check,
         [n for n, _ in in_effect],
@@ -66,13 +65,9 @@ def frozen_in_effect(ctx: Evidence, param: Any) -> bool:
     change, whatever its ``requires_grad`` says (a backbone run under ``torch.no_grad()`` and left
     out of the optimizer, as linear-evaluation scripts do). Needs an optimizer to tell."""
     observed = ctx.observed_gradients()
-    return (
-        ctx.setup.optimizer is not None and observed is not None and id(param) not in observed
-        and id(param) not in ctx.optimizer_ids
-    )
+    return ctx.setup.optimizer is not None and observed is not None and id(param) not in observed and id(param) not in ctx.optimizer_ids
 
 
 def megabytes(params: Any) -> str:
     total = sum(p.numel() * p.element_size() for p in params)
     return f"{total / 2**20:.1f} MB"
-

@@ -1,4 +1,5 @@
 """Checks on the head: it can train, and it has one output per class."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -77,7 +78,9 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
             )
         elif ctx.setup.optimizer is not None:
             peaks = ctx.schedule_peaks.lrs  # a warm-up starts at lr 0: only a group the schedule never raises is stuck
-            zero = sorted({ctx.optimizer_ids[id(p)] for _, p in params if id(p) in ctx.optimizer_ids and peaks[ctx.optimizer_ids[id(p)]] == 0})
+            zero = sorted(
+                {ctx.optimizer_ids[id(p)] for _, p in params if id(p) in ctx.optimizer_ids and peaks[ctx.optimizer_ids[id(p)]] == 0}
+            )
             if zero:
                 yield check.finding(
                     f"head `{head}` sits in optimizer group(s) {zero} with lr 0"
@@ -87,7 +90,14 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
                 )
 
 
-@register("head-size", "error", "a model output does not have num_classes columns", needs=("num_classes|weights",), phase="train", points_to="head")
+@register(
+    "head-size",
+    "error",
+    "a model output does not have num_classes columns",
+    needs=("num_classes|weights",),
+    phase="train",
+    points_to="head",
+)
 def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Every output of the model in the train step (auxiliary outputs too) has ``num_classes``

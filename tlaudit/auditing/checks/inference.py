@@ -1,4 +1,5 @@
 """Checks on inference: eval mode, determinism, no autograd."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -16,7 +17,9 @@ from tlaudit.auditing.rules.outputs import named_outputs
 _MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
 
 
-@register("eval-mode", "error", "a module is in training mode while predict runs", needs=("predict",), phase="inference", points_to="predict")
+@register(
+    "eval-mode", "error", "a module is in training mode while predict runs", needs=("predict",), phase="inference", points_to="predict"
+)
 def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Modules called in training mode during ``predict``: an error where dropout or BatchNorm layers
@@ -102,7 +105,14 @@ def _outputs_equal(a: Any, b: Any) -> bool:
     return True
 
 
-@register("eval-nondeterministic", "error", "two predict calls on the same input disagree", needs=("predict",), phase="inference", points_to="predict")
+@register(
+    "eval-nondeterministic",
+    "error",
+    "two predict calls on the same input disagree",
+    needs=("predict",),
+    phase="inference",
+    points_to="predict",
+)
 def eval_nondeterministic(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Calls ``predict`` twice on the same input and compares the outputs (to 1e-5 relative).

@@ -1,4 +1,5 @@
 """Checks on the optimizer: coverage of the trainable parameters, frozen ones in it, LR ceilings."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -13,7 +14,14 @@ from tlaudit.auditing.report import Finding, Severity
 from tlaudit.auditing.rules.schedule import groups_above
 
 
-@register("optimizer-missing", "error", "a trainable parameter is in no optimizer group", needs=("optimizer",), phase="static", points_to="optimizer")
+@register(
+    "optimizer-missing",
+    "error",
+    "a trainable parameter is in no optimizer group",
+    needs=("optimizer",),
+    phase="static",
+    points_to="optimizer",
+)
 def optimizer_missing(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Trainable parameters (``requires_grad=True``) that no optimizer group holds, compared by
@@ -61,7 +69,9 @@ def optimizer_missing(check: Check, ctx: Evidence) -> Iterator[Finding]:
         )
 
 
-@register("optimizer-frozen", "warning", "a frozen parameter sits in the optimizer", needs=("optimizer",), phase="static", points_to="optimizer")
+@register(
+    "optimizer-frozen", "warning", "a frozen parameter sits in the optimizer", needs=("optimizer",), phase="static", points_to="optimizer"
+)
 def optimizer_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Parameters meant to be frozen, or with ``requires_grad=False``, that an optimizer group holds.
@@ -91,17 +101,20 @@ def optimizer_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - ``torch.optim`` ("Constructing it", per-parameter options), https://pytorch.org/docs/stable/optim.html
     - PyTorch tutorial "Transfer Learning for Computer Vision", https://pytorch.org/tutorials/beginner/transfer_learning_tutorial.html
     """
-    names = [
-        name
-        for name, p in ctx.params
-        if (id(p) in ctx.meant_frozen or not ctx.requires_grad[id(p)]) and id(p) in ctx.optimizer_ids
-    ]
+    names = [name for name, p in ctx.params if (id(p) in ctx.meant_frozen or not ctx.requires_grad[id(p)]) and id(p) in ctx.optimizer_ids]
     yield from grouped_findings(
         check, names, "frozen but held by the optimizer", "build the optimizer from tlaudit.param_groups(model, lr)"
     )
 
 
-@register("lr-threshold", "error", "a group of pretrained parameters has an LR above lr_max", needs=("optimizer",), phase="static", points_to="optimizer")
+@register(
+    "lr-threshold",
+    "error",
+    "a group of pretrained parameters has an LR above lr_max",
+    needs=("optimizer",),
+    phase="static",
+    points_to="optimizer",
+)
 def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Optimizer groups holding pretrained (non-head) parameters that can move whose LR is above
@@ -175,10 +188,7 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
         if excess.now:
             message = f"{label} holds {held} with lr {excess.lr:g} > {level}"
         else:
-            message = (
-                f"{label} holds {held}; the scheduler raises its lr to {excess.peak:g} > {level} "
-                f"at {excess.unit} {excess.peak_step}"
-            )
+            message = f"{label} holds {held}; the scheduler raises its lr to {excess.peak:g} > {level} at {excess.unit} {excess.peak_step}"
         if not error:
             message += f" (fine-tuning pretrained layers typically uses {typical})"
         yield check.finding(
@@ -189,7 +199,14 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
         )
 
 
-@register("optimizer-state", "error", "the optimizer's state does not fit its parameters", needs=("optimizer",), phase="train", points_to="optimizer")
+@register(
+    "optimizer-state",
+    "error",
+    "the optimizer's state does not fit its parameters",
+    needs=("optimizer",),
+    phase="train",
+    points_to="optimizer",
+)
 def optimizer_state(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     Every tensor in the optimizer's state (``momentum_buffer``, ``exp_avg``, ``exp_avg_sq``, ...)
@@ -235,7 +252,12 @@ def optimizer_state(check: Check, ctx: Evidence) -> Iterator[Finding]:
             if not isinstance(value, torch.Tensor) or value.ndim == 0:
                 continue  # step counters
             bad_shape = tuple(value.shape) != tuple(param.shape)
-            bad_dtype = value.is_floating_point() and param.is_floating_point() and value.dtype != param.dtype and value.dtype.itemsize < param.dtype.itemsize
+            bad_dtype = (
+                value.is_floating_point()
+                and param.is_floating_point()
+                and value.dtype != param.dtype
+                and value.dtype.itemsize < param.dtype.itemsize
+            )
             if bad_shape or bad_dtype:
                 name = names.get(id(param), f"a parameter of shape {tuple(param.shape)} not in the model")
                 wrong.append(name)

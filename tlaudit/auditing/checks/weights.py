@@ -1,4 +1,5 @@
 """Checks that pretrained weights were really loaded."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -45,7 +46,14 @@ def _at_init(module: nn.Module) -> bool | None:
     return None
 
 
-@register("pretrained-not-loaded", "error", "the backbone looks untrained although pretrained weights are declared", needs=("weights|load_result",), phase="static", points_to="weights")
+@register(
+    "pretrained-not-loaded",
+    "error",
+    "the backbone looks untrained although pretrained weights are declared",
+    needs=("weights|load_result",),
+    phase="static",
+    points_to="weights",
+)
 def pretrained_not_loaded(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
     With ``load_result`` (what ``load_state_dict`` returned): missing keys outside the head, or
@@ -119,4 +127,3 @@ def pretrained_not_loaded(check: Check, ctx: Evidence) -> Iterator[Finding]:
             hint="build the model with weights=... or load the checkpoint, and pass load_result= to be sure",
             severity=Severity.WARNING,
         )
-

@@ -4,6 +4,7 @@
 and default train step, ``tracing`` runs and observes the train step and ``predict``, and
 ``snapshot`` puts the user's objects back. The public entry is :func:`tlaudit.audit`.
 """
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """What the audit feeds the model: the sample and targets (given or synthesized) and the default train step."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,6 @@
 """The setup resolved as the checks read it (:class:`~tlaudit.auditing.evidence.Evidence`): heads, intent, optimizer
 membership, normalization, inputs, and the traces, each computed once and only when a check asks."""
+
 from __future__ import annotations
 
 from functools import cached_property
@@ -115,7 +116,15 @@ class AuditContext:
         if fe:
             _ = self.heads  # feature extraction freezes all but the head: without one, Skip says so
         for name, p in self.params:
-            if fe and not self.is_new(name) or self.frozen_patterns and any(pattern_matches(pat, name) for pat in self.frozen_patterns) or not fe and not self.frozen_patterns and not self.requires_grad[id(p)]:
+            if (
+                fe
+                and not self.is_new(name)
+                or self.frozen_patterns
+                and any(pattern_matches(pat, name) for pat in self.frozen_patterns)
+                or not fe
+                and not self.frozen_patterns
+                and not self.requires_grad[id(p)]
+            ):
                 out[id(p)] = name
         return out
 
@@ -156,8 +165,7 @@ class AuditContext:
         deferred = deferred_normalization(self.setup.transform)
         if deferred is not None:
             raise Skip(
-                f"the transform leaves normalization to {deferred} on the device; pass that loader as "
-                "transform= to compare its mean/std"
+                f"the transform leaves normalization to {deferred} on the device; pass that loader as transform= to compare its mean/std"
             )
         size = max(256, expected.resize_size or 0, expected.crop_size or 0) if expected is not None else 256
         try:
@@ -212,8 +220,13 @@ class AuditContext:
             except Skip:
                 heads = []
             self._train_trace = trace_train_step(
-                self.setup, traced_module(self.setup.model), self.sample, self.targets, self.snapshot,
-                self.requires_grad, heads,
+                self.setup,
+                traced_module(self.setup.model),
+                self.sample,
+                self.targets,
+                self.snapshot,
+                self.requires_grad,
+                heads,
             )
         return self._train_trace
 

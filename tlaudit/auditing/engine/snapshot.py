@@ -4,6 +4,7 @@ Covered: parameter values (in place, identity kept), ``requires_grad`` flags, ``
 (identity and values), buffers, every module's training flag, optimizer state and param groups,
 scheduler state, the grad mode, and the torch (CPU and CUDA), Python and NumPy RNG states.
 """
+
 from __future__ import annotations
 
 import copy
@@ -79,9 +80,7 @@ class Snapshot:
         with torch.no_grad():
             self.params = [ParamState(p, keep(p), p.requires_grad, p.grad, keep(p.grad)) for p in model.parameters()]
             self.buffers = [
-                BufferState(module, name, buf, keep(buf))
-                for module in model.modules()
-                for name, buf in module._buffers.items()
+                BufferState(module, name, buf, keep(buf)) for module in model.modules() for name, buf in module._buffers.items()
             ]
         self.modes = TrainingFlags.of(model)
         self.grad_enabled = torch.is_grad_enabled()
@@ -157,10 +156,7 @@ def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
             key: (value, value.detach().clone()) if isinstance(value, torch.Tensor) else (value, copy.deepcopy(value))
             for key, value in entry.items()
         }
-    groups = [
-        (group, {key: (value, _group_value_copy(key, value)) for key, value in group.items()})
-        for group in optimizer.param_groups
-    ]
+    groups = [(group, {key: (value, _group_value_copy(key, value)) for key, value in group.items()}) for group in optimizer.param_groups]
     return {
         "state": state,
         "groups": groups,

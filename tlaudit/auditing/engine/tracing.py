@@ -6,6 +6,7 @@ module during ``predict`` (which ran in training mode), and one forward hook on 
 output). No full backward hooks: they break in-place operations. Every hook is removed in
 ``finally``, and the snapshot is restored after each run.
 """
+
 from __future__ import annotations
 
 import contextlib

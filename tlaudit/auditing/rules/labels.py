@@ -1,5 +1,6 @@
 """The label rule: targets a ``num_classes``-way classifier can take. Shared by ``label-range`` and the
 diagnosis of a train step that crashed."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

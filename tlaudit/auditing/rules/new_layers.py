@@ -7,6 +7,7 @@ reference lacks is new: a replaced or multi-layer head, a bottleneck, an adapter
 parameters (LoRA's ``lora_A``/``lora_B``, peft's layers, recognised by name without importing peft)
 are new with or without a reference.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -25,8 +26,10 @@ _ADAPTER_MARKERS = ("lora_", "lora.", "adapter", "prompt_encoder")
 
 def is_adapter_name(name: str) -> bool:
     """A module or parameter path that belongs to an adapter (LoRA ``lora_A``/``lora_B``, peft's adapters)."""
-    return any(part.startswith(_ADAPTER_MARKERS) or part in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")
-               for part in name.split("."))
+    return any(
+        part.startswith(_ADAPTER_MARKERS) or part in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")
+        for part in name.split(".")
+    )
 
 
 def _torchvision_builder(weights: Any) -> str | None:

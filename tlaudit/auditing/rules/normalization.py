@@ -4,13 +4,16 @@ torchvision's ``transform_input`` re-normalization inside Inception v3 and GoogL
 Shared by the ``normalization`` check and ``assert_normalization``; reading a pipeline and the
 weights' statistics is :mod:`tlaudit.normalization`'s.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tlaudit.normalization import Normalization, torchvision_weights
+from torch import nn
+
+from tlaudit.normalization import Normalization, _floats, torchvision_weights
 
 __all__ = [
     "EFFECT_ERROR",
@@ -20,6 +23,7 @@ __all__ = [
     "effect_severity",
     "expects_transform_input",
     "normalization_effect",
+    "model_normalizations",
 ]
 
 EFFECT_ERROR = 0.25
@@ -41,6 +45,7 @@ _TRANSFORM_INPUT_WEIGHTS = frozenset(
 ``transform_input=True`` unless told otherwise: the model re-normalizes ImageNet-normalized input to the
 mean/std 0.5 the original weights were trained on."""
 
+
 def expects_transform_input(weights: Any) -> bool | None:
     """Whether torchvision's builder of ``weights`` turns on ``transform_input``; None for weights that are
     not a torchvision weights enum (or its name).
@@ -55,7 +60,6 @@ def expects_transform_input(weights: Any) -> bool | None:
     if weights is None:
         return None  # not torchvision weights: cannot tell
     return type(weights).__name__ in _TRANSFORM_INPUT_WEIGHTS
-
 
 
 @dataclass(frozen=True)
@@ -122,3 +126,34 @@ def effect_severity(effect: float) -> str:
     if effect >= EFFECT_ERROR:
         return "error"
     return "warning" if effect >= EFFECT_WARNING else "info"
+
+
+def model_normalizations(model: nn.Module) -> list[Normalization]:
+    """The normalizations a model applies to its input itself, outermost first.
+
+    torchvision's detection models (Faster/Mask/Keypoint R-CNN, RetinaNet, FCOS, SSD) normalize in
+    ``GeneralizedRCNNTransform`` with its ``image_mean``/``image_std``: their input is 0..1 pixels,
+    and a ``Normalize`` in the transform as well is a second normalization.
+
+    Example:
+        >>> import torchvision
+        >>> m = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None)
+        >>> model_normalizations(m)[0].std
+        (0.229, 0.224, 0.225)
+    """
+    found = []
+    for name, module in model.named_modules():
+        mean, std = getattr(module, "image_mean", None), getattr(module, "image_std", None)
+        if mean is None or std is None:
+            continue
+        try:
+            found.append(
+                Normalization(
+                    _floats(mean, "image_mean"),
+                    _floats(std, "image_std"),
+                    source=f"`{name or type(model).__name__}` ({type(module).__name__}) inside the model",
+                )
+            )
+        except ValueError:
+            continue
+    return found

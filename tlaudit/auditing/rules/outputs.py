@@ -1,4 +1,5 @@
 """A model's outputs: every tensor in whatever it returns, and the rule that logits have ``num_classes`` columns."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ A ``Lambda``, a custom class, an albumentations or timm pipeline is opaque to
 :func:`tlaudit.normalization.find_normalizations`; the pipeline is affine in the input level after
 resize and crop, so constant images at known levels give its per-channel mean and std.
 """
+
 from __future__ import annotations
 
 import random
@@ -245,5 +246,3 @@ def read_normalizations(transform: Any, *, size: int = 256) -> list[Normalizatio
     except UnreadableNormalization as err:
         steps = ", ".join(f"`{name}`" for name in dict.fromkeys(opaque_steps(transform)))
         raise UnreadableNormalization(f"the transform could not be read ({steps}) or measured: {err}") from err
-
-

@@ -31,6 +31,7 @@ simulated steps in 0.47 s (about 12 us a step); a timm per-update cosine over 50
 a schedule that rises forever stops at the 200k-step bound after 0.65 s evaluated, 2.0-2.4 s
 simulated. ``OneCycleLR`` and ``CyclicLR`` cost nothing measurable, whatever their length.
 """
+
 from __future__ import annotations
 
 import copy
@@ -81,9 +82,7 @@ def _lr(value: Any) -> float:
 
 
 def _is_timm(scheduler: Any) -> bool:
-    return callable(getattr(scheduler, "_get_lr", None)) and hasattr(scheduler, "t_in_epochs") and hasattr(
-        scheduler, "base_values"
-    )
+    return callable(getattr(scheduler, "_get_lr", None)) and hasattr(scheduler, "t_in_epochs") and hasattr(scheduler, "base_values")
 
 
 def _horizon(scheduler: Any) -> tuple[int, bool]:
@@ -117,7 +116,10 @@ class _StandIn(torch.optim.Optimizer):
 
     def __init__(self, groups: list[dict[str, Any]]) -> None:
         super().__init__(
-            [{**{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}, "params": [torch.zeros(1, requires_grad=True)]} for g in groups],
+            [
+                {**{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}, "params": [torch.zeros(1, requires_grad=True)]}
+                for g in groups
+            ],
             {},
         )
 

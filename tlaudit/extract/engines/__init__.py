@@ -8,6 +8,7 @@
 
 Importing this package imports no engine library and not torch.
 """
+
 from __future__ import annotations
 
 # isort: off

@@ -1,4 +1,5 @@
 """A converted engine at work: built once per input shape, fed fixed-size batches, outputs as float32."""
+
 from __future__ import annotations
 
 import contextlib
@@ -74,7 +75,7 @@ class Built:
             return self.runner(x).float()
         pieces = []
         for start in range(0, x.shape[0], size):
-            part = x[start:start + size]
+            part = x[start : start + size]
             count = part.shape[0]
             if count < size:
                 part = torch.cat([part, part.new_zeros((size - count, *part.shape[1:]))])

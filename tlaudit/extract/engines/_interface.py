@@ -7,6 +7,7 @@ features. ``eager`` and ``torch-compile`` are :class:`~tlaudit.FeatureExtractor`
 This module imports neither torch nor any engine's library: ``tlaudit --help`` lists the engines
 from the registry alone.
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -7,6 +7,7 @@ alike. The measurement is cached per model, batch shape, device and library vers
 ``$TLAUDIT_CACHE_DIR/engine-choices.json`` (default ``~/.cache/tlaudit``); a cached choice is still
 checked for cosine on the current batch before it is used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,15 @@ class EngineMeasurement:
     config: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "images_per_second": self.images_per_second, "cosine": self.cosine,
-                "build_seconds": self.build_seconds, "kept": self.kept, "why": self.why, "config": self.config}
+        return {
+            "engine": self.engine,
+            "images_per_second": self.images_per_second,
+            "cosine": self.cosine,
+            "build_seconds": self.build_seconds,
+            "kept": self.kept,
+            "why": self.why,
+            "config": self.config,
+        }
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,13 @@ class EngineChoice:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "reason": self.reason, "cached": self.cached, "seconds": self.seconds,
-                "measurements": [m.to_dict() for m in self.measurements]}
+        return {
+            "engine": self.engine,
+            "reason": self.reason,
+            "cached": self.cached,
+            "seconds": self.seconds,
+            "measurements": [m.to_dict() for m in self.measurements],
+        }
 
 
 def cache_path() -> Path:
@@ -81,9 +94,14 @@ def _key(extractor: Any, example: torch.Tensor, device: torch.device, names: Seq
     for name, tensor in extractor.backbone.state_dict().items():
         shapes.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
     parts = {
-        "model": type(extractor.model).__name__, "params": shapes.hexdigest(), "batch": list(example.shape),
-        "input": str(example.dtype), "device": _device_name(device), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "engines": {n: get_engine(n).versions() for n in names},
+        "model": type(extractor.model).__name__,
+        "params": shapes.hexdigest(),
+        "batch": list(example.shape),
+        "input": str(example.dtype),
+        "device": _device_name(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "engines": {n: get_engine(n).versions() for n in names},
     }
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -155,8 +173,9 @@ def select_engine(
             chosen = make(entry["engine"])
             if _cosine(chosen(example), ref) >= MIN_COSINE:
                 measured = tuple(EngineMeasurement(**m) for m in entry["measurements"])
-                return EngineChoice(entry["engine"], entry["reason"] + " (cached measurement)", measured, True, chosen,
-                                    time.perf_counter() - begun)
+                return EngineChoice(
+                    entry["engine"], entry["reason"] + " (cached measurement)", measured, True, chosen, time.perf_counter() - begun
+                )
     results: dict[str, EngineMeasurement] = {}
     running: dict[str, Any] = {}
     for name in names:
@@ -174,8 +193,9 @@ def select_engine(
             results[name] = EngineMeasurement(name, None, None, None, False, f"failed: {str(err).splitlines()[0]}")
             continue
         if cosine < MIN_COSINE:
-            results[name] = EngineMeasurement(name, None, cosine, build, False,
-                                              f"cosine {cosine:.4f} < {MIN_COSINE} to fp32", fx.config.describe())
+            results[name] = EngineMeasurement(
+                name, None, cosine, build, False, f"cosine {cosine:.4f} < {MIN_COSINE} to fp32", fx.config.describe()
+            )
             continue
         fx(example)  # a second warm-up call: allocators and autotuners settle
         running[name] = (fx, cosine, build)
@@ -187,17 +207,18 @@ def select_engine(
             _sync(device)
             times[name].append(example.shape[0] / (time.perf_counter() - started))
     for name, (fx, cosine, build) in running.items():
-        results[name] = EngineMeasurement(name, statistics.median(times[name]), cosine, build, True, "kept",
-                                          fx.config.describe())
+        results[name] = EngineMeasurement(name, statistics.median(times[name]), cosine, build, True, "kept", fx.config.describe())
     kept = [results[n] for n in running]
     if not kept:
         detail = "; ".join(f"{m.engine}: {m.why}" for m in results.values())
         raise EngineUnavailable(f"no engine kept the features on {device}: {detail} (engine='auto')")
     best = max(kept, key=lambda m: m.images_per_second or 0.0)
     others = ", ".join(f"{m.engine} {m.images_per_second:,.1f}" for m in kept if m is not best)
-    reason = (f"fastest of {len(kept)} engine(s) that keep the features: {best.engine} ({best.config}) "
-              f"{best.images_per_second:,.1f} img/s, cosine {best.cosine:.4f} at batch {example.shape[0]}"
-              + (f"; {others} img/s" if others else ""))
+    reason = (
+        f"fastest of {len(kept)} engine(s) that keep the features: {best.engine} ({best.config}) "
+        f"{best.images_per_second:,.1f} img/s, cosine {best.cosine:.4f} at batch {example.shape[0]}"
+        + (f"; {others} img/s" if others else "")
+    )
     dropped = [m for m in results.values() if not m.kept]
     if dropped:
         reason += "; not used: " + "; ".join(f"{m.engine} ({m.why})" for m in dropped)

@@ -1,4 +1,5 @@
 """``onnxruntime``: ONNX Runtime, the backbone exported with ``torch.onnx.export`` (the dynamo exporter)."""
+
 from __future__ import annotations
 
 import contextlib

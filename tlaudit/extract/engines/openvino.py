@@ -1,4 +1,5 @@
 """``openvino``: Intel's OpenVINO runtime on the CPU, converted through ``torch.export``."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -38,8 +39,11 @@ class OpenVINO(Engine):
 
         exported = torch.export.export(backbone, (example,))
         model = ov.convert_model(exported)
-        options = {"INFERENCE_PRECISION_HINT": _PRECISION[config.dtype],
-                   "INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY"}
+        options = {
+            "INFERENCE_PRECISION_HINT": _PRECISION[config.dtype],
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+        }
         compiled = ov.Core().compile_model(model, "CPU", options)
         request = compiled.create_infer_request()
 

@@ -1,4 +1,5 @@
 """``tensorrt``: NVIDIA TensorRT through torch-tensorrt, on CUDA only."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -1,4 +1,5 @@
 """``eager`` and ``torch-compile``: PyTorch itself, as :class:`~tlaudit.FeatureExtractor` runs it."""
+
 from __future__ import annotations
 
 from typing import Any
