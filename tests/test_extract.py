@@ -372,7 +372,7 @@ def test_torchrun_with_gloo_extracts_every_sample_exactly_once(tmp_path):
     out = tmp_path / "features"
     out.mkdir()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script), str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=Path(__file__).parents[1])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=Path(__file__).parents[1], start_new_session=True)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["indices"] == [0, 1, 2, 3, 4] and ranks[1]["indices"] == [5, 6, 7, 8, 9, 10]

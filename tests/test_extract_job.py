@@ -275,7 +275,7 @@ def test_cli_under_torchrun_extracts_every_image_exactly_once(folder, checkpoint
         "--format",
         "parquet",
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=Path(__file__).parents[1])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=Path(__file__).parents[1], start_new_session=True)
     assert done.returncode == 0, done.stderr[-3000:]
     features, indices = load_features(out)
     assert indices.tolist() == list(range(6))
