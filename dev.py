@@ -66,11 +66,15 @@ def main(argv: list[str]) -> int:
             code = subprocess.run([str(PYTHON), "-m", *step], cwd=ROOT, env=env).returncode
             rc = rc or code  # every step runs; the first failure decides
         return rc
-    code = subprocess.run([str(PYTHON), "-m", "pytest", "-n", "2", *argv[1:]], cwd=ROOT, env=env).returncode
+    # Tests that launch torchrun run after the parallel run, in a pytest process of their own: launched
+    # from an xdist worker that had loaded the extraction engines' native libraries, the worker was seen
+    # to die in fresh environments (not diagnosed further); alone they pass.
+    code = subprocess.run([str(PYTHON), "-m", "pytest", "-n", "2", "-m", "not own_process", *argv[1:]], cwd=ROOT, env=env).returncode
     if code == 5:
         print("dev.py: pytest collected no tests", file=sys.stderr)
         return 1
-    return code
+    alone = subprocess.run([str(PYTHON), "-m", "pytest", "-p", "no:xdist", "-m", "own_process", *argv[1:]], cwd=ROOT, env=env).returncode
+    return code or (0 if alone == 5 else alone)  # 5: the arguments selected none of them
 
 
 if __name__ == "__main__":

@@ -366,6 +366,7 @@ _WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.own_process
 def test_torchrun_with_gloo_extracts_every_sample_exactly_once(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)

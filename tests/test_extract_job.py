@@ -241,6 +241,7 @@ def test_cli_bad_input_exits_2_with_the_reason(folder, tmp_path, capsys, argv, m
     assert re.search(match, capsys.readouterr().err)
 
 
+@pytest.mark.own_process
 def test_cli_under_torchrun_extracts_every_image_exactly_once(folder, checkpoint, tmp_path):
     out = tmp_path / "out"
     cmd = [
