@@ -66,14 +66,14 @@ def main(argv: list[str]) -> int:
             code = subprocess.run([str(PYTHON), "-m", *step], cwd=ROOT, env=env).returncode
             rc = rc or code  # every step runs; the first failure decides
         return rc
-    # Tests that launch torchrun run after the parallel run, in a pytest process of their own: launched
-    # from an xdist worker that had loaded the extraction engines' native libraries, the worker was seen
-    # to die in fresh environments (not diagnosed further); alone they pass.
+    # Tests that launch torchrun run first, in a pytest process of their own: launched from an xdist
+    # worker that had loaded the extraction engines' native libraries, the worker was seen to die in
+    # fresh environments (not diagnosed further); alone they pass.
+    alone = subprocess.run([str(PYTHON), "-m", "pytest", "-p", "no:xdist", "-m", "own_process", *argv[1:]], cwd=ROOT, env=env).returncode
     code = subprocess.run([str(PYTHON), "-m", "pytest", "-n", "2", "-m", "not own_process", *argv[1:]], cwd=ROOT, env=env).returncode
     if code == 5:
         print("dev.py: pytest collected no tests", file=sys.stderr)
         return 1
-    alone = subprocess.run([str(PYTHON), "-m", "pytest", "-p", "no:xdist", "-m", "own_process", *argv[1:]], cwd=ROOT, env=env).returncode
     return code or (0 if alone == 5 else alone)  # 5: the arguments selected none of them
 
 
