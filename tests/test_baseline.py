@@ -71,7 +71,7 @@ def finding(check: str, subject: str, message: str, severity: Severity = Severit
 
 
 def test_new_findings_fail_known_ones_do_not_and_stale_entries_are_reported():
-    known = finding("lr-threshold", "param_groups[0]", "group 0 holds 60 pretrained parameters with lr 0.1 > lr_max 0.01")
+    known = finding("lr-threshold", "param_groups[0]", "group 0 holds 60 pretrained parameters with lr 0.1 > lr_max 0.05")
     fixed = finding("head-size", "fc", "`fc` has 1000 outputs, expected 5")
     new = finding("optimizer-missing", "fc", "2 parameters of `fc`: trainable but in no optimizer group")
     report = Report(findings=(known, new), checks_run=("lr-threshold", "head-size", "optimizer-missing"))

@@ -107,7 +107,7 @@ SETUPS = {
     "clean": TINY.format(lr="0.001", extra=""),
     # the optimizer holds the frozen conv: one warning (optimizer-frozen), no error
     "warn": TINY.replace("    optimizer =", "    tlaudit.freeze(model, '0')\n    optimizer =").format(lr="0.001", extra=""),
-    # a pretrained-layer LR of 0.1 > the SGD default lr_max 0.01: lr-threshold error
+    # a pretrained-layer LR of 0.1 > the SGD default lr_max 0.05: lr-threshold error
     "high_lr": TINY.format(lr="0.1", extra=""),
     # a one-channel sample for a three-channel conv
     "wrong_channels": TINY.replace("torch.randn(2, 3, 8, 8)", "torch.randn(2, 1, 8, 8)").format(lr="0.001", extra=""),
@@ -246,11 +246,11 @@ def test_fail_on_warning_with_a_clean_setup_exits_0(capsys, setup_file):
 def test_lr_max_overrides_the_setup(capsys, setup_file):
     path = setup_file("high_lr")
     code, out, _ = run(capsys, "audit", path)
-    assert code == ExitCode.FINDINGS and "lr 0.1 > lr_max 0.01" in out
+    assert code == ExitCode.FINDINGS and "lr 0.1 > lr_max 0.05" in out
     code, out, _ = run(capsys, "audit", path, "--lr-max", "0.5")
     assert code == ExitCode.OK and out.startswith("no findings\n")
-    code, out, _ = run(capsys, "audit", path, "--lr-max", "0.05")
-    assert code == ExitCode.FINDINGS and "lr 0.1 > lr_max 0.05" in out
+    code, out, _ = run(capsys, "audit", path, "--lr-max", "0.02")
+    assert code == ExitCode.FINDINGS and "lr 0.1 > lr_max 0.02" in out
 
 
 def test_example_and_path_are_exclusive(capsys, setup_file):
@@ -371,7 +371,7 @@ def test_junit_buggy(capsys):
     warned = {name for name, c in cases.items() if c.find("system-out") is not None}
     assert warned == BUGGY_WARNINGS  # warnings are output, not failures
     failure = cases["lr-threshold"].find("failure")
-    assert failure.get("message") == "group 0 holds 60 pretrained parameters with lr 0.1 > lr_max 0.01"
+    assert failure.get("message") == "group 0 holds 60 pretrained parameters with lr 0.1 > lr_max 0.05"
     assert "hint: use a lower LR for pretrained layers" in failure.text
 
 

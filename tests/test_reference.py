@@ -56,6 +56,41 @@ def test_frozen_batchnorm_and_parameterless_layers_are_not_new():
     assert new_modules(m, R18) == ["fc"]
 
 
+# torchvision's segmentation and detection references build these models with
+# ``weights_backbone=`` (ImageNet classification weights) and train the rest from scratch:
+# https://github.com/pytorch/vision/tree/main/references/segmentation,
+# https://github.com/pytorch/vision/tree/main/references/detection
+@pytest.mark.parametrize(
+    ("build", "weights", "new"),
+    [
+        (
+            lambda: torchvision.models.segmentation.fcn_resnet50(weights_backbone=None, num_classes=21, aux_loss=True),
+            torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
+            ["classifier", "aux_classifier"],
+        ),
+        (  # MobileNet's ``features`` become the ``backbone``: matched under another name
+            lambda: torchvision.models.segmentation.lraspp_mobilenet_v3_large(weights_backbone=None, num_classes=21),
+            torchvision.models.MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+            ["classifier"],
+        ),
+        (
+            lambda: torchvision.models.detection.fasterrcnn_resnet50_fpn(weights_backbone=None, num_classes=3),
+            torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
+            ["backbone.fpn", "rpn", "roi_heads"],
+        ),
+    ],
+    ids=["fcn-resnet50", "lraspp-mobilenet-v3", "faster-rcnn-resnet50-fpn"],
+)
+def test_backbone_weights_make_every_layer_outside_the_backbone_new(build, weights, new):
+    assert new_modules(build(), weights) == new
+
+
+def test_weights_of_another_architecture_describe_no_part_of_the_model():
+    """ResNet-18 is not ResNet-50's backbone (other widths), MobileNet is not a ResNet: no reference."""
+    assert new_modules(torchvision.models.resnet18(), torchvision.models.ResNet50_Weights.IMAGENET1K_V1) == []
+    assert new_modules(torchvision.models.mobilenet_v2(), torchvision.models.ResNet50_Weights.IMAGENET1K_V1) == []
+
+
 def test_lora_adapters_are_new_with_and_without_weights():
     assert is_adapter_name("encoder.layers.0.self_attention.lora_A") and not is_adapter_name("layer1.0.conv1")
     with torch.device("meta"):

@@ -25,7 +25,6 @@ from tests.realistic.corpus import (
     assert_named,
     eval_predict,
     images,
-    known_gap,
     rows,
 )
 from tlaudit.examples._common import pretend_pretrained
@@ -164,10 +163,9 @@ def deeplabv3_new_heads() -> tlaudit.TransferSetup:
     )
 
 
-LR_RECIPE = "lr-threshold's SGD ceiling (1e-2) errors on torchvision's own segmentation recipe (lr 0.02)"
 CORRECT: dict[str, Any] = {
-    "tv-references-segmentation-fcn-aux-loss": known_gap(references_fcn_aux_loss, LR_RECIPE),
-    "tv-references-segmentation-lraspp": known_gap(references_lraspp, LR_RECIPE),
+    "tv-references-segmentation-fcn-aux-loss": references_fcn_aux_loss,
+    "tv-references-segmentation-lraspp": references_lraspp,
     "tv-docs-segmentation-inference-preset": docs_inference_with_preset,
     "tv-deeplabv3-new-heads": deeplabv3_new_heads,
 }

@@ -64,7 +64,7 @@ SETUPS: dict[str, str] = {
     "clean": TINY.replace("    tlaudit.freeze(model, {frozen})\n", "").format(lr="0.001", extra=""),
     # the frozen conv sits in the optimizer: optimizer-frozen (warning)
     "warn": TINY.format(frozen="'0'", lr="0.001", extra=""),
-    # a pretrained-layer LR of 0.1 > the SGD default lr_max 0.01: lr-threshold (error)
+    # a pretrained-layer LR of 0.1 > the SGD default lr_max 0.05: lr-threshold (error)
     "high_lr": TINY.replace("    tlaudit.freeze(model, {frozen})\n", "").format(lr="0.1", extra=""),
     # conv and BatchNorm frozen, BatchNorm in train mode: frozen-bn-train and optimizer-frozen (warnings)
     "bn": TINY.format(frozen="'0', '1'", lr="0.001", extra=""),

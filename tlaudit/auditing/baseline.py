@@ -96,9 +96,9 @@ def apply_baseline(report: Report, entries: Iterable[BaselineEntry], file: str |
     """``report`` with the findings ``entries`` accept moved to ``baselined`` and unmatched entries in ``stale``.
 
     >>> from tlaudit.auditing.findings import Severity
-    >>> old = Finding("lr-threshold", Severity.ERROR, "group 0 holds 60 pretrained parameters with lr 0.1 > lr_max 0.01",
+    >>> old = Finding("lr-threshold", Severity.ERROR, "group 0 holds 60 pretrained parameters with lr 0.1 > lr_max 0.05",
     ...               "param_groups[0]")
-    >>> new = Finding("lr-threshold", Severity.ERROR, "group 0 holds 62 pretrained parameters with lr 0.05 > lr_max 0.01",
+    >>> new = Finding("lr-threshold", Severity.ERROR, "group 0 holds 62 pretrained parameters with lr 0.08 > lr_max 0.05",
     ...               "param_groups[0]")
     >>> report = apply_baseline(Report(findings=(new,), checks_run=("lr-threshold",)), [entry_for(old)], "b.json")
     >>> report.findings, len(report.baselined), report.stale, report.ok

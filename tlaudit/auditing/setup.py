@@ -55,9 +55,9 @@ class TransferSetup:
             parameters with ``requires_grad=False`` now are the ones meant frozen.
         head: the head module name(s) when auto-detection should not guess.
         lr_caution: LR above which pretrained parameters get a warning (lr_max makes an error);
-            default ``lr_max / 3``.
+            default ``lr_max / 3`` (1e-2 for SGD with the default ``lr_max``).
         lr_max: LR ceiling for pretrained (non-head) parameters; default 1e-3 for adaptive optimizers
-            (Adam family, RMSprop, Adagrad, ...) and 1e-2 for SGD.
+            (Adam family, RMSprop, Adagrad, ...) and 0.05 for SGD.
         train_step: ``train_step(model, sample, targets, optimizer)``; default: ``model.train()``,
             ``zero_grad``, cross-entropy over every output (auxiliary ones weighted 0.4), backward, ``step``.
         predict: ``predict(model, sample)``, the user's inference function.

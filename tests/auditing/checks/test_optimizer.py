@@ -150,8 +150,8 @@ def lr_onecycle() -> tlaudit.TransferSetup:
 
 def lr_linear_warmup() -> tlaudit.TransferSetup:
     m = model("efficientnet_b0")
-    opt = torch.optim.SGD(m.parameters(), lr=0.05)
-    sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=5)  # 0.005 -> 0.05
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=5)  # 0.01 -> 0.1
     return make(m, optimizer=opt, scheduler=sched)
 
 
@@ -164,8 +164,8 @@ def lr_adamw_onecycle() -> tlaudit.TransferSetup:
 
 def lr_warmup_then_cosine() -> tlaudit.TransferSetup:
     m = model("resnet18")
-    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
-    warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.01, total_iters=10)  # 0.0005 -> 0.05 at step 10
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.01, total_iters=10)  # 0.001 -> 0.1 at step 10
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=90)
     return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.SequentialLR(opt, [warmup, cosine], milestones=[10]))
 
@@ -194,7 +194,7 @@ def lr_clean_sgd_cosine_decay() -> tlaudit.TransferSetup:
 
 def lr_clean_step_lr() -> tlaudit.TransferSetup:
     m = model("mobilenet_v3_small")
-    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)  # exactly lr_max: not above it, above the caution level
+    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)  # exactly lr_max: not above it, above the caution level
     return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.1), strategy="fine_tuning")
 
 
@@ -281,9 +281,9 @@ def lr_timm_cosine_warmup_updates() -> tlaudit.TransferSetup:
 
 def lr_sequential_second_phase_high() -> tlaudit.TransferSetup:
     m = model("resnet18")
-    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
-    gentle = torch.optim.lr_scheduler.ConstantLR(opt, factor=0.1, total_iters=5_000)  # 0.005 for 5000 steps
-    decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9999)  # then from 0.05 down
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    gentle = torch.optim.lr_scheduler.ConstantLR(opt, factor=0.1, total_iters=5_000)  # 0.01 for 5000 steps
+    decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9999)  # then from 0.1 down
     return make(m, optimizer=opt, scheduler=torch.optim.lr_scheduler.SequentialLR(opt, [gentle, decay], milestones=[5_000]))
 
 
@@ -340,7 +340,7 @@ def lr_clean_timm_cosine_warmup() -> tlaudit.TransferSetup:
 
 def lr_clean_sequential() -> tlaudit.TransferSetup:
     m = model("resnet18")
-    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
     gentle = torch.optim.lr_scheduler.ConstantLR(opt, factor=0.1, total_iters=5_000)
     decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9999)
     return make(
@@ -394,7 +394,7 @@ TRIGGERS["lr-threshold"] = [
     Case(
         "mobilenet-step-lr-at-lr-max",
         lr_clean_step_lr,
-        r"^group 0 holds \d+ pretrained parameters with lr 0\.01 > the caution level 0\.00333 \(fine-tuning "
+        r"^group 0 holds \d+ pretrained parameters with lr 0\.05 > the caution level 0\.01 \(fine-tuning "
         r"pretrained layers typically uses 1e-4 to 1e-2 with SGD\)$",
         severity="warning",
         count=1,
@@ -402,7 +402,7 @@ TRIGGERS["lr-threshold"] = [
     Case(
         "resnet18-sequential-at-lr-max",
         lr_clean_sequential,
-        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.01 > the caution level 0\.00333 "
+        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.05 > the caution level 0\.01 "
         r"at step 5000 ",
         severity="warning",
         count=1,
@@ -416,14 +416,14 @@ TRIGGERS["lr-threshold"] = [
     Case(
         "resnet18-sgd-0.1",
         lr_sgd_01,
-        r"^group 0 holds 60 pretrained parameters with lr 0\.1 > lr_max 0\.01$",
+        r"^group 0 holds 60 pretrained parameters with lr 0\.1 > lr_max 0\.05$",
         count=1,
     ),
     Case("mobilenet-explicit-lr-max", lr_explicit_lr_max, r"with lr 0\.001 > lr_max 0\.0001$", count=1),
     Case(
         "resnet18-onecycle",
         lr_onecycle,
-        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.1 > lr_max 0\.01 at step 29$",
+        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.1 > lr_max 0\.05 at step 29$",
         count=1,
     ),
     Case(
@@ -435,13 +435,13 @@ TRIGGERS["lr-threshold"] = [
     Case(
         "efficientnet-linear-warmup",
         lr_linear_warmup,
-        r"the scheduler raises its lr to 0\.05 > lr_max 0\.01 at step 5$",
+        r"the scheduler raises its lr to 0\.1 > lr_max 0\.05 at step 5$",
         count=1,
     ),
     Case(
         "resnet18-warmup-then-cosine",
         lr_warmup_then_cosine,
-        r"the scheduler raises its lr to 0\.05 > lr_max 0\.01 at step 10$",
+        r"the scheduler raises its lr to 0\.1 > lr_max 0\.05 at step 10$",
         count=1,
     ),
     Case(
@@ -453,7 +453,7 @@ TRIGGERS["lr-threshold"] = [
     Case(
         "resnet18-onecycle-100k-steps",
         lr_onecycle_100k,
-        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.1 > lr_max 0\.01 at step 29999$",
+        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.1 > lr_max 0\.05 at step 29999$",
         count=1,
     ),
     Case(
@@ -471,25 +471,25 @@ TRIGGERS["lr-threshold"] = [
     Case(
         "resnet18-sequential-second-phase-high",
         lr_sequential_second_phase_high,
-        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.05 > lr_max 0\.01 at step 5000$",
+        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.1 > lr_max 0\.05 at step 5000$",
         count=1,
     ),
     Case(
         "resnet18-cyclic-max-lr",
         lr_cyclic,
-        r"the scheduler raises its lr to 0\.1 > lr_max 0\.01 at step 2000$",
+        r"the scheduler raises its lr to 0\.1 > lr_max 0\.05 at step 2000$",
         count=1,
     ),
     Case(
         "resnet18-frozen-layer4-with-momentum-state",
         lr_frozen_with_momentum_state,
-        r"^group 0 holds 15 pretrained parameters with lr 0\.1 > lr_max 0\.01$",
+        r"^group 0 holds 15 pretrained parameters with lr 0\.1 > lr_max 0\.05$",
         count=1,
     ),
     Case(
         "resnet18-frozen-conv1-with-stale-grad",
         lr_frozen_with_stale_grad,
-        r"^group 0 holds 1 pretrained parameter with lr 0\.1 > lr_max 0\.01$",
+        r"^group 0 holds 1 pretrained parameter with lr 0\.1 > lr_max 0\.05$",
         count=1,
     ),
     Case(
@@ -529,7 +529,7 @@ TIMM_TRIGGERS = [
     Case(
         "resnet18-timm-cosine-warmup-per-epoch",
         lr_timm_cosine_warmup_epochs,
-        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.1 > lr_max 0\.01 at epoch 5$",
+        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.1 > lr_max 0\.05 at epoch 5$",
         count=1,
     ),
     Case(
@@ -771,11 +771,36 @@ def test_the_caution_level_needs_evidence_that_the_layers_are_pretrained():
     """A from-scratch baseline at a normal LR is not a transfer setup: no caution warning without
     weights, load_result or a strategy; the ceiling (lr_max) still applies."""
     m = model("resnet18")
-    setup = make(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.005, momentum=0.9))
+    setup = make(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.02, momentum=0.9))
     assert tlaudit.audit(setup, select=["lr-threshold"]).findings == ()
     [warning] = tlaudit.audit(setup.replace(strategy="fine_tuning"), select=["lr-threshold"]).findings
-    assert warning.severity is tlaudit.Severity.WARNING and "> the caution level 0.00333" in warning.message
-    [error] = tlaudit.audit(setup.replace(lr_max=0.004), select=["lr-threshold"]).findings
-    assert error.severity is tlaudit.Severity.ERROR and error.message.endswith("with lr 0.005 > lr_max 0.004")
+    assert warning.severity is tlaudit.Severity.WARNING and "> the caution level 0.01 " in warning.message
+    [error] = tlaudit.audit(setup.replace(lr_max=0.015), select=["lr-threshold"]).findings
+    assert error.severity is tlaudit.Severity.ERROR and error.message.endswith("with lr 0.02 > lr_max 0.015")
     [custom] = tlaudit.audit(setup.replace(strategy="fine_tuning", lr_caution=0.001), select=["lr-threshold"]).findings
     assert "> the caution level 0.001 " in custom.message
+    [own_max] = tlaudit.audit(setup.replace(strategy="fine_tuning", lr_max=0.03), select=["lr-threshold"]).findings
+    assert "> the caution level 0.01 " in own_max.message  # a third of the user's own ceiling
+
+
+@pytest.mark.parametrize(
+    ("lr", "severity"),
+    [
+        # https://pytorch.org/tutorials/intermediate/torchvision_tutorial.html: SGD lr 0.005 on a
+        # pretrained Mask R-CNN: correct, silent
+        (0.005, None),
+        # https://github.com/pytorch/vision/tree/main/references/segmentation (README recipe): SGD lr
+        # 0.02 on an ImageNet backbone: correct, but above where classification transfer stops
+        (0.02, tlaudit.Severity.WARNING),
+        # ImageNet's from-scratch LR (https://github.com/pytorch/vision/tree/main/references/classification)
+        # on pretrained layers: the features are trained away
+        (0.1, tlaudit.Severity.ERROR),
+    ],
+)
+def test_the_sgd_defaults_follow_the_published_fine_tuning_recipes(lr: float, severity: Any) -> None:
+    m = model("resnet18")
+    setup = make(m, optimizer=torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9), strategy="fine_tuning")
+    findings = tlaudit.audit(setup, select=["lr-threshold"]).findings
+    assert [f.severity for f in findings] == ([severity] if severity else [])
+    if severity is tlaudit.Severity.ERROR:
+        assert findings[0].message.endswith(f"with lr {lr:g} > lr_max 0.05")

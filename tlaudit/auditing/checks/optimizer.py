@@ -121,7 +121,7 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
     ``lr_max``, now or at the peak the scheduler reaches over the whole run (warm-up, one-cycle,
     cyclic, sequential and chained schedules, timm's schedulers); the finding says at which step
     (epoch or update for timm) the peak falls. ``lr_max`` defaults to 1e-3 for adaptive optimizers
-    (Adam family, RMSprop, Adagrad, ...) and 1e-2 for SGD. The peak is read from the scheduler
+    (Adam family, RMSprop, Adagrad, ...) and 0.05 for SGD. The peak is read from the scheduler
     where it declares it (``max_lr``, ``max_lrs``) and computed on copies where it does not; the
     user's optimizer and scheduler are never stepped. A parameter can move when it was trainable
     before the audit, or has a ``.grad``, or optimizer state (momentum, ``exp_avg``): frozen
@@ -141,7 +141,7 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Evidence:
     Error: a group of pretrained parameters that can move with an LR (now or at the schedule's
     peak) above ``lr_max``. Warning: above the caution level (``lr_caution``, ``lr_max / 3`` by
-    default). Never judged: heads and new layers (adapters such as LoRA, Hugging Face task heads,
+    default, 1e-2 for SGD with its default ceiling). Never judged: heads and new layers (adapters such as LoRA, Hugging Face task heads,
     layers the weights' architecture lacks). Skip: no optimizer.
     Example:
     ``torch.optim.Adam(model.parameters(), lr=1e-2)``, or ``OneCycleLR(opt, max_lr=0.1)`` over a

@@ -16,7 +16,7 @@ from tlaudit.auditing.evidence import PredictTrace, Skip, TrainTrace
 from tlaudit.auditing.rules.new_layers import new_modules
 from tlaudit.auditing.rules.outputs import class_score_layers, is_box_regression
 from tlaudit.auditing.rules.probing import UnreadableNormalization, read_normalizations
-from tlaudit.auditing.rules.schedule import SchedulePeaks, peak_lrs
+from tlaudit.auditing.rules.schedule import ADAPTIVE_LR_MAX, SGD_LR_CAUTION, SGD_LR_MAX, SchedulePeaks, peak_lrs
 from tlaudit.auditing.setup import Strategy, TransferSetup
 from tlaudit.normalization import (
     Normalization,
@@ -177,7 +177,7 @@ class AuditContext:
     def lr_max(self) -> float:
         if self.setup.lr_max is not None:
             return float(self.setup.lr_max)
-        return 1e-2 if isinstance(self.setup.optimizer, torch.optim.SGD) else 1e-3
+        return SGD_LR_MAX if isinstance(self.setup.optimizer, torch.optim.SGD) else ADAPTIVE_LR_MAX
 
     @cached_property
     def schedule_peaks(self) -> SchedulePeaks:
@@ -188,8 +188,14 @@ class AuditContext:
 
     @cached_property
     def lr_caution(self) -> float:
-        """The warning level below ``lr_max``: the setup's, else a third of the ceiling."""
-        caution = float(self.setup.lr_caution) if self.setup.lr_caution is not None else self.lr_max / 3
+        """The warning level below ``lr_max``: the setup's; else SGD's default with the default ceiling;
+        else a third of the ceiling."""
+        if self.setup.lr_caution is not None:
+            caution = float(self.setup.lr_caution)
+        elif self.setup.lr_max is None and isinstance(self.setup.optimizer, torch.optim.SGD):
+            caution = SGD_LR_CAUTION
+        else:
+            caution = self.lr_max / 3
         return min(caution, self.lr_max)
 
     # -- inputs --------------------------------------------------------------------------------

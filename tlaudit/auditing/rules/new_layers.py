@@ -76,11 +76,86 @@ def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
     return {name: tuple(p.shape) for name, p in module.named_parameters(recurse=False)}
 
 
+def _layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules of ``module`` that hold parameters of their own, by path."""
+    return [(n, m) for n, m in module.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
+
+
+def _differing(inner: nn.Module, ref_modules: dict[str, nn.Module]) -> list[str]:
+    """Outermost paths of ``inner`` whose module the reference lacks or has with another type or shapes."""
+    found: list[str] = []
+    for name, module in inner.named_modules():
+        if not name or any(name.startswith(prefix + ".") for prefix in found):
+            continue
+        if is_adapter_name(name):
+            found.append(name)
+            continue
+        ref = ref_modules.get(name)
+        if ref is None or type(ref) is not type(module) or _shapes(ref) != _shapes(module):
+            if not _shapes(module) and not any(True for _ in module.parameters()):
+                continue  # a parameterless layer (ReLU, pooling) changes nothing pretrained
+            found.append(name)
+    return found
+
+
+def _mostly_same(inner: nn.Module, found: list[str]) -> bool:
+    layers = [n for n, _ in _layers(inner)]
+    changed = [n for n in layers if any(n == f or n.startswith(f + ".") for f in found)]
+    return bool(layers) and len(changed) <= len(layers) / 2
+
+
+def _backbone_match(inner: nn.Module, reference: nn.Module) -> list[str] | None:
+    """Where the weights describe a part of the model (a classification backbone inside a detection
+    or segmentation model, as ``weights_backbone=`` builds it: ResNet's layers under ``backbone``,
+    MobileNet's ``features`` as ``backbone``): the new paths, i.e. the part's own differences plus
+    every layer outside it. None when no part matches at least half of the reference's (or its
+    feature extractor's) layers with at most half of its own layers changed."""
+    references = [("", reference)] + [(n, c) for n, c in reference.named_children() if any(True for _ in c.children())]
+    best: tuple[int, str, list[str]] | None = None
+    for _, ref in references:
+        ref_modules = dict(ref.named_modules())
+        wanted = len(_layers(ref))
+        for prefix, part in inner.named_modules():
+            if not prefix or prefix.count(".") > 2 or not any(True for _ in part.children()):
+                continue
+            found = _differing(part, ref_modules)
+            if not _mostly_same(part, found):
+                continue
+            matched = sum(1 for n, _ in _layers(part) if not any(n == f or n.startswith(f + ".") for f in found))
+            if matched * 2 >= wanted and (best is None or matched > best[0]):
+                best = (matched, prefix, found)
+    if best is None:
+        return None
+    _, prefix, found = best
+    new = [f"{prefix}.{f}" for f in found]
+    for name, _ in _layers(inner):
+        if name != prefix and not name.startswith(prefix + ".") and not any(name.startswith(o + ".") for o in new):
+            new.append(name)
+    return _outermost(inner, new)
+
+
+def _outermost(inner: nn.Module, paths: list[str]) -> list[str]:
+    """The shortest module paths that cover exactly the layers in ``paths`` (a module whose every
+    parameter-holding layer is listed replaces them)."""
+    listed = set(paths)
+    covered = {n for n, _ in _layers(inner) if any(n == p or n.startswith(p + ".") for p in listed)}
+    out: list[str] = []
+    for name, module in inner.named_modules():
+        if not name or any(name.startswith(o + ".") for o in out):
+            continue
+        own = {f"{name}.{n}" for n, _ in _layers(module)} | ({name} if any(True for _ in module.parameters(recurse=False)) else set())
+        if own and own <= covered:
+            out.append(name)
+    return out
+
+
 def new_modules(model: nn.Module, weights: Any) -> list[str] | None:
     """Paths of the modules of ``model`` that the weights' architecture does not have (outermost only),
     plus adapter modules; None where no reference can be built (adapters are still found by name).
-    When more than half of the model's layers differ from the reference, the weights do not describe
-    this model and only adapters are reported.
+    When more than half of the model's layers differ from the reference, the weights may describe a
+    part of the model (``weights_backbone=``: an ImageNet ResNet inside an FCN or a Faster R-CNN):
+    the part that matches is pretrained and every layer outside it is new. When no part matches,
+    the weights do not describe this model and only adapters are reported.
 
     Example:
         >>> import torchvision
@@ -89,30 +164,22 @@ def new_modules(model: nn.Module, weights: Any) -> list[str] | None:
         >>> m.fc = nn.Sequential(nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 5))
         >>> new_modules(m, torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
         ['fc']
+        >>> fcn = torchvision.models.segmentation.fcn_resnet50(weights_backbone=None, num_classes=3, aux_loss=True)
+        >>> new_modules(fcn, torchvision.models.ResNet50_Weights.IMAGENET1K_V1)
+        ['classifier', 'aux_classifier']
     """
     inner = unwrap(model)
     task_heads = hf_task_heads(inner)
     reference = reference_model(weights) if weights is not None else None
-    ref_modules = dict(reference.named_modules()) if reference is not None else {}
-    found: list[str] = []
-    for name, module in inner.named_modules():
-        if not name or any(name.startswith(prefix + ".") for prefix in found):
-            continue
-        if is_adapter_name(name):
-            found.append(name)
-            continue
-        if reference is None:
-            continue
-        ref = ref_modules.get(name)
-        if ref is None or type(ref) is not type(module) or _shapes(ref) != _shapes(module):
-            if not _shapes(module) and not any(True for _ in module.parameters()):
-                continue  # a parameterless layer (ReLU, pooling) changes nothing pretrained
-            found.append(name)
-    if reference is not None:
-        layers = [n for n, m in inner.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
-        changed = [n for n in layers if any(n == f or n.startswith(f + ".") for f in found)]
-        if len(changed) > len(layers) / 2:  # not these weights' architecture (or a narrowed copy): no reference
-            return [f for f in found if is_adapter_name(f)]
+    if reference is None:
+        found = [name for name, _ in inner.named_modules() if name and is_adapter_name(name)]
+        found = [f for f in found if not any(f.startswith(o + ".") for o in found if o != f)]
+    else:
+        ref_modules = dict(reference.named_modules())
+        found = _differing(inner, ref_modules)
+        if not _mostly_same(inner, found):  # not these weights' architecture as a whole
+            part = _backbone_match(inner, reference)
+            found = part if part is not None else [f for f in found if is_adapter_name(f)]
     found = list(dict.fromkeys([*found, *(h for h in task_heads if not any(h.startswith(f + ".") or h == f for f in found))]))
     if reference is None and not found:
         return None

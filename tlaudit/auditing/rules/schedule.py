@@ -42,7 +42,29 @@ from typing import Any, overload
 
 import torch
 
-__all__ = ["GroupExcess", "SchedulePeaks", "groups_above", "peak_lrs", "simulate_peak_lrs"]
+__all__ = [
+    "ADAPTIVE_LR_MAX",
+    "SGD_LR_CAUTION",
+    "SGD_LR_MAX",
+    "GroupExcess",
+    "SchedulePeaks",
+    "groups_above",
+    "peak_lrs",
+    "simulate_peak_lrs",
+]
+
+# The default LR ceilings for pretrained (non-head) parameters, and where they come from.
+# Adaptive optimizers (Adam family, RMSprop, Adagrad): fine-tuning recipes use 1e-5 to 3e-4
+# (BERT's 2e-5 to 5e-5, timm's and ViT's fine-tuning 1e-4 or below); 1e-3 is the usual from-scratch
+# LR, so above it is an error, above a third of it a warning.
+# SGD: torchvision's detection and segmentation references fine-tune ImageNet backbones at 0.02
+# (https://github.com/pytorch/vision/tree/main/references/segmentation, the torchvision detection
+# tutorial at 0.005); ImageNet is trained from scratch at 0.1 (batch 256). So above 0.05, half the
+# from-scratch LR, is an error; above 1e-2, where the classification transfer tutorials stop
+# (PyTorch's at 1e-3), a warning.
+ADAPTIVE_LR_MAX = 1e-3
+SGD_LR_MAX = 0.05
+SGD_LR_CAUTION = 1e-2
 
 _STALL_MIN = 10_000
 """Steps an undeclared schedule is always followed for, even when its LR never rises."""
