@@ -127,10 +127,12 @@ def hf_text_native_loop() -> tlaudit.TransferSetup:
     )
 
 
-# The "freeze the body" pattern of the Hugging Face course and forums (the course: "if you are used
-# to freezing the body of your pretrained model..."): ``for param in model.base_model.parameters():
-# param.requires_grad = False``, only the classification layers train.
-# Source: https://ai.stackexchange.com/questions/28559
+# The "freeze the body" pattern a transformers maintainer gives for training only the classifier
+# (https://github.com/huggingface/transformers/issues/400: "for param in model.bert.parameters():
+# param.requires_grad = False ... Then only the classification layer should have requires_grad=True"),
+# written with ``model.base_model`` as transformers' old training tutorial did
+# (https://github.com/huggingface/transformers/pull/11533, the removed lines of docs/source/training.rst).
+# Source: https://github.com/huggingface/transformers/issues/400
 def hf_frozen_base_model() -> tlaudit.TransferSetup:
     model = DistilBertForSequenceClassification(
         DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=2, hidden_dim=64, num_labels=2)
