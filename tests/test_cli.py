@@ -105,8 +105,12 @@ def setup():
 SETUPS = {
     # a sound setup: no findings; 5 checks skipped (no predict, no weights)
     "clean": TINY.format(lr="0.001", extra=""),
-    # the optimizer holds the frozen conv: one warning (optimizer-frozen), no error
-    "warn": TINY.replace("    optimizer =", "    tlaudit.freeze(model, '0')\n    optimizer =").format(lr="0.001", extra=""),
+    # the optimizer holds the frozen conv, with a stale .grad: one warning (optimizer-frozen), no error
+    "warn": TINY.replace(
+        "    optimizer =",
+        "    model(torch.randn(2, 3, 8, 8)).sum().backward()  # gradients left from an earlier step\n"
+        "    tlaudit.freeze(model, '0')\n    optimizer =",
+    ).format(lr="0.001", extra=""),
     # a pretrained-layer LR of 0.1 > the SGD default lr_max 0.05: lr-threshold error
     "high_lr": TINY.format(lr="0.1", extra=""),
     # a one-channel sample for a three-channel conv

@@ -115,7 +115,9 @@ def test_from_module_with_pretrained_cfg(attribute):
 
 
 def test_module_without_pretrained_cfg():
-    with pytest.raises(ValueError, match=r"^model has no pretrained_cfg: Linear \(weights\); pass the weights enum"):
+    with pytest.raises(
+        ValueError, match=r"^model has no pretrained_cfg: Linear \(weights\), and no preprocessor_config.json .*; pass the weights enum"
+    ):
         expected_normalization(nn.Linear(2, 2))
 
 

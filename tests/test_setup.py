@@ -19,7 +19,7 @@ from tlaudit.auditing.setup import SetupError, Strategy, TransferSetup, load_set
         ({"model": "resnet18"}, r"TransferSetup.model: expected a torch.nn.Module, got str"),
         ({"num_classes": 0}, r"TransferSetup.num_classes: expected a positive int, got 0"),
         ({"num_classes": True}, r"TransferSetup.num_classes: expected a positive int, got True"),
-        ({"sample": [1, 2]}, r"TransferSetup.sample: expected a torch.Tensor, got list"),
+        ({"sample": [1, 2]}, r"TransferSetup.sample: expected a torch.Tensor or a dict of them \(e.g. a tokenizer.s output\), got list"),
         ({"targets": torch.zeros(2)}, r"TransferSetup.targets: given without a sample"),
         ({"optimizer": "adam"}, r"TransferSetup.optimizer: expected a torch.optim.Optimizer, got str"),
         ({"strategy": "finetune"}, r"TransferSetup.strategy: expected 'feature_extraction', 'fine_tuning' or None, got 'finetune'"),

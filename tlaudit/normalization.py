@@ -11,6 +11,8 @@ from typing import Any
 
 from torch import nn
 
+from tlaudit._processors import CONFIG_NAME, is_image_processor, normalizes, processor_normalization, saved_processor
+
 __all__ = [
     "IMAGENET_NORMALIZATION",
     "Normalization",
@@ -165,8 +167,10 @@ def expected_normalization(weights: Any) -> Normalization:
     ``weights`` is a torchvision weights enum member or its name (``"ResNet50_Weights.IMAGENET1K_V2"``),
     a timm model (read with ``timm.data.resolve_model_data_config``: mean, std, input size,
     interpolation, ``crop_pct`` and ``crop_mode``, as timm's own scripts resolve them) or its
-    ``pretrained_cfg``, or a mapping with ``mean`` and ``std`` (and optionally ``crop_size``,
-    ``resize_size``, ``interpolation``).
+    ``pretrained_cfg``, a mapping with ``mean`` and ``std`` (and optionally ``crop_size``,
+    ``resize_size``, ``interpolation``), or Hugging Face's: an image processor (``image_mean``,
+    ``image_std``, ``do_normalize``, ``do_rescale``), a checkpoint folder with a
+    ``preprocessor_config.json``, or a model loaded from one.
 
     Example:
         >>> expected_normalization("ResNet50_Weights.IMAGENET1K_V2").mean
@@ -176,6 +180,11 @@ def expected_normalization(weights: Any) -> Normalization:
     """
     from torchvision.models import WeightsEnum, get_weight
 
+    saved = saved_processor(weights) if isinstance(weights, (str, nn.Module)) else None
+    if saved is not None:  # a checkpoint folder, or a Hugging Face model loaded from one
+        return processor_normalization(saved[0], f"image_mean/image_std of {saved[1]}")
+    if is_image_processor(weights):
+        return processor_normalization(weights, None if not isinstance(weights, Mapping) else "image processor config")
     if isinstance(weights, str):
         try:
             weights = get_weight(weights)
@@ -191,7 +200,8 @@ def expected_normalization(weights: Any) -> Normalization:
                 return _from_timm_cfg(resolved, f"timm.data.resolve_model_data_config({type(weights).__name__})")
         if cfg is None:
             raise ValueError(
-                f"model has no pretrained_cfg: {type(weights).__name__} (weights); pass the weights enum or {{'mean': ..., 'std': ...}}"
+                f"model has no pretrained_cfg: {type(weights).__name__} (weights), and no {CONFIG_NAME} where it was loaded "
+                "from; pass the weights enum, the image processor or {'mean': ..., 'std': ...}"
             )
         return _from_timm_cfg(cfg, f"{type(weights).__name__}.pretrained_cfg")
     if isinstance(weights, Mapping):
@@ -324,6 +334,8 @@ def find_normalizations(transform: Any) -> list[Normalization]:
     prefetched = _prefetch_loader(transform)
     if prefetched is not None:
         return [prefetched]
+    if is_image_processor(transform) and not isinstance(transform, Mapping):  # a processor called on images
+        return [processor_normalization(transform)] if normalizes(transform) else []
     if _is_normalize(transform):
         return [Normalization(_floats(transform.mean, "mean"), _floats(transform.std, "std"), source=repr(transform))]
     if _is_preset(transform):

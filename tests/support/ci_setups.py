@@ -59,17 +59,23 @@ def setup():
                                  transform=transform, strategy="feature_extraction", predict=predict)
 """
 
+STALE = TINY.replace(
+    "    tlaudit.freeze(model, {frozen})\n",
+    "    model(torch.randn(2, 3, 8, 8)).sum().backward()  # gradients left from an earlier step\n    tlaudit.freeze(model, {frozen})\n",
+)
+"""TINY frozen after a backward pass: the frozen parameters keep a stale ``.grad`` the optimizer would step."""
+
 SETUPS: dict[str, str] = {
     # no findings
     "clean": TINY.replace("    tlaudit.freeze(model, {frozen})\n", "").format(lr="0.001", extra=""),
-    # the frozen conv sits in the optimizer: optimizer-frozen (warning)
-    "warn": TINY.format(frozen="'0'", lr="0.001", extra=""),
+    # the frozen conv sits in the optimizer with a stale .grad: optimizer-frozen (warning)
+    "warn": STALE.format(frozen="'0'", lr="0.001", extra=""),
     # a pretrained-layer LR of 0.1 > the SGD default lr_max 0.05: lr-threshold (error)
     "high_lr": TINY.replace("    tlaudit.freeze(model, {frozen})\n", "").format(lr="0.1", extra=""),
-    # conv and BatchNorm frozen, BatchNorm in train mode: frozen-bn-train and optimizer-frozen (warnings)
-    "bn": TINY.format(frozen="'0', '1'", lr="0.001", extra=""),
+    # conv and BatchNorm frozen with stale .grad, BatchNorm in train mode: frozen-bn-train and optimizer-frozen (warnings)
+    "bn": STALE.format(frozen="'0', '1'", lr="0.001", extra=""),
     # the same, with frozen-bn-train suppressed on purpose
-    "bn_ignored": TINY.format(
+    "bn_ignored": STALE.format(
         frozen="'0', '1'", lr="0.001", extra=', ignore={"frozen-bn-train": "AdaBN: statistics adapt to the new domain"}'
     ),
     # a new head with 5 outputs for 3 classes: head-size (error)

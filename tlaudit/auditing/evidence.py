@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from tlaudit.auditing.rules.inputs import Sample
     from tlaudit.auditing.rules.schedule import SchedulePeaks
     from tlaudit.auditing.setup import TransferSetup
     from tlaudit.normalization import Normalization
@@ -147,7 +148,7 @@ class Evidence(Protocol):
         """How many classes the declared weights were trained on, where that can be told."""
 
     @property
-    def sample(self) -> torch.Tensor: ...
+    def sample(self) -> Sample: ...
     @property
     def targets(self) -> torch.Tensor: ...
     def train_trace(self) -> TrainTrace: ...

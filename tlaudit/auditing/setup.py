@@ -45,8 +45,11 @@ class TransferSetup:
     Args:
         model: the ``nn.Module`` (DataParallel / DDP / ``torch.compile`` wrappers are looked through).
         num_classes: classes of the new task.
-        sample: an input batch as the model receives it; synthesized (standard normal, batch 2, the
-            weights' crop size or 224) when missing. ``targets``: its labels.
+        sample: an input batch as the model receives it: a tensor (``model(sample)``) or a dict of
+            tensors such as a tokenizer's output (``model(**sample)``). Synthesized when missing (batch
+            2): token ids below ``config.vocab_size`` (or the first ``nn.Embedding``'s size) with an
+            attention mask for a model that takes ``input_ids``; else standard-normal values at a
+            Hugging Face config's ``image_size``, the weights' crop size or 224. ``targets``: its labels.
         optimizer, scheduler: the user's own objects; never stepped by the audit.
         weights: a torchvision weights enum member or name, a timm pretrained_cfg, or ``{"mean", "std"}``.
         transform: the input pipeline, compared against ``weights``.
@@ -70,7 +73,7 @@ class TransferSetup:
 
     model: nn.Module
     num_classes: int | None = None
-    sample: torch.Tensor | None = None
+    sample: torch.Tensor | Mapping[str, torch.Tensor] | None = None
     targets: torch.Tensor | None = None
     optimizer: torch.optim.Optimizer | None = None
     scheduler: Any = None
@@ -98,10 +101,10 @@ class TransferSetup:
             isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1
         ):
             raise bad("num_classes", f"expected a positive int, got {self.num_classes!r}")
-        for name in ("sample", "targets"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, torch.Tensor):
-                raise bad(name, f"expected a torch.Tensor, got {type(value).__name__}")
+        if self.sample is not None and not isinstance(self.sample, torch.Tensor):
+            self.sample = _named_tensors(self.sample, bad)
+        if self.targets is not None and not isinstance(self.targets, torch.Tensor):
+            raise bad("targets", f"expected a torch.Tensor, got {type(self.targets).__name__}")
         if self.targets is not None and self.sample is None:
             raise bad("targets", "given without a sample")
         if self.sample is not None:
@@ -114,7 +117,7 @@ class TransferSetup:
             _check_scheduler(self.scheduler, bad)
             if self.optimizer is None:
                 raise bad("scheduler", "given without an optimizer")
-            if getattr(self.scheduler, "optimizer", self.optimizer) is not self.optimizer:
+            if not _steps(self.scheduler, self.optimizer):
                 raise bad("scheduler", "steps a different optimizer than TransferSetup.optimizer")
         if self.strategy is not None:
             self.strategy = Strategy.parse(self.strategy)
@@ -229,26 +232,65 @@ def _is_pipeline(transform: Any) -> bool:
     return bool(find_normalizations(transform))
 
 
-def _check_sample(sample: torch.Tensor, bad: Callable[[str, str], SetupError]) -> None:
-    if sample.ndim == 0 or sample.shape[0] == 0:
-        raise bad("sample", f"expected a batch with at least one item, got shape {tuple(sample.shape)}")
-    if sample.is_floating_point() or sample.is_complex():
-        finite = torch.isfinite(sample.detach())
-        if not bool(finite.any()):
-            raise bad("sample", f"every value is NaN or infinite, so nothing can run: shape {tuple(sample.shape)}")
+def _named_tensors(sample: Any, bad: Callable[[str, str], SetupError]) -> dict[str, torch.Tensor]:
+    """A dict of tensors (a tokenizer's ``BatchEncoding`` included) of one batch size, as a plain dict."""
+    if not isinstance(sample, Mapping):
+        raise bad("sample", f"expected a torch.Tensor or a dict of them (e.g. a tokenizer's output), got {type(sample).__name__}")
+    if not sample:
+        raise bad("sample", "an empty dict: expected the model's inputs by name, e.g. {'input_ids': ..., 'attention_mask': ...}")
+    named = dict(sample)
+    for key, value in named.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise bad("sample", f"expected a dict of str to torch.Tensor, got {key!r}: {type(value).__name__}")
+        if value.ndim == 0:
+            raise bad("sample", f"{key!r} is a scalar: expected a batch with at least one item")
+    sizes = {key: value.shape[0] for key, value in named.items()}
+    if len(set(sizes.values())) > 1:
+        raise bad("sample", f"the tensors hold batches of different sizes: {sizes}")
+    return named
 
 
-def _check_targets(targets: torch.Tensor, sample: torch.Tensor | None, bad: Callable[[str, str], SetupError]) -> None:
+def _check_sample(sample: torch.Tensor | dict[str, torch.Tensor], bad: Callable[[str, str], SetupError]) -> None:
+    for key, tensor in sample.items() if isinstance(sample, dict) else [("", sample)]:
+        where = f"{key!r} " if key else ""
+        if tensor.ndim == 0 or tensor.shape[0] == 0:
+            raise bad("sample", f"expected a batch with at least one item, got {where}shape {tuple(tensor.shape)}")
+        if tensor.is_floating_point() or tensor.is_complex():
+            finite = torch.isfinite(tensor.detach())
+            if not bool(finite.any()):
+                raise bad(
+                    "sample",
+                    f"every value {'of ' + where if where else ''}is NaN or infinite, so nothing can run: shape {tuple(tensor.shape)}",
+                )
+
+
+def _check_targets(targets: torch.Tensor, sample: Any, bad: Callable[[str, str], SetupError]) -> None:
+    from tlaudit.auditing.rules.inputs import batch_size, describe_sample
+
     if targets.ndim == 0:
         raise bad("targets", f"expected one target per sample, got a scalar {targets.item()!r}")
-    if sample is not None and sample.ndim and targets.shape[0] != sample.shape[0]:
+    if sample is not None and targets.shape[0] != batch_size(sample):
         raise bad(
             "targets",
-            f"{targets.shape[0]} targets (shape {tuple(targets.shape)}) for a sample batch of {sample.shape[0]} "
-            f"(shape {tuple(sample.shape)})",
+            f"{targets.shape[0]} targets (shape {tuple(targets.shape)}) for a sample batch of {batch_size(sample)} "
+            f"({describe_sample(sample)})",
         )
     if targets.is_floating_point() and not bool(torch.isfinite(targets.detach()).all()):
         raise bad("targets", f"holds NaN or infinite values: shape {tuple(targets.shape)}")
+
+
+def _steps(scheduler: Any, optimizer: torch.optim.Optimizer) -> bool:
+    """The scheduler steps ``optimizer``: bound to it, or either side an optimizer wrapper (accelerate's
+    ``AcceleratedOptimizer``, Lightning's ``LightningOptimizer``) of the same torch optimizer."""
+    from tlaudit.auditing.rules.wrappers import bound_to, raw_optimizer
+
+    if not hasattr(scheduler, "optimizer"):
+        return True
+    return (
+        bound_to(scheduler, optimizer)
+        or bound_to(scheduler, raw_optimizer(optimizer))
+        or raw_optimizer(scheduler.optimizer) is raw_optimizer(optimizer)
+    )
 
 
 def _check_scheduler(scheduler: Any, bad: Callable[[str, str], SetupError]) -> None:

@@ -18,15 +18,15 @@ The rules are general, by shape, and no framework is imported for them:
 
 from __future__ import annotations
 
-import copy
 import gc
-import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
+
+from tlaudit._processors import is_image_processor, normalizes, processor_normalization, saved_processor
+from tlaudit.auditing.rules.wrappers import bound_to, rebound
 
 __all__ = [
     "bound_to",
@@ -39,17 +39,6 @@ __all__ = [
     "prefetch_loaders",
     "processor_statistics",
 ]
-
-
-def bound_to(holder: Any, optimizer: Any) -> bool:
-    """``holder.optimizer`` is ``optimizer``, or wraps it through ``.optimizer`` attributes."""
-    current, seen = getattr(holder, "optimizer", None), set()
-    while current is not None and id(current) not in seen:
-        if current is optimizer:
-            return True
-        seen.add(id(current))
-        current = getattr(current, "optimizer", None)
-    return False
 
 
 def _scheduler_types() -> tuple[type, ...]:
@@ -75,16 +64,6 @@ def find_schedulers(optimizer: torch.optim.Optimizer, given: Any = None) -> list
     if given is not None and _is_scheduler(given) and bound_to(given, optimizer):
         found = [given, *[s for s in found if s is not given]]
     return sorted(found, key=lambda s: (s is not given, not isinstance(s, (lr.SequentialLR, lr.ChainedScheduler))))
-
-
-def rebound(scheduler: Any, optimizer: Any) -> Any:
-    """``scheduler`` as seen from ``optimizer``: itself when bound to it, else (bound to a wrapper of
-    it) a shallow copy whose ``optimizer`` is the wrapped one; the run's scheduler is not touched."""
-    if getattr(scheduler, "optimizer", None) is optimizer or not bound_to(scheduler, optimizer):
-        return scheduler
-    view = copy.copy(scheduler)
-    view.optimizer = optimizer
-    return view
 
 
 def class_count(dataset: Any) -> tuple[int, str] | None:
@@ -119,35 +98,21 @@ def prefetch_loaders(loaders: list[Any]) -> list[Any]:
 def processor_statistics(processor: Any) -> dict[str, Any] | None:
     """``{"mean", "std"}`` an image processor (or its saved config, a mapping) normalizes with; None if
     it has none or does not normalize."""
-    get = processor.get if isinstance(processor, Mapping) else (lambda key, default=None: getattr(processor, key, default))
-    mean, std = get("image_mean"), get("image_std")
-    if mean is None or std is None or get("do_normalize", True) is False:
+    if not is_image_processor(processor) or not normalizes(processor):
         return None
     try:
-        mean = [float(v) for v in (mean if isinstance(mean, (list, tuple)) else [mean] * 3)]
-        std = [float(v) for v in (std if isinstance(std, (list, tuple)) else [std] * 3)]
-    except (TypeError, ValueError):
+        found = processor_normalization(processor)
+    except ValueError:
         return None
-    return {"mean": mean, "std": std}
+    return {"mean": list(found.mean), "std": list(found.std)}
 
 
 def checkpoint_statistics(model: nn.Module) -> tuple[dict[str, Any], str] | None:
     """The statistics of the image processor saved beside the Hugging Face checkpoint ``model`` was
     loaded from (``config.name_or_path``/``preprocessor_config.json``), and that file's path."""
-    config = getattr(model, "config", None)
-    folder = getattr(config, "name_or_path", None) or getattr(config, "_name_or_path", None)
-    if not isinstance(folder, str) or not folder or not os.path.isdir(folder):
-        return None
-    path = os.path.join(folder, "preprocessor_config.json")
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            saved = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    stats = processor_statistics(saved) if isinstance(saved, Mapping) else None
-    return (stats, path) if stats is not None else None
+    saved = saved_processor(model)
+    stats = processor_statistics(saved[0]) if saved is not None else None
+    return (stats, saved[1]) if saved is not None and stats is not None else None
 
 
 def hf_weights(model: nn.Module, processor: Any = None) -> tuple[dict[str, Any], str] | None:

@@ -103,17 +103,72 @@ def of_clean_filter_requires_grad() -> tlaudit.TransferSetup:
     return make(m, size_of("vit_tiny"), optimizer=torch.optim.SGD(trainable(m), lr=0.001))
 
 
+def of_momentum_then_frozen() -> tlaudit.TransferSetup:
+    """A few steps over everything, then the backbone frozen with the same optimizer: its momentum moves it."""
+    m = model("resnet18")
+    opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
+    x, y = normalized(), torch.tensor([0, 1])
+    opt.zero_grad()
+    F.cross_entropy(m(x), y).backward()
+    opt.step()
+    opt.zero_grad()  # .grad None, the momentum buffers stay
+    tlaudit.freeze_backbone(m)
+    return make(m, strategy="feature_extraction", optimizer=opt)
+
+
+def of_stale_grad_then_frozen() -> tlaudit.TransferSetup:
+    """A backward pass over everything, then ``layer4`` frozen without clearing its gradients."""
+    m = model("resnet18")
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    F.cross_entropy(m(normalized()), torch.tensor([0, 1])).backward()
+    tlaudit.freeze(m, "layer4")
+    for name, p in m.named_parameters():
+        if not name.startswith("layer4"):
+            p.grad = None
+    return make(m, optimizer=opt)
+
+
+def of_declared_frozen_still_trainable() -> tlaudit.TransferSetup:
+    """``frozen=["layer4"]`` declared, the freeze never applied: ``layer4`` trains with the rest."""
+    m = model("resnet18")
+    return make(m, frozen=["layer4"], optimizer=torch.optim.AdamW(m.parameters(), lr=1e-4))
+
+
+# Frozen parameters with no .grad and no state are skipped by every torch optimizer, weight decay
+# included (test_weight_decay_and_momentum_do_not_move_a_parameter_without_grad below): info, not a warning.
+IDLE = r"frozen and held by the optimizer, idle: no \.grad and no optimizer state, so torch's optimizers skip them"
 TRIGGERS["optimizer-frozen"] = [
     Case(
         "resnet18-adamw-all-parameters",
         of_adamw_all_params,
-        r"^60 parameters in 6 modules \(`conv1`, `bn1`, `layer1` and 3 more\): frozen but held by the optimizer",
+        r"^60 parameters in 6 modules \(`conv1`, `bn1`, `layer1` and 3 more\): " + IDLE,
+        severity="info",
         count=1,
     ),
     Case(
         "densenet121-frozen-features",
         of_densenet_frozen_features,
-        r"^\d+ parameters of `features`: frozen but held by the optimizer",
+        r"^\d+ parameters of `features`: " + IDLE,
+        severity="info",
+        count=1,
+    ),
+    Case(
+        "resnet18-momentum-state-then-frozen",
+        of_momentum_then_frozen,
+        r"^60 parameters in 6 modules \(`conv1`, `bn1`, `layer1` and 3 more\): frozen but held by the optimizer "
+        r"with a \.grad or optimizer state, which its next step applies",
+        count=1,
+    ),
+    Case(
+        "resnet18-stale-grad-then-frozen",
+        of_stale_grad_then_frozen,
+        r"^\d+ parameters of `layer4`: frozen but held by the optimizer with a \.grad or optimizer state",
+        count=1,
+    ),
+    Case(
+        "resnet18-declared-frozen-still-trainable",
+        of_declared_frozen_still_trainable,
+        r"^\d+ parameters of `layer4`: frozen but held by the optimizer \(",
         count=1,
     ),
 ]
@@ -517,7 +572,8 @@ TRIGGERS["optimizer-frozen"].append(
     Case(
         "resnet50-159-frozen-in-an-sgd-0.1-group",
         lr_clean_frozen_resnet50_one_high_group,
-        r"^159 parameters in 6 modules \(`conv1`, `bn1`, `layer1` and 3 more\): frozen but held by the optimizer",
+        r"^159 parameters in 6 modules \(`conv1`, `bn1`, `layer1` and 3 more\): " + IDLE,
+        severity="info",
         count=1,
     )
 )

@@ -10,6 +10,7 @@ from tlaudit._text import count, fmt
 from tlaudit.auditing.checks._registry import Check, register
 from tlaudit.auditing.evidence import Evidence, Skip
 from tlaudit.auditing.report import Finding, Severity
+from tlaudit.auditing.rules.inputs import describe_sample
 from tlaudit.auditing.rules.labels import label_problem
 from tlaudit.auditing.rules.normalization import (
     compare_normalization,
@@ -193,6 +194,8 @@ def input_range(check: Check, ctx: Evidence) -> Iterator[Finding]:
     - ``torchvision.transforms.v2.ToDtype`` (``scale=True``), https://pytorch.org/vision/stable/generated/torchvision.transforms.v2.ToDtype.html
     """
     x = ctx.sample
+    if not isinstance(x, torch.Tensor):
+        raise Skip(f"the sample is not a float image batch (named tensors: {describe_sample(x)})")
     if x.is_floating_point():
         finite = torch.isfinite(x.detach())
         if not bool(finite.all()):

@@ -8,6 +8,7 @@ from tlaudit.auditing.checks._grouping import grouped_findings
 from tlaudit.auditing.checks._registry import Check, register
 from tlaudit.auditing.evidence import Evidence
 from tlaudit.auditing.report import Finding, Severity
+from tlaudit.auditing.rules.inputs import batch_size
 
 
 @register("frozen-grad", "error", "a parameter meant to be frozen requires or receives a gradient", phase="train", points_to="freeze")
@@ -171,7 +172,7 @@ def frozen_bn_train(check: Check, ctx: Evidence) -> Iterator[Finding]:
     trace = ctx.train_trace()
     if trace.error is not None and not any(trace.bn_calls.values()):
         trace.require_complete()
-    batch = ctx.sample.shape[0] if ctx.sample.ndim else 1
+    batch = batch_size(ctx.sample)
     severity = Severity.ERROR if batch == 1 else None
     modules = dict(ctx.inner.named_modules())
     in_train, no_stats = [], []

@@ -107,6 +107,8 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     logits and the rest are features, left alone (an info finding says how they were read). With
     ``num_classes=2``, one logit per sample is a binary classifier (an info finding says so). Without ``num_classes``, a head that still has as many outputs as the
     declared ``weights`` have classes (1000 for ImageNet) is a warning: most likely never replaced.
+    A Hugging Face task model (``num_labels`` on the model and in its ``config``) is compared
+    statically first, before any step: ``config.num_labels`` against ``num_classes``.
 
     Why:
     A head left at 1000 ImageNet classes trains without error on labels below 1000, and an
@@ -124,8 +126,12 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Error: an output of the traced step whose dimension 1 is not ``num_classes`` (per-pixel logits
     ``(N, C, H, W)`` and auxiliary outputs included), or, for a detection model, a class-score layer
     of another width (``cls_score``, ``mask_fcn_logits``, a RetinaNet/FCOS/SSD classification head;
-    box regression is never judged). Info: outputs read as features, one logit read as a binary
-    classifier. Warning: without ``num_classes``, a head as wide as the weights' class list. Skip: no
+    box regression is never judged), or a Hugging Face model whose ``config.num_labels`` is not
+    ``num_classes`` (read statically; its head and its own loss follow the config). Info: outputs
+    read as features, one logit read as a binary classifier. Warning: without ``num_classes``, a
+    head as wide as the weights' class list; a Hugging Face head of ``num_classes`` outputs whose
+    ``config.num_labels`` was left at another value (the model's own loss reads the logits with
+    it). Skip: no
     tensor in the output, or neither ``num_classes`` nor a class count in the weights.
     Example:
     ``model.fc = nn.Linear(2048, 10)`` on ``inception_v3`` leaves ``AuxLogits.fc`` at 1000 outputs.
@@ -143,6 +149,10 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
         yield from _head_still_pretrained(check, ctx)
         return
     hint = f"tlaudit.replace_head(model, {n}) (auxiliary heads included)"
+    stated = _config_finding(check, ctx, n, hint)
+    if stated is not None:  # the model's config says it, no step needed
+        yield stated
+        return
     scores = class_score_layers(ctx.inner)
     if scores:  # a detection model: its outputs are losses or boxes; its class-score layers tell
         for name, classes in scores:
@@ -183,6 +193,33 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
             subject=binary[0],
             severity=Severity.INFO,
         )
+
+
+def _config_finding(check: Check, ctx: Evidence, n: int, hint: str) -> Finding | None:
+    """A Hugging Face task model (``num_labels`` on the model and its ``config``) sized for other than
+    ``n`` classes, read statically: its own loss reshapes the logits to ``config.num_labels`` columns."""
+    model, config = ctx.inner, getattr(ctx.inner, "config", None)
+    labels = getattr(config, "num_labels", None)
+    if not isinstance(getattr(model, "num_labels", None), int) or not isinstance(labels, int) or isinstance(labels, bool):
+        return None
+    if labels == n or (n == 2 and labels == 1):
+        return None
+    widths = {size for _, size in head_widths(model, ctx.heads) if size is not None}
+    name = type(model).__name__
+    if widths == {n}:  # the head was resized by hand, the config left behind
+        return check.finding(
+            f"`{name}.config.num_labels` is {labels}, but the head has {n} outputs (num_classes {n}): the model's own "
+            f"loss (labels=..., what the Trainer uses) reads the logits as {labels} columns",
+            subject="config.num_labels",
+            hint=f"model.config.num_labels = {n} (and id2label/label2id), or tlaudit.replace_head(model, {n})",
+            severity=Severity.WARNING,
+        )
+    return check.finding(
+        f"`{name}.config.num_labels` is {labels}, expected {n} (num_classes): the head and the model's own loss "
+        f"are sized for {labels} classes",
+        subject="config.num_labels",
+        hint=f"from_pretrained(..., num_labels={n}), or {hint}",
+    )
 
 
 def _head_still_pretrained(check: Check, ctx: Evidence) -> Iterator[Finding]:

@@ -15,6 +15,30 @@ from tlaudit.auditing.report import Finding, Severity
 from tlaudit.auditing.rules.outputs import named_outputs
 
 _MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
+_MODE_DEPENDENT_BUILTINS = (
+    *_MODE_SENSITIVE,
+    nn.RNNBase,
+    nn.MultiheadAttention,
+    nn.Transformer,
+    nn.TransformerEncoder,
+    nn.TransformerDecoder,
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+)
+"""torch's own modules whose ``forward`` depends on ``self.training``; its other modules (Linear, Conv,
+LayerNorm, activations, containers) compute the same in both modes."""
+
+
+def _mode_free(module: nn.Module | None) -> bool:
+    """A torch module whose output does not depend on its training mode (a user's class may read it)."""
+    return (
+        module is not None and type(module).__module__.startswith("torch.nn.modules.") and not isinstance(module, _MODE_DEPENDENT_BUILTINS)
+    )
+
+
+def _inert_dropout(module: nn.Module | None) -> bool:
+    """A dropout layer with ``p == 0``: in training mode it zeroes nothing and scales by 1."""
+    return isinstance(module, nn.modules.dropout._DropoutNd) and float(module.p) == 0.0
 
 
 @register(
@@ -25,7 +49,8 @@ def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Modules called in training mode during ``predict``: an error where dropout or BatchNorm layers
     are affected, or where ``predict`` raised with the model in training mode (torchvision's detection
     models raise "targets should be passed"), a warning where only other modules are (they matter if
-    they read ``self.training``).
+    they read ``self.training``). Dropout with ``p=0`` (the default of Hugging Face ViT configs,
+    ``hidden_dropout_prob=0.0``) is not affected: in training mode it zeroes nothing.
 
     Why:
     In training mode dropout zeroes activations and BatchNorm normalizes with the batch's own
@@ -39,9 +64,12 @@ def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
 
 
     Evidence:
-    Error: dropout or BatchNorm layers ran in training mode during ``predict``, or ``predict``
-    raised with the model in training mode. Warning: only other modules were in training mode (they
-    matter if they read ``self.training``). Skip: no ``predict``, or it raised before any module ran.
+    Error: dropout layers with ``p > 0`` or BatchNorm layers ran in training mode during ``predict``,
+    or ``predict`` raised with the model in training mode. Warning: only other modules were in
+    training mode, some of them not torch's own mode-free layers (they matter if they read
+    ``self.training``). Info: only dropout with ``p=0`` and torch layers that compute the same in
+    both modes (Linear, Conv, LayerNorm, activations, containers) were in training mode: the output
+    is unchanged. Skip: no ``predict``, or it raised before any module ran.
     Example:
     ``def predict(model, x): with torch.no_grad(): return model(x)`` without ``model.eval()``.
 
@@ -59,7 +87,8 @@ def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
     if not trace.training_modules:
         return
     modules = dict(ctx.inner.named_modules())
-    sensitive = [n for n in trace.training_modules if isinstance(modules.get(n), _MODE_SENSITIVE)]
+    inert = [n for n in trace.training_modules if _inert_dropout(modules.get(n))]
+    sensitive = [n for n in trace.training_modules if isinstance(modules.get(n), _MODE_SENSITIVE) and n not in inert]
     dropout = [n for n in sensitive if isinstance(modules[n], nn.modules.dropout._DropoutNd)]
     norms = [n for n in sensitive if n not in dropout]
     top = [n for n in trace.training_modules if "." not in n and n]
@@ -75,11 +104,19 @@ def eval_mode(check: Check, ctx: Evidence) -> Iterator[Finding]:
     elif trace.error is not None:  # the effect is the crash: torchvision's detection models refuse it
         text, severity = f"predict raised there ({trace.error})", None
     else:
-        text = (
-            f"{count(len(trace.training_modules), 'module')} in training mode; no dropout or BatchNorm is affected, "
-            "but modules that read self.training are"
-        )
-        severity = Severity.WARNING
+        zero = f" ({count(len(inert), 'dropout layer')} with p=0, which change nothing)" if inert else ""
+        others = [n for n in trace.training_modules if n and n not in inert and not _mode_free(modules.get(n))]
+        if not others and "" in trace.training_modules and not _mode_free(ctx.inner):
+            others = [type(ctx.inner).__name__]
+        if others:
+            text = (
+                f"{count(len(trace.training_modules), 'module')} in training mode; no dropout or BatchNorm is affected{zero}, "
+                f"but modules that read self.training are ({examples(others)})"
+            )
+            severity = Severity.WARNING
+        else:  # only torch modules whose training mode changes nothing: no effect on the output
+            text = f"{count(len(trace.training_modules), 'module')} in training mode{zero}; none of them computes differently there"
+            severity = Severity.INFO
     yield check.finding(
         f"{where} ran in training mode during predict: {text}",
         subject=subject,

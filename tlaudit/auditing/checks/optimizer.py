@@ -74,11 +74,18 @@ def optimizer_missing(check: Check, ctx: Evidence) -> Iterator[Finding]:
 )
 def optimizer_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
-    Parameters meant to be frozen, or with ``requires_grad=False``, that an optimizer group holds.
+    Parameters meant to be frozen, or with ``requires_grad=False``, that an optimizer group holds,
+    and whether the optimizer can move them: a parameter with a ``.grad`` or optimizer state
+    (momentum, ``exp_avg``) is moved by the next ``step()``; one meant frozen that still has
+    ``requires_grad=True`` trains. One with ``requires_grad=False``, ``.grad`` None and no state is
+    skipped by every built-in optimizer (weight decay included) and never moves.
 
     Why:
-    Harmless only while their ``.grad`` stays None: a stale gradient plus momentum or weight decay
-    moves them (see ``frozen-changed``), and they cost optimizer memory once unfrozen by mistake.
+    A stale gradient plus momentum or weight decay moves frozen weights (see ``frozen-changed``);
+    a parameter declared frozen whose flag is still on trains with the rest. Held but idle, frozen
+    parameters cost nothing now: PEFT's documented loop builds
+    ``torch.optim.AdamW(model.parameters(), lr=...)`` after ``get_peft_model``, which holds every
+    frozen base weight, and is correct.
 
     Why it is silent:
     Parameters with ``requires_grad=False`` and ``.grad`` None are skipped by every built-in
@@ -87,11 +94,14 @@ def optimizer_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
 
 
     Evidence:
-    Warning: a parameter meant frozen, or with ``requires_grad=False``, in an optimizer group:
-    harmless until a stale gradient or weight decay moves it (then ``frozen-changed`` is the error).
-    Skip: no optimizer.
+    Warning: a parameter meant frozen, or with ``requires_grad=False``, in an optimizer group with a
+    ``.grad`` or optimizer state (the next step moves it; ``frozen-changed`` is the error once it
+    moved), or meant frozen (``strategy=``, ``frozen=``) but with ``requires_grad=True``. Info: frozen
+    parameters with ``requires_grad=False``, no ``.grad`` and no optimizer state in a group (torch's
+    optimizers skip them; they would move only if a stale gradient appeared). Skip: no optimizer.
     Example:
-    ``torch.optim.AdamW(model.parameters())`` after ``tlaudit.freeze_backbone(model)``.
+    ``torch.optim.SGD(model.parameters(), momentum=0.9)`` stepped a while, then
+    ``tlaudit.freeze_backbone(model)`` with the same optimizer: the backbone's momentum moves it.
 
     Fix:
     Pass only trainable parameters: ``tlaudit.param_groups(model, lr)``; stages unfrozen later are
@@ -99,11 +109,35 @@ def optimizer_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
 
     References:
     - ``torch.optim`` ("Constructing it", per-parameter options), https://pytorch.org/docs/stable/optim.html
+    - ``torch.optim.AdamW`` (parameters whose ``grad`` is None are skipped), https://pytorch.org/docs/stable/generated/torch.optim.AdamW.html
+    - PEFT's LoRA sequence-classification example (``AdamW(params=model.parameters(), lr=lr)`` after ``get_peft_model``), https://github.com/huggingface/peft/blob/main/examples/sequence_classification/LoRA.ipynb
     - PyTorch tutorial "Transfer Learning for Computer Vision", https://pytorch.org/tutorials/beginner/transfer_learning_tutorial.html
     """
-    names = [name for name, p in ctx.params if (id(p) in ctx.meant_frozen or not ctx.requires_grad[id(p)]) and id(p) in ctx.optimizer_ids]
+    optimizer = ctx.setup.optimizer
+    assert optimizer is not None  # needs=("optimizer",): audit() runs this check only with one
+    trainable, stale, idle = [], [], []
+    for name, p in ctx.params:
+        frozen_flag = not ctx.requires_grad[id(p)]
+        if id(p) not in ctx.optimizer_ids or not (frozen_flag or id(p) in ctx.meant_frozen):
+            continue
+        if not frozen_flag:
+            trainable.append(name)  # meant frozen, flag still on: it trains
+        elif p.grad is not None or optimizer.state.get(p):
+            stale.append(name)
+        else:
+            idle.append(name)
+    hint = "build the optimizer from tlaudit.param_groups(model, lr)"
+    yield from grouped_findings(check, trainable, "frozen but held by the optimizer", hint)
     yield from grouped_findings(
-        check, names, "frozen but held by the optimizer", "build the optimizer from tlaudit.param_groups(model, lr)"
+        check, stale, "frozen but held by the optimizer with a .grad or optimizer state, which its next step applies", hint
+    )
+    yield from grouped_findings(
+        check,
+        idle,
+        "frozen and held by the optimizer, idle: no .grad and no optimizer state, so torch's optimizers skip them "
+        "(weight decay included) and they cost nothing now; they would move only if a stale gradient appeared",
+        hint,
+        severity=Severity.INFO,
     )
 
 

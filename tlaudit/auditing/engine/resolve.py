@@ -13,10 +13,12 @@ from tlaudit.auditing.engine.defaults import synthetic_sample, synthetic_targets
 from tlaudit.auditing.engine.snapshot import Snapshot
 from tlaudit.auditing.engine.tracing import trace_predict, trace_train_step
 from tlaudit.auditing.evidence import PredictTrace, Skip, TrainTrace
+from tlaudit.auditing.rules.inputs import Sample
 from tlaudit.auditing.rules.new_layers import new_modules
 from tlaudit.auditing.rules.outputs import class_score_layers, is_box_regression
 from tlaudit.auditing.rules.probing import UnreadableNormalization, read_normalizations
 from tlaudit.auditing.rules.schedule import ADAPTIVE_LR_MAX, SGD_LR_CAUTION, SGD_LR_MAX, SchedulePeaks, peak_lrs
+from tlaudit.auditing.rules.wrappers import raw_optimizer, rebound
 from tlaudit.auditing.setup import Strategy, TransferSetup
 from tlaudit.normalization import (
     Normalization,
@@ -184,7 +186,9 @@ class AuditContext:
         """Each optimizer group's peak LR over the scheduler's run, read once for every check."""
         optimizer = self.setup.optimizer
         assert optimizer is not None  # read only by checks that have an optimizer
-        return peak_lrs(optimizer, self.setup.scheduler)
+        raw = raw_optimizer(optimizer)  # a scheduler bound to a wrapper (accelerate, Lightning) is read on the real one
+        scheduler = rebound(self.setup.scheduler, raw) if self.setup.scheduler is not None else None
+        return peak_lrs(raw, scheduler)
 
     @cached_property
     def lr_caution(self) -> float:
@@ -201,7 +205,7 @@ class AuditContext:
     # -- inputs --------------------------------------------------------------------------------
 
     @cached_property
-    def sample(self) -> torch.Tensor:
+    def sample(self) -> Sample:
         if self.setup.sample is not None:
             return self.setup.sample
         crop = self.expected.crop_size if self.expected is not None else None

@@ -22,6 +22,7 @@ from tlaudit.auditing.checks.optimizer import optimizer_state
 from tlaudit.auditing.engine.defaults import OptimizerStepFailed, default_train_step
 from tlaudit.auditing.engine.snapshot import Snapshot
 from tlaudit.auditing.evidence import BatchNormCall, PredictTrace, TrainTrace
+from tlaudit.auditing.rules.inputs import Sample, clone_sample, describe_sample
 from tlaudit.auditing.rules.outputs import detach_outputs
 from tlaudit.auditing.setup import SetupError, TransferSetup
 from tlaudit.batchnorm import is_batchnorm
@@ -50,7 +51,7 @@ def _outermost(names: list[str]) -> list[str]:
 def trace_train_step(
     setup: TransferSetup,
     model: nn.Module,
-    sample: torch.Tensor,
+    sample: Sample,
     targets: torch.Tensor,
     snapshot: Snapshot,
     requires_grad: dict[int, bool],
@@ -64,7 +65,7 @@ def trace_train_step(
     the sample or the targets, a :class:`SetupError`.
     """
     trace = TrainTrace()
-    sample, targets = sample.clone(), targets.clone()
+    sample, targets = clone_sample(sample), targets.clone()
     inner = unwrap(model)
     user_step = setup.train_step
     step = user_step or default_train_step
@@ -112,7 +113,7 @@ def trace_train_step(
                 snapshot.restore()
                 field_name = "sample" if trace.outputs is None else "targets"
                 what = (
-                    f"the model cannot take the sample of shape {tuple(sample.shape)}"
+                    f"the model cannot take the sample of {describe_sample(sample)}"
                     if field_name == "sample"
                     else f"cross-entropy on the model's output and targets of shape {tuple(targets.shape)} failed"
                 )
@@ -142,7 +143,7 @@ def _given(setup: TransferSetup, field_name: str) -> bool:
     return getattr(setup, field_name) is not None
 
 
-def trace_predict(setup: TransferSetup, model: nn.Module, sample: torch.Tensor, snapshot: Snapshot) -> PredictTrace:
+def trace_predict(setup: TransferSetup, model: nn.Module, sample: Sample, snapshot: Snapshot) -> PredictTrace:
     """Call the user's ``predict`` (which must be set) twice on copies of the sample, recording modes and grad mode.
 
     Every module's call records its training flag and the grad mode, so a ``predict`` that calls
@@ -168,7 +169,7 @@ def trace_predict(setup: TransferSetup, model: nn.Module, sample: torch.Tensor, 
         outputs = []
         try:
             for _ in range(2):
-                outputs.append(detach_outputs(predict(model, sample.clone())))
+                outputs.append(detach_outputs(predict(model, clone_sample(sample))))
         except Exception as err:
             trace.error, trace.reported_by = f"{type(err).__name__}: {err}", user_code_error.id
             outputs = [None, None]

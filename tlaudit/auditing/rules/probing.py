@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tlaudit._processors import is_image_processor
 from tlaudit.normalization import (
     Normalization,
     _children,
@@ -46,8 +47,8 @@ def _step_name(step: Any) -> str:
 def opaque_steps(transform: Any) -> list[str]:
     """Names of the steps of ``transform`` that cannot be read structurally, in order.
 
-    Known are torchvision v1/v2 transforms (``Lambda`` excepted), the weights' preset transforms and the
-    containers (``Compose``, ``RandomApply``, ``nn.Sequential``, lists); anything else (a ``Lambda``, a
+    Known are torchvision v1/v2 transforms (``Lambda`` excepted), the weights' preset transforms, Hugging
+    Face image processors and the containers (``Compose``, ``RandomApply``, ``nn.Sequential``, lists); anything else (a ``Lambda``, a
     function, a custom class, timm's or albumentations' transforms) is opaque: it may normalize.
 
     Example:
@@ -55,8 +56,8 @@ def opaque_steps(transform: Any) -> list[str]:
         >>> opaque_steps(v2.Compose([v2.Resize(64), v2.Lambda(lambda x: x / 255)]))
         ['Lambda']
     """
-    if transform is None or _is_normalize(transform) or _is_preset(transform):
-        return []
+    if transform is None or _is_normalize(transform) or _is_preset(transform) or is_image_processor(transform):
+        return []  # an image processor is read from its image_mean/image_std and do_normalize
     children = _children(transform)
     containers = (nn.Sequential, nn.ModuleList, list, tuple)
     if children is not None and (_is_known_step(transform) or isinstance(transform, containers)):
