@@ -94,13 +94,15 @@ def train_model(model, criterion, optimizer, scheduler, num_epochs=25):
             print(f"{phase} Loss: {running_loss / dataset_sizes[phase]:.4f} Acc: {epoch_acc:.4f}")
             if phase == "val" and epoch_acc > best_acc:
                 best_acc = epoch_acc
+        if args.bug == "visualize-train-mode":
+            model.train()  # back in training mode after validation, as many loops leave it (harmless by itself)
     print(f"Training complete in {time.time() - since:.0f}s")
     return model
 
 
 def visualize_model(model, num_images=4):
     was_training = model.training
-    if args.bug != "visualize-train-mode":
+    if args.bug != "visualize-train-mode":  # the seeded mistake: predicting in training mode
         model.eval()
     predicted = []
     with torch.no_grad():
