@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import tlaudit
-from tlaudit import AuditFailed
 from tests.test_watch import loader, no_hooks_left, tiny, train
+from tlaudit import AuditFailed
 
 
 def trained_and_watched(predict, **options):
