@@ -15,6 +15,8 @@ says what is right and is marked ``xfail(strict=True)`` with the reason.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,7 @@ def test_timm_train_labels_from_1_crash_is_diagnosed(data, checkpoints):
     watched = run_watched("timm_train.py", str(data), str(checkpoints), "--bug", "labels-from-1")
     assert watched.code == 1  # the program's own exit code for its uncaught exception
     assert "RuntimeError: index 2 is out of bounds" in watched.err  # the user's traceback is kept
+    assert "tlaudit" + os.sep + "watcher" not in watched.err
     assert "label-range" in watched.checks("error")
 
 
@@ -114,11 +117,24 @@ def test_tutorial_second_model_freeze_typo_is_caught(data, checkpoints):
     assert watched.out.count("train Loss") == 1
 
 
+def traceback_frames(err: str) -> list[str]:
+    """The ``File "...", line N, in NAME`` lines of a printed traceback, but torch's module-call
+    frames (global hooks make torch call a module through an extra ``inner`` frame)."""
+    frames = re.findall(r'^  File "([^"]+)", line (\d+), in (\S+)$', err, flags=re.MULTILINE)
+    return [
+        f"{path}:{line} {name}" for path, line, name in frames if not path.endswith(os.path.join("torch", "nn", "modules", "module.py"))
+    ]
+
+
 def test_tutorial_labels_from_1_crash_is_diagnosed(data, checkpoints):
+    plain = run_plain("transfer_tutorial.py", str(data), str(checkpoints), "--bug", "labels-from-1")
     watched = run_watched("transfer_tutorial.py", str(data), str(checkpoints), "--bug", "labels-from-1")
-    assert watched.code == 1
+    assert watched.code == plain.code == 1
     assert "IndexError: Target 2 is out of bounds." in watched.err
     assert "label-range" in watched.checks("error")
+    # the traceback is the unwatched program's: no frame of the watcher's wrappers
+    assert "tlaudit" + os.sep + "watcher" not in watched.err
+    assert traceback_frames(watched.err) == traceback_frames(plain.err) != []
 
 
 def test_tutorial_visualize_in_train_mode_is_caught(data, checkpoints):
@@ -180,7 +196,9 @@ def test_staged_unfreezing_with_a_too_high_lr_is_caught(checkpoints, style):
 
 
 def test_a_label_only_a_later_batch_holds_is_caught_when_it_appears(checkpoints):
+    plain = run_plain("staged_unfreeze.py", str(checkpoints), "--bug", "late-label")
     watched = run_watched("staged_unfreeze.py", str(checkpoints), "--bug", "late-label")
-    assert watched.code == 1
+    assert watched.code == plain.code == 1
+    assert traceback_frames(watched.err) == traceback_frames(plain.err) != []
     assert "label-range" in watched.checks("error")
     assert not [check for stage, check in watched.findings("error") if stage == "train"]  # the first batch was clean

@@ -35,6 +35,7 @@ from tlaudit.watcher.labels import LabelWatch
 from tlaudit.watcher.observe import ModelCall, Observer
 from tlaudit.watcher.predictions import Modes, ModesWatch, describe_modes
 from tlaudit.watcher.session import AuditSession
+from tlaudit.watcher.tracebacks import hide_watcher_frames
 from tlaudit.watcher.weights import WeightsObserver
 from tlaudit.watcher.whole_run import Fingerprint, by_design, changed_since_audit, diagnose_crash, fingerprint, report_labels
 
@@ -112,6 +113,8 @@ class Watch:
         try:
             if isinstance(error, Exception) and not isinstance(error, (AuditFailed, SetupError)):
                 diagnose_crash(self, error)
+            if error is not None and not isinstance(error, (RunStopped, AuditFailed, SetupError)):
+                hide_watcher_frames(error)  # the traceback the user sees is the unwatched program's
             if observer is not None and kind is None and "inference" not in self._done:
                 validation = validation_call(observer.calls, self._trained)
                 if validation is not None and "train" in self._done:
