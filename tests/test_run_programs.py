@@ -35,6 +35,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def three_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("three-classes"), classes=("ants", "bees", "wasps"), per_class=(2, 1))
+
+
+@pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the programs save their "pretrained" checkpoints (each architecture's own init) once."""
     return tmp_path_factory.mktemp("checkpoints")
@@ -185,6 +190,25 @@ def test_staged_unfreezing_with_the_optimizer_not_told_is_caught(checkpoints):
     assert watched.checks("error") == {"optimizer-missing"}
     assert "epoch 1: unfroze layer4" in watched.out and "epoch 1 loss" not in watched.out  # stopped at epoch 1's first step
     assert "epoch 0 loss" in watched.out
+
+
+def test_tutorial_class_list_short_of_the_data_crash_is_diagnosed_as_head_size(three_classes, checkpoints):
+    """A class list of two for data of three: labels 2 pass the two-wide head and the loss raises
+    before the first step. The labels are the dataset's own; the head is what does not fit."""
+    plain = run_plain("transfer_tutorial.py", str(three_classes), str(checkpoints), "--bug", "class-list")
+    watched = run_watched("transfer_tutorial.py", str(three_classes), str(checkpoints), "--bug", "class-list")
+    assert watched.code == plain.code == 1
+    assert "IndexError: Target 2 is out of bounds." in watched.err
+    assert watched.findings("error") == [("crash", "head-size")]
+    (crash,) = watched.audits
+    assert "has shape (4, 2), expected 3 columns (num_classes)" in crash["findings"][0]["message"]
+    assert "num_classes (3, ImageFolder.classes)" in watched.notes()  # read while the loop still ran
+    assert "the loss input has 2 classes and the dataset 3" in watched.notes()
+
+
+def test_tutorial_class_list_of_the_data_is_clean(three_classes, checkpoints):
+    """The same three-class data with the class list read from the dataset: no crash, no error."""
+    assert_clean(run_watched("transfer_tutorial.py", str(three_classes), str(checkpoints), "--epochs", "1"))
 
 
 @pytest.mark.parametrize("style", [(), ("--rebuild",)], ids=["add_param_group", "rebuilt-optimizer"])

@@ -4,7 +4,7 @@ fixed feature extractor, then look at its predictions (``visualize_model``).
 Written the way https://github.com/pytorch/tutorials/blob/main/beginner_source/transfer_learning_tutorial.py
 is written; the "pretrained" ResNet-18 is a local checkpoint (the architecture's own init).
 
-Usage: transfer_tutorial.py DATA_DIR CHECKPOINT_DIR [--bug labels-from-1|second-freeze-typo|visualize-train-mode] [--epochs N]
+Usage: transfer_tutorial.py DATA_DIR CHECKPOINT_DIR [--bug labels-from-1|class-list|second-freeze-typo|visualize-train-mode] [--epochs N]
 """
 
 import argparse
@@ -20,7 +20,7 @@ from torchvision import datasets, models, transforms
 parser = argparse.ArgumentParser()
 parser.add_argument("data_dir")
 parser.add_argument("checkpoint_dir")
-parser.add_argument("--bug", choices=["labels-from-1", "second-freeze-typo", "visualize-train-mode"])
+parser.add_argument("--bug", choices=["labels-from-1", "class-list", "second-freeze-typo", "visualize-train-mode"])
 parser.add_argument("--epochs", type=int, default=1)
 args = parser.parse_args()
 
@@ -54,6 +54,8 @@ image_datasets = {
 dataloaders = {x: torch.utils.data.DataLoader(image_datasets[x], batch_size=4, shuffle=True, num_workers=0) for x in ["train", "val"]}
 dataset_sizes = {x: len(image_datasets[x]) for x in ["train", "val"]}
 class_names = image_datasets["train"].classes
+if args.bug == "class-list":  # the seeded mistake: the tutorial's class list kept for a dataset with more classes
+    class_names = ["ants", "bees"]
 device = torch.device("cpu")
 
 

@@ -37,7 +37,15 @@ from tlaudit.watcher.predictions import Modes, ModesWatch, describe_modes
 from tlaudit.watcher.session import AuditSession
 from tlaudit.watcher.tracebacks import hide_watcher_frames
 from tlaudit.watcher.weights import WeightsObserver
-from tlaudit.watcher.whole_run import Fingerprint, by_design, changed_since_audit, diagnose_crash, fingerprint, report_labels
+from tlaudit.watcher.whole_run import (
+    Fingerprint,
+    by_design,
+    changed_since_audit,
+    declared_classes,
+    diagnose_crash,
+    fingerprint,
+    report_labels,
+)
 
 __all__ = ["RunStopped", "Watch", "watch"]
 
@@ -77,7 +85,7 @@ class Watch:
         """The ids of the modules train-audited: a later call of one that no backward reaches is inference."""
         self._done: set[str] = set()
         """The audits done (or with no selected check): ``"train"``, ``"inference"``."""
-        self._labels = LabelWatch()
+        self._labels = LabelWatch(declared_classes)
         self._known: dict[int, tuple[nn.Module, Fingerprint]] = {}
         """Each audited optimizer's model and fingerprint: a change is audited at the step it shows."""
         self._inference_stage = "inference"

@@ -113,6 +113,13 @@ def changed_since_audit(watch: Watch, optimizer: torch.optim.Optimizer) -> None:
     observer.resume()
 
 
+def declared_classes() -> tuple[int, str] | None:
+    """The class count of the dataset being iterated (the first), and where it was read."""
+    datasets = find_datasets()
+    counted = class_count(datasets[0]) if datasets else None
+    return (counted[0], f"{type(datasets[0]).__name__}.{counted[1]}") if counted is not None else None
+
+
 def _targets_and_model(watch: Watch) -> tuple[Any, nn.Module | None, int | None, str]:
     problems = watch._labels.problems
     observer = watch._observer
@@ -139,12 +146,12 @@ def _label_audit(watch: Watch, stage: str, note: str, *, stop: bool) -> None:
     targets, model, width, source = _targets_and_model(watch)
     if targets is None or model is None:
         return
-    datasets = find_datasets()
-    counted = class_count(datasets[0]) if datasets else None
+    problems = watch._labels.problems
+    counted = problems[0].declared if problems and problems[0].declared is not None else declared_classes()
     num_classes = counted[0] if counted is not None else width
     if num_classes is None:
         return
-    where = f"{num_classes}, the dataset's classes" if counted is not None else f"{num_classes}, the width of the loss input"
+    where = f"{num_classes}, {counted[1]}" if counted is not None else f"{num_classes}, the width of the loss input"
     observed = {"model": type(model).__name__, "targets": source, "num_classes": where}
     entered = watch._observer.entered if watch._observer is not None else None
     sample = entered[1][0] if entered is not None and entered[1] and isinstance(entered[1][0], torch.Tensor) else None
@@ -154,14 +161,18 @@ def _label_audit(watch: Watch, stage: str, note: str, *, stop: bool) -> None:
             return
         sample = torch.zeros((targets.shape[0], *like.shape[1:]), dtype=like.dtype)  # a stand-in: only the targets are read
     notes = [note]
+    checks = ["label-range"]
     if counted is not None and width is not None and width != counted[0]:
-        notes.append(f"the loss input has {width} classes and the dataset {counted[0]}: the head does not fit the data (see head-size)")
+        # the targets passed the head and the dataset declares another class count: the head is the
+        # wrong size (a class list that is not the dataset's), not the labels
+        notes.append(f"the loss input has {width} classes and the dataset {counted[0]}: the head does not fit the data")
+        checks.append("head-size")
     watch.session.audit(
         stage,
         {"model": model, "sample": sample, "targets": targets, "num_classes": num_classes},
         observed,
         notes,
-        only=("label-range",),
+        only=checks,
         stop=stop,
     )
 
