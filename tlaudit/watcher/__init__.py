@@ -32,6 +32,7 @@ from tlaudit.watcher.build import dataset_fields, find_datasets, find_loaders, i
 from tlaudit.watcher.calls import training_call, validation_call
 from tlaudit.watcher.facts import hf_weights
 from tlaudit.watcher.labels import LabelWatch
+from tlaudit.watcher.live import one_pass
 from tlaudit.watcher.observe import ModelCall, Observer
 from tlaudit.watcher.predictions import Modes, ModesWatch, describe_modes
 from tlaudit.watcher.session import AuditSession
@@ -175,24 +176,8 @@ class Watch:
             changed_since_audit(self, optimizer)
         observer.paused = True
         try:
-            if "train" not in self._done:
-                trained = training_call(pending, optimizer)
-                if trained is not None:
-                    before = pending[: pending.index(trained)] if trained in pending else pending
-                    validation = validation_call(before, self._trained)
-                    self._audit_train(trained, optimizer)
-                    if validation is not None and "inference" not in self._done:
-                        self._audit_inference(validation, before)
-                else:
-                    self._pending_notes.append(
-                        f"no model call before optimizer step {self.steps} reached backward (a closure-based step?); "
-                        "the audit waited for the next step"
-                    )
-                    observer.calls = [c for c in pending if c.validation][:3]  # keep the validation pass seen
-            elif "inference" not in self._done:
-                validation = validation_call(pending, self._trained)
-                if validation is not None:
-                    self._audit_inference(validation, pending)
+            with one_pass():  # the audits below find the run's loaders, schedulers and modules: one pass
+                self._audit_step(pending, optimizer)
         except BaseException:
             self._close()
             raise
@@ -207,6 +192,29 @@ class Watch:
             # change of the trainable parameters and param groups (a fingerprint, microseconds a step)
             observer.count_only()
 
+    def _audit_step(self, pending: list[ModelCall], optimizer: torch.optim.Optimizer) -> None:
+        """The train audit (and a validation pass before it), or the inference audit, at this step."""
+        observer = self._observer
+        assert observer is not None
+        if "train" not in self._done:
+            trained = training_call(pending, optimizer)
+            if trained is not None:
+                before = pending[: pending.index(trained)] if trained in pending else pending
+                validation = validation_call(before, self._trained)
+                self._audit_train(trained, optimizer)
+                if validation is not None and "inference" not in self._done:
+                    self._audit_inference(validation, before)
+            else:
+                self._pending_notes.append(
+                    f"no model call before optimizer step {self.steps} reached backward (a closure-based step?); "
+                    "the audit waited for the next step"
+                )
+                observer.calls = [c for c in pending if c.validation][:3]  # keep the validation pass seen
+        elif "inference" not in self._done:
+            validation = validation_call(pending, self._trained)
+            if validation is not None:
+                self._audit_inference(validation, pending)
+
     def _stop(self) -> None:
         self.stopped = True
         self._close()
@@ -215,7 +223,7 @@ class Watch:
     def _audit_train(self, call: ModelCall, optimizer: torch.optim.Optimizer) -> None:
         fields, observed, notes = train_fields(call, optimizer)
         loaders = find_loaders()
-        more, seen, more_notes = dataset_fields(find_datasets(), loaders)
+        more, seen, more_notes = dataset_fields(find_datasets(loaders), loaders)
         fields.update(more)
         observed.update(seen)
         loaded, where, weight_notes = self._weights.fields(call.module)

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from torch import nn
 from tlaudit.auditing.report import Report
 from tlaudit.watcher.build import dataset_fields, find_datasets, find_loaders
 from tlaudit.watcher.facts import class_count, find_schedulers, hf_weights, rebound
+from tlaudit.watcher.live import instances, one_pass
 from tlaudit.watcher.verdicts import bn_left_out, finetuners_without_bn, without_by_design
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def fingerprint(optimizer: torch.optim.Optimizer, model: nn.Module) -> Fingerpri
 
 def by_design(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[Report], Report]:
     """The report adjustment for parameters a live framework callback leaves out of the optimizer on purpose."""
-    finetuners = finetuners_without_bn(gc.get_objects()) if "lightning.pytorch" in sys.modules else []
+    finetuners = finetuners_without_bn(instances(object)) if "lightning.pytorch" in sys.modules else []
     left = bn_left_out(model, [optimizer], finetuners)
     return lambda report: without_by_design(report, *left)
 
@@ -51,9 +51,7 @@ def _owner(optimizer: torch.optim.Optimizer) -> nn.Module | None:
     optimizer of the head alone still belongs to the whole model, whose other parameters it may miss)."""
     wanted = {id(p) for g in optimizer.param_groups for p in g["params"]}
     best: tuple[int, nn.Module] | None = None
-    for obj in gc.get_objects():
-        if not issubclass(type(obj), nn.Module):
-            continue
+    for obj in instances(nn.Module):
         ids = {id(p) for p in obj.parameters()}
         if wanted <= ids and (best is None or len(ids) > best[0]):
             best = (len(ids), obj)
@@ -63,6 +61,13 @@ def _owner(optimizer: torch.optim.Optimizer) -> nn.Module | None:
 def changed_since_audit(watch: Watch, optimizer: torch.optim.Optimizer) -> None:
     """At a step after the audits: audit again if this optimizer is new or its fingerprint changed."""
     entry = watch._known.get(id(optimizer))
+    if entry is not None and fingerprint(optimizer, entry[0]) == entry[1]:
+        return  # the step of every run after its audits: two counts
+    with one_pass():
+        _audit_change(watch, optimizer, entry)
+
+
+def _audit_change(watch: Watch, optimizer: torch.optim.Optimizer, entry: tuple[nn.Module, Fingerprint] | None) -> None:
     if entry is None:
         model = _owner(optimizer)
         if model is None:
@@ -81,7 +86,8 @@ def changed_since_audit(watch: Watch, optimizer: torch.optim.Optimizer) -> None:
     if schedulers:
         fields["scheduler"] = rebound(schedulers[0], optimizer)
         observed["scheduler"] = type(schedulers[0]).__name__
-    more, seen, notes = dataset_fields(find_datasets(), find_loaders())
+    loaders = find_loaders()
+    more, seen, notes = dataset_fields(find_datasets(loaders), loaders)
     fields.update(more)
     observed.update(seen)
     loaded, where, _ = watch._weights.fields(model)
@@ -183,7 +189,8 @@ def diagnose_crash(watch: Watch, error: BaseException) -> None:
     if observer is not None:
         observer.paused = True
     try:
-        _label_audit(watch, "crash", f"the run raised {type(error).__name__}: {str(error)[:200]}", stop=False)
+        with one_pass():
+            _label_audit(watch, "crash", f"the run raised {type(error).__name__}: {str(error)[:200]}", stop=False)
     except Exception:  # the diagnosis is a courtesy: the program's own exception is what counts
         pass
 
