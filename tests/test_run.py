@@ -1,7 +1,7 @@
 """Tests for ``tlaudit run`` (tlaudit/cli/run.py): real training scripts run in-process under the watcher.
 
 The scripts live in ``tests/scripts/``: an ImageFolder feature-extraction loop with seeded mistakes,
-the structure of PyTorch's transfer-learning tutorial, and a small CNN trained with
+PyTorch's transfer-learning tutorial (one part at a time), and a small CNN trained with
 ``F.cross_entropy``, a per-batch scheduler or ``torch.compile``. Images are tiny PNGs written by the
 ``image_folder`` fixture; models are built with ``weights=None`` at 32 px (nothing is downloaded).
 """
@@ -134,8 +134,8 @@ def test_the_weights_the_run_loads_are_observed(capsys, image_folder, monkeypatc
     assert WeightsEnum.__dict__["get_state_dict"] is original  # torchvision's own function is back
 
 
-def test_tutorial_finetuning_audits_clean_with_the_validation_pass(capsys, image_folder):
-    code, out, err = run(capsys, str(SCRIPTS / "tutorial.py"), str(image_folder))
+def test_tutorial_finetuning_audits_clean_with_the_validation_pass(capsys, image_folder, tmp_path):
+    code, out, err = run(capsys, str(SCRIPTS / "transfer_tutorial.py"), str(image_folder), str(tmp_path), "--part", "finetuning")
     assert code == 0, err
     assert "Training complete" in out
     assert "train audit at the first optimizer step" in err
@@ -145,10 +145,12 @@ def test_tutorial_finetuning_audits_clean_with_the_validation_pass(capsys, image
     assert err.count("0 errors, 0 warnings") == 2
 
 
-def test_tutorial_fixed_feature_extractor_warns_about_drifting_batchnorm(capsys, image_folder):
+def test_tutorial_fixed_feature_extractor_warns_about_drifting_batchnorm(capsys, image_folder, tmp_path):
     """The tutorial's fixed feature extractor calls model.train() on a frozen backbone: its BatchNorm
     statistics drift. A warning without intent; the run goes on."""
-    code, out, err = run(capsys, str(SCRIPTS / "tutorial.py"), str(image_folder), "--fixed-feature-extractor")
+    code, out, err = run(
+        capsys, str(SCRIPTS / "transfer_tutorial.py"), str(image_folder), str(tmp_path), "--part", "fixed-feature-extractor"
+    )
     assert code == 0
     assert "frozen-bn-train" in err and "warning" in err
     assert "Training complete" in out

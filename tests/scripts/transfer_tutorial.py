@@ -4,7 +4,8 @@ fixed feature extractor, then look at its predictions (``visualize_model``).
 Written the way https://github.com/pytorch/tutorials/blob/main/beginner_source/transfer_learning_tutorial.py
 is written; the "pretrained" ResNet-18 is a local checkpoint (the architecture's own init).
 
-Usage: transfer_tutorial.py DATA_DIR CHECKPOINT_DIR [--bug labels-from-1|second-freeze-typo|visualize-train-mode] [--epochs N]
+Usage: transfer_tutorial.py DATA_DIR CHECKPOINT_DIR [--part both|finetuning|fixed-feature-extractor]
+       [--bug labels-from-1|class-list|second-freeze-typo|visualize-train-mode] [--epochs N]
 """
 
 import argparse
@@ -20,8 +21,9 @@ from torchvision import datasets, models, transforms
 parser = argparse.ArgumentParser()
 parser.add_argument("data_dir")
 parser.add_argument("checkpoint_dir")
-parser.add_argument("--bug", choices=["labels-from-1", "second-freeze-typo", "visualize-train-mode"])
+parser.add_argument("--bug", choices=["labels-from-1", "class-list", "second-freeze-typo", "visualize-train-mode"])
 parser.add_argument("--epochs", type=int, default=1)
+parser.add_argument("--part", choices=["both", "finetuning", "fixed-feature-extractor"], default="both", help="the tutorial's parts to run")
 args = parser.parse_args()
 
 checkpoint = os.path.join(args.checkpoint_dir, "resnet18-tutorial.pth")
@@ -54,6 +56,8 @@ image_datasets = {
 dataloaders = {x: torch.utils.data.DataLoader(image_datasets[x], batch_size=4, shuffle=True, num_workers=0) for x in ["train", "val"]}
 dataset_sizes = {x: len(image_datasets[x]) for x in ["train", "val"]}
 class_names = image_datasets["train"].classes
+if args.bug == "class-list":  # the seeded mistake: the tutorial's class list kept for a dataset with more classes
+    class_names = ["ants", "bees"]
 device = torch.device("cpu")
 
 
@@ -94,13 +98,15 @@ def train_model(model, criterion, optimizer, scheduler, num_epochs=25):
             print(f"{phase} Loss: {running_loss / dataset_sizes[phase]:.4f} Acc: {epoch_acc:.4f}")
             if phase == "val" and epoch_acc > best_acc:
                 best_acc = epoch_acc
+        if args.bug == "visualize-train-mode":
+            model.train()  # back in training mode after validation, as many loops leave it (harmless by itself)
     print(f"Training complete in {time.time() - since:.0f}s")
     return model
 
 
 def visualize_model(model, num_images=4):
     was_training = model.training
-    if args.bug != "visualize-train-mode":
+    if args.bug != "visualize-train-mode":  # the seeded mistake: predicting in training mode
         model.eval()
     predicted = []
     with torch.no_grad():
@@ -114,28 +120,32 @@ def visualize_model(model, num_images=4):
     print("predicted:", " ".join(predicted[:num_images]))
 
 
-# Finetuning the ConvNet
-model_ft = pretrained_resnet18()
-num_ftrs = model_ft.fc.in_features
-model_ft.fc = nn.Linear(num_ftrs, len(class_names))
-model_ft = model_ft.to(device)
 criterion = nn.CrossEntropyLoss()
-optimizer_ft = optim.SGD(model_ft.parameters(), lr=0.001, momentum=0.9)
-exp_lr_scheduler = lr_scheduler.StepLR(optimizer_ft, step_size=7, gamma=0.1)
-model_ft = train_model(model_ft, criterion, optimizer_ft, exp_lr_scheduler, num_epochs=args.epochs)
+model = None
+if args.part in ("both", "finetuning"):
+    # Finetuning the ConvNet
+    model_ft = pretrained_resnet18()
+    num_ftrs = model_ft.fc.in_features
+    model_ft.fc = nn.Linear(num_ftrs, len(class_names))
+    model_ft = model_ft.to(device)
+    optimizer_ft = optim.SGD(model_ft.parameters(), lr=0.001, momentum=0.9)
+    exp_lr_scheduler = lr_scheduler.StepLR(optimizer_ft, step_size=7, gamma=0.1)
+    model = model_ft = train_model(model_ft, criterion, optimizer_ft, exp_lr_scheduler, num_epochs=args.epochs)
 
-# ConvNet as fixed feature extractor
-model_conv = pretrained_resnet18()
-for param in model_conv.parameters():
-    if args.bug == "second-freeze-typo":
-        param.requires_grad == False  # noqa: E712, B015 -- the seeded typo: a comparison, not an assignment
-    else:
-        param.requires_grad = False
-num_ftrs = model_conv.fc.in_features
-model_conv.fc = nn.Linear(num_ftrs, len(class_names))
-model_conv = model_conv.to(device)
-optimizer_conv = optim.SGD(model_conv.fc.parameters(), lr=0.001, momentum=0.9)
-exp_lr_scheduler = lr_scheduler.StepLR(optimizer_conv, step_size=7, gamma=0.1)
-model_conv = train_model(model_conv, criterion, optimizer_conv, exp_lr_scheduler, num_epochs=args.epochs)
-visualize_model(model_conv)
-print(f"checksum {sum(p.detach().double().sum().item() for p in model_conv.parameters())!r}")
+if args.part in ("both", "fixed-feature-extractor"):
+    # ConvNet as fixed feature extractor
+    model_conv = pretrained_resnet18()
+    for param in model_conv.parameters():
+        if args.bug == "second-freeze-typo":
+            param.requires_grad == False  # noqa: E712, B015 -- the seeded typo: a comparison, not an assignment
+        else:
+            param.requires_grad = False
+    num_ftrs = model_conv.fc.in_features
+    model_conv.fc = nn.Linear(num_ftrs, len(class_names))
+    model_conv = model_conv.to(device)
+    optimizer_conv = optim.SGD(model_conv.fc.parameters(), lr=0.001, momentum=0.9)
+    exp_lr_scheduler = lr_scheduler.StepLR(optimizer_conv, step_size=7, gamma=0.1)
+    model = model_conv = train_model(model_conv, criterion, optimizer_conv, exp_lr_scheduler, num_epochs=args.epochs)
+
+visualize_model(model)
+print(f"checksum {sum(p.detach().double().sum().item() for p in model.parameters())!r}")

@@ -32,10 +32,21 @@ from tlaudit.watcher.build import dataset_fields, find_datasets, find_loaders, i
 from tlaudit.watcher.calls import training_call, validation_call
 from tlaudit.watcher.facts import hf_weights
 from tlaudit.watcher.labels import LabelWatch
+from tlaudit.watcher.live import one_pass
 from tlaudit.watcher.observe import ModelCall, Observer
+from tlaudit.watcher.predictions import Modes, ModesWatch, describe_modes
 from tlaudit.watcher.session import AuditSession
+from tlaudit.watcher.tracebacks import hide_watcher_frames
 from tlaudit.watcher.weights import WeightsObserver
-from tlaudit.watcher.whole_run import Fingerprint, by_design, changed_since_audit, diagnose_crash, fingerprint, report_labels
+from tlaudit.watcher.whole_run import (
+    Fingerprint,
+    by_design,
+    changed_since_audit,
+    declared_classes,
+    diagnose_crash,
+    fingerprint,
+    report_labels,
+)
 
 __all__ = ["RunStopped", "Watch", "watch"]
 
@@ -75,13 +86,15 @@ class Watch:
         """The ids of the modules train-audited: a later call of one that no backward reaches is inference."""
         self._done: set[str] = set()
         """The audits done (or with no selected check): ``"train"``, ``"inference"``."""
-        self._labels = LabelWatch()
+        self._labels = LabelWatch(declared_classes)
         self._known: dict[int, tuple[nn.Module, Fingerprint]] = {}
         """Each audited optimizer's model and fingerprint: a change is audited at the step it shows."""
         self._inference_stage = "inference"
         self._next_inference: str | None = None
         self._model: nn.Module | None = None
         self._sample: torch.Tensor | None = None
+        self._modes = ModesWatch(self._audit_later, lambda: self._observer is None or self._observer.paused)
+        """A later prediction in other modes than the audited inference is audited too (before it runs)."""
 
     @property
     def reports(self) -> dict[str, Report]:
@@ -109,11 +122,13 @@ class Watch:
         try:
             if isinstance(error, Exception) and not isinstance(error, (AuditFailed, SetupError)):
                 diagnose_crash(self, error)
+            if error is not None and not isinstance(error, (RunStopped, AuditFailed, SetupError)):
+                hide_watcher_frames(error)  # the traceback the user sees is the unwatched program's
             if observer is not None and kind is None and "inference" not in self._done:
                 validation = validation_call(observer.calls, self._trained)
                 if validation is not None and "train" in self._done:
                     observer.paused = True
-                    self._audit_inference(validation)
+                    self._audit_inference(validation, observer.calls)
         finally:
             self._close()
         return kind is RunStopped
@@ -131,6 +146,7 @@ class Watch:
 
     def _close(self, *, in_step: bool = False) -> None:
         self._weights.close()
+        self._modes.close()
         if not in_step:
             self._labels.close()
         if self._observer is not None:
@@ -160,24 +176,8 @@ class Watch:
             changed_since_audit(self, optimizer)
         observer.paused = True
         try:
-            if "train" not in self._done:
-                trained = training_call(pending, optimizer)
-                if trained is not None:
-                    before = pending[: pending.index(trained)] if trained in pending else pending
-                    validation = validation_call(before, self._trained)
-                    self._audit_train(trained, optimizer)
-                    if validation is not None and "inference" not in self._done:
-                        self._audit_inference(validation)
-                else:
-                    self._pending_notes.append(
-                        f"no model call before optimizer step {self.steps} reached backward (a closure-based step?); "
-                        "the audit waited for the next step"
-                    )
-                    observer.calls = [c for c in pending if c.validation][:3]  # keep the validation pass seen
-            elif "inference" not in self._done:
-                validation = validation_call(pending, self._trained)
-                if validation is not None:
-                    self._audit_inference(validation)
+            with one_pass():  # the audits below find the run's loaders, schedulers and modules: one pass
+                self._audit_step(pending, optimizer)
         except BaseException:
             self._close()
             raise
@@ -192,6 +192,29 @@ class Watch:
             # change of the trainable parameters and param groups (a fingerprint, microseconds a step)
             observer.count_only()
 
+    def _audit_step(self, pending: list[ModelCall], optimizer: torch.optim.Optimizer) -> None:
+        """The train audit (and a validation pass before it), or the inference audit, at this step."""
+        observer = self._observer
+        assert observer is not None
+        if "train" not in self._done:
+            trained = training_call(pending, optimizer)
+            if trained is not None:
+                before = pending[: pending.index(trained)] if trained in pending else pending
+                validation = validation_call(before, self._trained)
+                self._audit_train(trained, optimizer)
+                if validation is not None and "inference" not in self._done:
+                    self._audit_inference(validation, before)
+            else:
+                self._pending_notes.append(
+                    f"no model call before optimizer step {self.steps} reached backward (a closure-based step?); "
+                    "the audit waited for the next step"
+                )
+                observer.calls = [c for c in pending if c.validation][:3]  # keep the validation pass seen
+        elif "inference" not in self._done:
+            validation = validation_call(pending, self._trained)
+            if validation is not None:
+                self._audit_inference(validation, pending)
+
     def _stop(self) -> None:
         self.stopped = True
         self._close()
@@ -200,7 +223,7 @@ class Watch:
     def _audit_train(self, call: ModelCall, optimizer: torch.optim.Optimizer) -> None:
         fields, observed, notes = train_fields(call, optimizer)
         loaders = find_loaders()
-        more, seen, more_notes = dataset_fields(find_datasets(), loaders)
+        more, seen, more_notes = dataset_fields(find_datasets(loaders), loaders)
         fields.update(more)
         observed.update(seen)
         loaded, where, weight_notes = self._weights.fields(call.module)
@@ -225,15 +248,39 @@ class Watch:
         if not self.session.checks("inference"):
             self._done.add("inference")
 
-    def _audit_inference(self, call: ModelCall) -> None:
+    def _audit_inference(self, call: ModelCall, window: list[ModelCall] = ()) -> None:  # type: ignore[assignment]
+        """Audit the validation ``call``; then the calls of ``window`` after it that predict in other modes."""
         if sample_slot(call) is None:
             return
         fields, observed = inference_fields(call)
         self.session.audit(self._inference_stage, fields, observed)
+        self._modes.add(call)
         self._done.add("inference")
+        if call in window:
+            self._modes.seen_later(window[window.index(call) + 1 :])
         if self._next_inference is not None:  # a new model trains since: its first validation pass is next
             self._inference_stage, self._next_inference = self._next_inference, None
             self._done.discard("inference")
+
+    def _audit_later(self, call: ModelCall, before: list[Modes]) -> None:
+        """A call of an inference-audited model in modes not audited yet: audit it before it runs."""
+        observer = self._observer
+        if observer is None or sample_slot(call) is None:
+            return
+        modes = (tuple(call.training), call.grad_enabled, call.inference_mode)
+        audited = "; ".join(describe_modes(m) for m in before)
+        stage = f"inference (later, step {self.steps}: {describe_modes(modes)})"
+        note = f"a later prediction of {type(call.module).__name__} ran in other modes than the audited inference ({audited}): audited before it ran"
+        observer.paused = True
+        try:
+            fields, observed = inference_fields(call)
+            observed["sample"] = f"the batch of that call, shape {tuple(fields['sample'].shape)}"
+            self.session.audit(stage, fields, observed, [note])
+        except BaseException:
+            self._close()
+            raise
+        finally:
+            observer.paused = False
 
 
 def watch(*, max_steps: int | None = None, stop_after_audit: bool = False, **options: Any) -> Watch:

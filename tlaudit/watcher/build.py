@@ -16,7 +16,6 @@ that have yielded a batch (the one the loop is iterating).
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 import torch
@@ -28,6 +27,7 @@ from torch.utils.data.dataloader import _BaseDataLoaderIter
 from tlaudit._names import unwrap
 from tlaudit.auditing.rules.outputs import named_outputs
 from tlaudit.watcher.facts import class_count, find_schedulers, prefetch_loaders, processor_statistics, rebound
+from tlaudit.watcher.live import instances
 from tlaudit.watcher.observe import ModelCall
 
 __all__ = ["find_loaders", "find_datasets", "dataset_fields", "sample_slot", "train_fields", "inference_fields"]
@@ -42,17 +42,17 @@ def _callable_model(model: nn.Module) -> nn.Module:
 
 def find_loaders() -> list[Any]:
     """The DataLoaders whose iterators have yielded a batch (the ones the loop is iterating), else the only live one."""
-    objects = gc.get_objects()
-    active = [o for o in objects if issubclass(type(o), _BaseDataLoaderIter) and getattr(o, "_num_yielded", 0) > 0]
-    loaders = [o for o in objects if issubclass(type(o), DataLoader)]
+    active = [o for o in instances(_BaseDataLoaderIter) if getattr(o, "_num_yielded", 0) > 0]
+    loaders = instances(DataLoader)
     datasets = {id(it._dataset) for it in active}
     iterated = [loader for loader in loaders if id(loader.dataset) in datasets]
     return iterated or (loaders if len(loaders) == 1 else [])
 
 
-def find_datasets() -> list[Dataset[Any]]:
-    """The datasets of the DataLoader iterators that have yielded a batch, else of the only live DataLoader."""
-    return list({id(loader.dataset): loader.dataset for loader in find_loaders()}.values())
+def find_datasets(loaders: list[Any] | None = None) -> list[Dataset[Any]]:
+    """The datasets of the DataLoader iterators that have yielded a batch, else of the only live
+    DataLoader (``loaders``: what :func:`find_loaders` returned, if called already)."""
+    return list({id(loader.dataset): loader.dataset for loader in (find_loaders() if loaders is None else loaders)}.values())
 
 
 def dataset_fields(datasets: list[Dataset[Any]], loaders: list[Any] | None = None) -> tuple[dict[str, Any], dict[str, str], list[str]]:

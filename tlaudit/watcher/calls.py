@@ -14,12 +14,12 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from tlaudit.watcher.live import instances
 from tlaudit.watcher.observe import ModelCall
 
 __all__ = ["enclosing_module", "model_call", "training_call", "validation_call"]
@@ -29,8 +29,8 @@ def enclosing_module(parts: Sequence[nn.Module]) -> nn.Module | None:
     """The smallest live module whose submodules include every one of ``parts``; None if there is none."""
     wanted = {id(p) for p in parts}
     best: tuple[int, nn.Module] | None = None
-    for obj in gc.get_objects():
-        if not issubclass(type(obj), nn.Module) or id(obj) in wanted:
+    for obj in instances(nn.Module):
+        if id(obj) in wanted:
             continue
         ids = {id(m) for m in obj.modules()}
         if wanted <= ids and (best is None or len(ids) < best[0]):

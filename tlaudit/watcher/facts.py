@@ -18,7 +18,6 @@ The rules are general, by shape, and no framework is imported for them:
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +26,7 @@ from torch import nn
 
 from tlaudit._processors import is_image_processor, normalizes, processor_normalization, saved_processor
 from tlaudit.auditing.rules.wrappers import bound_to, rebound
+from tlaudit.watcher.live import instances
 
 __all__ = [
     "bound_to",
@@ -60,7 +60,7 @@ def find_schedulers(optimizer: torch.optim.Optimizer, given: Any = None) -> list
     lr = torch.optim.lr_scheduler
     given = getattr(given, "scheduler", given) if given is not None and not _is_scheduler(given) else given
     kinds = _scheduler_types()
-    found = [o for o in gc.get_objects() if issubclass(type(o), kinds) and bound_to(o, optimizer)]
+    found = [o for o in instances(kinds) if bound_to(o, optimizer)]
     if given is not None and _is_scheduler(given) and bound_to(given, optimizer):
         found = [given, *[s for s in found if s is not given]]
     return sorted(found, key=lambda s: (s is not given, not isinstance(s, (lr.SequentialLR, lr.ChainedScheduler))))
@@ -92,7 +92,7 @@ def prefetch_loaders(loaders: list[Any]) -> list[Any]:
     if cls is None:
         return []
     ids = {id(loader) for loader in loaders}
-    return [o for o in gc.get_objects() if issubclass(type(o), cls) and id(getattr(o, "loader", None)) in ids]
+    return [o for o in instances(cls) if id(getattr(o, "loader", None)) in ids]
 
 
 def processor_statistics(processor: Any) -> dict[str, Any] | None:

@@ -33,6 +33,9 @@ class LabelProblem:
     classes: int
     low: int
     high: int
+    declared: tuple[int, str] | None = None
+    """The class count the dataset being iterated declares, and where it was read, when the problem
+    was seen (a crash unwinds the loop, and its DataLoader iterator with it)."""
 
 
 def _classes(input: Any) -> int | None:
@@ -44,8 +47,9 @@ def _classes(input: Any) -> int | None:
 class LabelWatch:
     """The wrappers; ``problems`` holds what they found, in order (the first is kept per watch)."""
 
-    def __init__(self) -> None:
+    def __init__(self, declared: Callable[[], tuple[int, str] | None] | None = None) -> None:
         self.problems: list[LabelProblem] = []
+        self._declared = declared
         self._originals: dict[str, Callable[..., Any]] = {}
 
     def open(self) -> None:
@@ -62,6 +66,7 @@ class LabelWatch:
 
     def _wrap(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         problems = self.problems
+        declared = self._declared
 
         @functools.wraps(original)
         def checked(input: Any, target: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -73,7 +78,8 @@ class LabelWatch:
                     if kept.numel():
                         low, high = int(kept.min()), int(kept.max())
                         if low < 0 or high >= classes:
-                            problems.append(LabelProblem(name, target.detach(), classes, low, high))
+                            known = declared() if declared is not None else None  # once: the problem is kept
+                            problems.append(LabelProblem(name, target.detach(), classes, low, high, known))
             return original(input, target, *args, **kwargs)
 
         return checked

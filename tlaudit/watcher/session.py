@@ -225,6 +225,8 @@ def _heading(stage: Stage) -> str:
         return f"static audit at optimizer step {step}, before it runs: {why}"
     if stage.startswith("train (step "):
         return f"train audit at optimizer step {stage[len('train (step ') : -1]}"
+    if stage.startswith("inference (later, "):  # "inference (later, step 9: 68 of 68 modules in training mode, no_grad)"
+        return f"inference audit of a later prediction in other modes (after optimizer {stage[len('inference (later, ') : -1]})"
     if stage.startswith("inference (after"):
         return f"inference audit after the first validation pass of the new model ({stage[len('inference (') : -1]})"
     if stage.startswith("labels (step "):

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from torch import nn
 from tlaudit.auditing.report import Report
 from tlaudit.watcher.build import dataset_fields, find_datasets, find_loaders
 from tlaudit.watcher.facts import class_count, find_schedulers, hf_weights, rebound
+from tlaudit.watcher.live import instances, one_pass
 from tlaudit.watcher.verdicts import bn_left_out, finetuners_without_bn, without_by_design
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def fingerprint(optimizer: torch.optim.Optimizer, model: nn.Module) -> Fingerpri
 
 def by_design(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[Report], Report]:
     """The report adjustment for parameters a live framework callback leaves out of the optimizer on purpose."""
-    finetuners = finetuners_without_bn(gc.get_objects()) if "lightning.pytorch" in sys.modules else []
+    finetuners = finetuners_without_bn(instances(object)) if "lightning.pytorch" in sys.modules else []
     left = bn_left_out(model, [optimizer], finetuners)
     return lambda report: without_by_design(report, *left)
 
@@ -51,9 +51,7 @@ def _owner(optimizer: torch.optim.Optimizer) -> nn.Module | None:
     optimizer of the head alone still belongs to the whole model, whose other parameters it may miss)."""
     wanted = {id(p) for g in optimizer.param_groups for p in g["params"]}
     best: tuple[int, nn.Module] | None = None
-    for obj in gc.get_objects():
-        if not issubclass(type(obj), nn.Module):
-            continue
+    for obj in instances(nn.Module):
         ids = {id(p) for p in obj.parameters()}
         if wanted <= ids and (best is None or len(ids) > best[0]):
             best = (len(ids), obj)
@@ -63,6 +61,13 @@ def _owner(optimizer: torch.optim.Optimizer) -> nn.Module | None:
 def changed_since_audit(watch: Watch, optimizer: torch.optim.Optimizer) -> None:
     """At a step after the audits: audit again if this optimizer is new or its fingerprint changed."""
     entry = watch._known.get(id(optimizer))
+    if entry is not None and fingerprint(optimizer, entry[0]) == entry[1]:
+        return  # the step of every run after its audits: two counts
+    with one_pass():
+        _audit_change(watch, optimizer, entry)
+
+
+def _audit_change(watch: Watch, optimizer: torch.optim.Optimizer, entry: tuple[nn.Module, Fingerprint] | None) -> None:
     if entry is None:
         model = _owner(optimizer)
         if model is None:
@@ -81,7 +86,8 @@ def changed_since_audit(watch: Watch, optimizer: torch.optim.Optimizer) -> None:
     if schedulers:
         fields["scheduler"] = rebound(schedulers[0], optimizer)
         observed["scheduler"] = type(schedulers[0]).__name__
-    more, seen, notes = dataset_fields(find_datasets(), find_loaders())
+    loaders = find_loaders()
+    more, seen, notes = dataset_fields(find_datasets(loaders), loaders)
     fields.update(more)
     observed.update(seen)
     loaded, where, _ = watch._weights.fields(model)
@@ -113,6 +119,13 @@ def changed_since_audit(watch: Watch, optimizer: torch.optim.Optimizer) -> None:
     observer.resume()
 
 
+def declared_classes() -> tuple[int, str] | None:
+    """The class count of the dataset being iterated (the first), and where it was read."""
+    datasets = find_datasets()
+    counted = class_count(datasets[0]) if datasets else None
+    return (counted[0], f"{type(datasets[0]).__name__}.{counted[1]}") if counted is not None else None
+
+
 def _targets_and_model(watch: Watch) -> tuple[Any, nn.Module | None, int | None, str]:
     problems = watch._labels.problems
     observer = watch._observer
@@ -139,12 +152,12 @@ def _label_audit(watch: Watch, stage: str, note: str, *, stop: bool) -> None:
     targets, model, width, source = _targets_and_model(watch)
     if targets is None or model is None:
         return
-    datasets = find_datasets()
-    counted = class_count(datasets[0]) if datasets else None
+    problems = watch._labels.problems
+    counted = problems[0].declared if problems and problems[0].declared is not None else declared_classes()
     num_classes = counted[0] if counted is not None else width
     if num_classes is None:
         return
-    where = f"{num_classes}, the dataset's classes" if counted is not None else f"{num_classes}, the width of the loss input"
+    where = f"{num_classes}, {counted[1]}" if counted is not None else f"{num_classes}, the width of the loss input"
     observed = {"model": type(model).__name__, "targets": source, "num_classes": where}
     entered = watch._observer.entered if watch._observer is not None else None
     sample = entered[1][0] if entered is not None and entered[1] and isinstance(entered[1][0], torch.Tensor) else None
@@ -154,14 +167,18 @@ def _label_audit(watch: Watch, stage: str, note: str, *, stop: bool) -> None:
             return
         sample = torch.zeros((targets.shape[0], *like.shape[1:]), dtype=like.dtype)  # a stand-in: only the targets are read
     notes = [note]
+    checks = ["label-range"]
     if counted is not None and width is not None and width != counted[0]:
-        notes.append(f"the loss input has {width} classes and the dataset {counted[0]}: the head does not fit the data (see head-size)")
+        # the targets passed the head and the dataset declares another class count: the head is the
+        # wrong size (a class list that is not the dataset's), not the labels
+        notes.append(f"the loss input has {width} classes and the dataset {counted[0]}: the head does not fit the data")
+        checks.append("head-size")
     watch.session.audit(
         stage,
         {"model": model, "sample": sample, "targets": targets, "num_classes": num_classes},
         observed,
         notes,
-        only=("label-range",),
+        only=checks,
         stop=stop,
     )
 
@@ -172,7 +189,8 @@ def diagnose_crash(watch: Watch, error: BaseException) -> None:
     if observer is not None:
         observer.paused = True
     try:
-        _label_audit(watch, "crash", f"the run raised {type(error).__name__}: {str(error)[:200]}", stop=False)
+        with one_pass():
+            _label_audit(watch, "crash", f"the run raised {type(error).__name__}: {str(error)[:200]}", stop=False)
     except Exception:  # the diagnosis is a courtesy: the program's own exception is what counts
         pass
 

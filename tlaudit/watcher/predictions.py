@@ -1,0 +1,108 @@
+"""Later predictions: a model's inference is audited again when a later call runs in other modes.
+
+The watcher audits a model's inference at its first validation pass. A program often predicts again
+later, in its own code (PyTorch's tutorial calls ``visualize_model`` after ``train_model`` returns),
+and a prediction that forgot ``model.eval()`` there is as wrong as one in the loop. So after a
+model's inference audit, one forward pre-hook on that model (the module the audited call was of;
+removed when the watch closes, nothing else on it is touched) looks at each later call:
+
+* a call is **inference** only on evidence, as at the first audit: grad mode off, inference mode,
+  or every module in eval mode (:attr:`~tlaudit.watcher.observe.ModelCall.validation`); a call with
+  gradients on and the model training returns at once (one attribute read: the training steps cost
+  nothing);
+* its **modes** (every module's training flag, grad mode, inference mode) are compared with those of
+  the inference calls audited so far; the first call in modes not seen yet is audited, before it runs;
+  the same modes again cost a list of flags (validation batches only);
+* a call that **recalibrates BatchNorm statistics** (a BatchNorm layer in training mode with
+  ``momentum=None``, the cumulative average ``torch.optim.swa_utils.update_bn`` sets) is not a
+  prediction and is left alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from tlaudit.watcher.observe import ModelCall
+
+__all__ = ["Modes", "ModesWatch", "describe_modes"]
+
+Modes = tuple[tuple[bool, ...], bool, bool]
+"""``(training flag of every module of model.modules(), grad enabled, inference mode)``."""
+
+
+def describe_modes(modes: Modes) -> str:
+    """``"68 of 68 modules in training mode, no_grad"``."""
+    flags, grad, inference = modes
+    mode = "inference mode" if inference else ("grad enabled" if grad else "no_grad")
+    return f"{sum(flags)} of {len(flags)} modules in training mode, {mode}"
+
+
+def _recalibrating(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.momentum is None for m in module.modules())
+
+
+class ModesWatch:
+    """The pre-hooks on audited models; ``on_new(call, before)`` audits a call in new modes (``before``:
+    the modes audited so far); ``paused()`` is true while the watcher's own audits call the model."""
+
+    def __init__(self, on_new: Callable[[ModelCall, list[Modes]], None], paused: Callable[[], bool]) -> None:
+        self.on_new = on_new
+        self.paused = paused
+        self._handles: dict[int, Any] = {}
+        self._seen: dict[int, list[Modes]] = {}
+
+    def add(self, call: ModelCall) -> None:
+        """``call`` was audited as inference: watch its model's later calls for other modes."""
+        module = call.module
+        seen = self._seen.setdefault(id(module), [])
+        modes = (tuple(call.training), call.grad_enabled, call.inference_mode)
+        if modes not in seen:
+            seen.append(modes)
+        if id(module) not in self._handles:
+            hook = functools.partial(self._pre_forward, seen)
+            self._handles[id(module)] = module.register_forward_pre_hook(hook, with_kwargs=True)
+
+    def close(self) -> None:
+        """Remove every hook; safe to call more than once."""
+        while self._handles:
+            _, handle = self._handles.popitem()
+            handle.remove()
+        self._seen.clear()
+
+    def seen_later(self, calls: list[ModelCall]) -> None:
+        """Calls the observer recorded after an audited inference call (its window held both): each
+        of an inference-audited model, inference on evidence, in modes not audited yet, is audited."""
+        for call in calls:
+            seen = self._seen.get(id(call.module))
+            if seen is not None and call.validation:
+                self._consider(call, seen)
+
+    def _pre_forward(self, seen: list[Modes], module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.paused():
+            return None
+        grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+        if grad and not inference and module.training:  # a training call
+            return None
+        if torch.compiler.is_compiling():
+            return None
+        flags = [m.training for m in module.modules()]
+        if grad and not inference and any(flags):  # gradients on, a part training: a training call
+            return None
+        self._consider(
+            ModelCall(module=module, args=tuple(args), kwargs=dict(kwargs), training=flags, grad_enabled=grad, inference_mode=inference),
+            seen,
+        )
+        return None
+
+    def _consider(self, call: ModelCall, seen: list[Modes]) -> None:
+        modes = (tuple(call.training), call.grad_enabled, call.inference_mode)
+        if modes in seen or _recalibrating(call.module):
+            return
+        before = list(seen)
+        seen.append(modes)
+        self.on_new(call, before)
