@@ -142,7 +142,16 @@ def test_the_notebooks_module_audits_clean_and_trains_as_without_the_callback(wa
     audit = TransferAudit(stream=io.StringIO())
     trainer = fit(watched, audit)
     assert trainer.global_step == 4
-    assert set(audit.reports) >= {"static", "train"}, list(audit.reports)
+    assert list(audit.reports) == ["static", "inference", "train"]  # the sanity check validates first
+    # the tokenizer-shaped batch is the sample, passed as keywords, its labels the targets: the
+    # traced checks replay the module's own training_step
+    train = audit.reports["train"]
+    assert {"frozen-changed", "trainable-no-grad", "user-code-error"} <= set(train.checks_run), train.to_text()
+    assert (
+        "sample (the first batch, input_ids (4, 12), attention_mask (4, 12), token_type_ids (4, 12)); targets (the first batch)"
+        in "\n".join(train.notes)
+    )
+    assert {"eval-mode", "grad-inference"} <= set(audit.reports["inference"].checks_run)
     for stage, report in audit.reports.items():
         assert not report.errors and not report.warnings, f"{stage}: {report.to_text()}"
     expected = final_state(plain)

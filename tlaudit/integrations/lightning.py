@@ -20,6 +20,7 @@ goes on. Reports are in ``callback.reports`` by stage.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from tlaudit.auditing.checks.frozen import frozen_bn_train
 from tlaudit.auditing.report import Report
+from tlaudit.auditing.rules.inputs import call_model, clone_sample, describe_sample
 from tlaudit.evaluation import TrainingFlags
 from tlaudit.watcher.build import dataset_fields
 from tlaudit.watcher.session import AuditSession
@@ -105,7 +107,7 @@ class TransferAudit(Callback):
         sample, targets, rebuild = _split(batch)
         if sample is not None:
             fields["sample"] = sample
-            observed["sample"] = f"the first batch, shape {tuple(sample.shape)}"
+            observed["sample"] = f"the first batch, {describe_sample(sample)}"
             if targets is not None:
                 fields["targets"] = targets
                 observed["targets"] = "the first batch"
@@ -132,26 +134,39 @@ class TransferAudit(Callback):
         flags = TrainingFlags.of(pl_module)
         grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 
-        def predict(model: LightningModule, x: torch.Tensor) -> Any:
+        def predict(model: LightningModule, x: Any) -> Any:
             flags.restore()  # the modes Lightning set for validation
             if inference:
                 with torch.inference_mode():
-                    return model(x)
+                    return call_model(model, x)
             with torch.set_grad_enabled(grad):
-                return model(x)
+                return call_model(model, x)
 
         modes = "inference mode" if inference else ("grad enabled" if grad else "no_grad")
         observed = {
-            "sample": f"the first validation batch, shape {tuple(sample.shape)}",
+            "sample": f"the first validation batch, {describe_sample(sample)}",
             "predict": f"forward in the modes Lightning set: {sum(flags.flags)} of {len(flags.flags)} modules in training mode, {modes}",
         }
         with torch.inference_mode(False):
-            self.session.audit("inference", {"model": pl_module, "sample": sample.clone(), "predict": predict}, observed)
+            self.session.audit("inference", {"model": pl_module, "sample": clone_sample(sample), "predict": predict}, observed)
 
 
-def _split(batch: Any) -> tuple[torch.Tensor | None, torch.Tensor | None, Any]:
-    """``(sample, targets, rebuild)``: the first two tensors of a tuple/list batch (or the batch itself)
-    and ``rebuild(sample, targets)`` that puts copies back in the batch's structure."""
+_LABEL_KEYS = ("labels", "label")
+
+
+def _split(batch: Any) -> tuple[Any, torch.Tensor | None, Any]:
+    """``(sample, targets, rebuild)``: the first two tensors of a tuple/list batch (or the batch itself),
+    or, for a dict of tensors (a tokenizer's output, a Hugging Face collator's batch), the dict
+    without its ``labels`` and those labels; and ``rebuild(sample, targets)`` that puts copies back in
+    the batch's structure."""
+    if isinstance(batch, Mapping) and batch and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in batch.items()):
+        key = next((k for k in _LABEL_KEYS if k in batch and batch[k].ndim), None)
+        inputs = {k: v for k, v in batch.items() if k != key}
+        if not inputs:
+            return None, None, None
+        if key is None:
+            return inputs, None, lambda s, t: dict(s)
+        return inputs, batch[key], lambda s, t: {**s, key: t}
     if isinstance(batch, torch.Tensor):
         return batch, None, lambda s, t: s
     if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
@@ -164,7 +179,7 @@ def _split(batch: Any) -> tuple[torch.Tensor | None, torch.Tensor | None, Any]:
 def _replay_training_step(pl_module: LightningModule, rebuild: Any) -> Any:
     """``train_step`` for the audit: ``training_step`` on the audit's copy of the batch, backward, step."""
 
-    def replayed_step(model: LightningModule, sample: torch.Tensor, targets: torch.Tensor, optimizer: Any) -> None:
+    def replayed_step(model: LightningModule, sample: Any, targets: torch.Tensor, optimizer: Any) -> None:
         if optimizer is not None:
             optimizer.zero_grad()
         out = pl_module.training_step(rebuild(sample, targets), 0)

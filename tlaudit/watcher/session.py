@@ -34,6 +34,7 @@ from tlaudit.auditing.setup import Strategy, TransferSetup
 from tlaudit.errors import SetupError
 from tlaudit.options import parse_check_ids, parse_fail_on, validate_check_ids
 from tlaudit.reports import Format
+from tlaudit.watcher.progress import clear_of_progress_bars
 from tlaudit.watcher.verdicts import replay_failures_as_skips
 
 __all__ = ["INTENT_FIELDS", "AuditSession", "Stage"]
@@ -187,8 +188,9 @@ class AuditSession:
         if stop and self.fail_on is not None and report.at_or_above(self.fail_on):
             self.failed = True
             stream = self.stream or sys.stderr
-            stream.write(f"tlaudit watch: the run is stopped here: a finding at or above fail_on={self.fail_on}\n")
-            stream.flush()
+            with clear_of_progress_bars(stream):
+                stream.write(f"tlaudit watch: the run is stopped here: a finding at or above fail_on={self.fail_on}\n")
+                stream.flush()
             raise AuditFailed(report, _reason(stage, report, self.fail_on, self.output))
         return report
 
@@ -205,11 +207,12 @@ class AuditSession:
             with self.output.open("a", encoding="utf-8") as handle:
                 handle.write(text + "\n")
         stream = self.stream or sys.stderr
-        if self.output is None:
-            stream.write(text + "\n")
-        if self.format is not Format.JSON or self.output is not None:
-            stream.write(report.summary() + "\n")
-        stream.flush()
+        with clear_of_progress_bars(stream):
+            if self.output is None:
+                stream.write(text + "\n")
+            if self.format is not Format.JSON or self.output is not None:
+                stream.write(report.summary() + "\n")
+            stream.flush()
 
 
 def _reason(stage: Stage, report: Report, fail_on: str, output: Path | None) -> str:
