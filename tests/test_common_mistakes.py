@@ -64,7 +64,7 @@ CAUGHT = {
     "warmup_peaks_too_high": (
         "lr-threshold",
         "error",
-        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.1 > lr_max 0\.01 at step 10$",
+        r"^group 0 holds 60 pretrained parameters; the scheduler raises its lr to 0\.1 > lr_max 0\.05 at step 10$",
     ),
     "strict_false_loaded_nothing": ("pretrained-not-loaded", "error", r"^load_state_dict left 100 backbone keys missing"),
     "stale_gradients_with_momentum": (

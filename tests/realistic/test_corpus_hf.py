@@ -253,7 +253,7 @@ def text_eval_without_eval_mode() -> tlaudit.TransferSetup:
 
 
 BUGGY: dict[str, Any] = {
-    "hf-num-labels-left-at-default": (num_labels_left_at_default, "head-size", "classifier"),
+    "hf-num-labels-left-at-default": (num_labels_left_at_default, "head-size", "config.num_labels` is 2, expected 4"),
     "peft-lora-without-modules-to-save": (lora_without_modules_to_save, "head-frozen", "classifier"),
     "hf-vit-with-imagenet-statistics": (vit_with_imagenet_statistics, "normalization", "0.5"),
     "hf-text-eval-without-eval-mode": (text_eval_without_eval_mode, "eval-mode", "dropout"),

@@ -191,7 +191,9 @@ class AuditSession:
             with clear_of_progress_bars(stream):
                 stream.write(f"tlaudit watch: the run is stopped here: a finding at or above fail_on={self.fail_on}\n")
                 stream.flush()
-            raise AuditFailed(report, _reason(stage, report, self.fail_on, self.output))
+            failure = AuditFailed(report, _reason(stage, report, self.fail_on, self.output))
+            quiet_when_uncaught(failure)
+            raise failure
         return report
 
     # -- output --------------------------------------------------------------------------------
@@ -213,6 +215,28 @@ class AuditSession:
             if self.format is not Format.JSON or self.output is not None:
                 stream.write(report.summary() + "\n")
             stream.flush()
+
+
+def quiet_when_uncaught(failure: AuditFailed) -> None:
+    """Should ``failure`` end the program uncaught (a script's ``trainer.train()`` does not catch it),
+    Python prints its one-line reason instead of a traceback through the framework's hooks: the
+    report was written before it was raised. Any other exception is printed by the hook that was
+    in place; the hook is chained once and changes nothing else."""
+    previous = sys.excepthook
+    if getattr(previous, "_tlaudit_failures", None) is not None:
+        previous._tlaudit_failures.add(id(failure))  # type: ignore[attr-defined]
+        return
+    failures = {id(failure)}
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if isinstance(value, AuditFailed) and id(value) in failures:
+            sys.stderr.write(f"tlaudit.AuditFailed: {value}\n")
+            sys.stderr.flush()
+            return
+        previous(kind, value, tb)
+
+    hook._tlaudit_failures = failures  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 def _reason(stage: Stage, report: Report, fail_on: str, output: Path | None) -> str:
