@@ -83,6 +83,7 @@ class Watch:
         self._weights = WeightsObserver()
         self._pending_notes: list[str] = []
         self._trained: set[int] = set()
+        self._held: set[int] = set()  # ids of the parameters the optimizers seen stepping hold
         """The ids of the modules train-audited: a later call of one that no backward reaches is inference."""
         self._done: set[str] = set()
         """The audits done (or with no selected check): ``"train"``, ``"inference"``."""
@@ -125,7 +126,7 @@ class Watch:
             if error is not None and not isinstance(error, (RunStopped, AuditFailed, SetupError)):
                 hide_watcher_frames(error)  # the traceback the user sees is the unwatched program's
             if observer is not None and kind is None and "inference" not in self._done:
-                validation = validation_call(observer.calls, self._trained)
+                validation = validation_call(observer.calls, self._trained, self._held)
                 if validation is not None and "train" in self._done:
                     observer.paused = True
                     self._audit_inference(validation, observer.calls)
@@ -174,6 +175,7 @@ class Watch:
             return
         if self._known:  # after the first train audit: a new optimizer, or a change, is audited at this step
             changed_since_audit(self, optimizer)
+        self._held.update(id(p) for group in optimizer.param_groups for p in group["params"])
         observer.paused = True
         try:
             with one_pass():  # the audits below find the run's loaders, schedulers and modules: one pass
@@ -197,10 +199,10 @@ class Watch:
         observer = self._observer
         assert observer is not None
         if "train" not in self._done:
-            trained = training_call(pending, optimizer)
+            trained = training_call(pending, optimizer, self._held)
             if trained is not None:
                 before = pending[: pending.index(trained)] if trained in pending else pending
-                validation = validation_call(before, self._trained)
+                validation = validation_call(before, self._trained, self._held, window=pending)
                 self._audit_train(trained, optimizer)
                 if validation is not None and "inference" not in self._done:
                     self._audit_inference(validation, before)
@@ -211,7 +213,7 @@ class Watch:
                 )
                 observer.calls = [c for c in pending if c.validation][:3]  # keep the validation pass seen
         elif "inference" not in self._done:
-            validation = validation_call(pending, self._trained)
+            validation = validation_call(pending, self._trained, self._held)
             if validation is not None:
                 self._audit_inference(validation, pending)
 

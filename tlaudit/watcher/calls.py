@@ -4,7 +4,10 @@
   mode (:attr:`ModelCall.validation`), or a call of a module that trains (a backward reached another
   of its calls) whose own output reached no backward (a validation pass that forgot ``eval()``).
   Never because no backward reached it alone: a frozen feature extractor called on its own, before
-  the head, is still training.
+  the head, is still training. And not a no-grad call in training mode of a module no optimizer
+  holds, made where a backward reached another module's call: a target network computing the
+  training targets (MoCo's key encoder, BYOL's target, DINO's or Mean Teacher's teacher, an EMA copy),
+  which those methods run in training mode on purpose.
 * **The model** of a window of calls is the module the loop called, or, when the loop called parts of
   a model one after the other (``self.forward`` in a Lightning ``training_step`` calls
   ``self.feature_extractor`` and ``self.fc``; no module hook sees the LightningModule), the smallest
@@ -78,12 +81,26 @@ def trained_modules(calls: Sequence[ModelCall]) -> set[int]:
     return {id(c.module) for c in calls if c.backward}
 
 
-def is_inference(call: ModelCall, trained: set[int]) -> bool:
-    """Inference on evidence (see the module doc); ``trained``: ids of modules known to train."""
-    return call.validation or (not call.backward and id(call.module) in trained)
+def target_network(call: ModelCall, window: Sequence[ModelCall], held: set[int]) -> bool:
+    """A no-grad call with modules training, of a module none of whose parameters an optimizer holds
+    (``held``: parameter ids), in a window where a backward reached another module's call: part of
+    the training computation (see the module doc), not a prediction."""
+    if call.inference_mode or call.grad_enabled or call.backward or not any(call.training):
+        return False
+    if not any(c.backward and c.module is not call.module for c in window):
+        return False
+    return not any(id(p) in held for p in call.module.parameters())
 
 
-def training_call(pending: Sequence[ModelCall], optimizer: torch.optim.Optimizer) -> ModelCall | None:
+def is_inference(call: ModelCall, trained: set[int], window: Sequence[ModelCall] = (), held: set[int] | None = None) -> bool:
+    """Inference on evidence (see the module doc); ``trained``: ids of modules known to train;
+    ``window``: the calls it was recorded among; ``held``: ids of the parameters optimizers hold."""
+    if call.validation:
+        return held is None or not target_network(call, window, held)
+    return not call.backward and id(call.module) in trained
+
+
+def training_call(pending: Sequence[ModelCall], optimizer: torch.optim.Optimizer, held: set[int] | None = None) -> ModelCall | None:
     """The training call of the model this optimizer steps, among the calls since the last step.
 
     The training calls are those after the last inference call; a backward must have reached one of
@@ -91,7 +108,8 @@ def training_call(pending: Sequence[ModelCall], optimizer: torch.optim.Optimizer
     of a model: the composed call of the last round of parts.
     """
     trained = trained_modules(pending)
-    training = [c for c in pending if not is_inference(c, trained)]
+    held = (held or set()) | {id(p) for group in optimizer.param_groups for p in group["params"]}
+    training = [c for c in pending if not is_inference(c, trained, pending, held) and not target_network(c, pending, held)]
     if not any(c.backward for c in training):
         return None
     holding = [c for c in training if c.backward and _holds(optimizer, c.module)]
@@ -108,11 +126,18 @@ def training_call(pending: Sequence[ModelCall], optimizer: torch.optim.Optimizer
     return composed if composed is not None else (holding or training)[-1]
 
 
-def validation_call(calls: Sequence[ModelCall], trained: set[int] | None = None) -> ModelCall | None:
+def validation_call(
+    calls: Sequence[ModelCall],
+    trained: set[int] | None = None,
+    held: set[int] | None = None,
+    window: Sequence[ModelCall] | None = None,
+) -> ModelCall | None:
     """The first validation call of the model: the first inference call, or its parts composed;
-    ``trained``: ids of modules known to train (default: those a backward reached in ``calls``)."""
+    ``trained``: ids of modules known to train (default: those a backward reached in ``calls``);
+    ``held``: ids of the parameters the run's optimizers hold (no target-network rule without it);
+    ``window``: the step's calls ``calls`` are part of (default: ``calls``)."""
     trained = trained_modules(calls) | (trained or set())
-    validation = [c for c in calls if is_inference(c, trained)]
+    validation = [c for c in calls if is_inference(c, trained, calls if window is None else window, held)]
     if not validation:
         return None
     first_round = [validation[0]]

@@ -1,0 +1,116 @@
+"""Target networks are part of training, not predictions (tlaudit/watcher/calls.py): a no-grad call in
+training mode of a module no optimizer holds, made where a backward reached another module's call.
+
+Transcribed loops, on tlaudit's tiny CNN (tests/test_watch.py's) instead of the sources' ResNets:
+
+* Mean Teacher, https://github.com/CuriousAI/mean-teacher/blob/master/pytorch/main.py: ``train()``
+  puts both ``model`` and ``ema_model`` in training mode, the teacher's output is computed without
+  gradients (``volatile=True`` there, ``torch.no_grad()`` today) as the consistency target, and the
+  teacher follows the student by ``update_ema_variables`` after ``optimizer.step()``; the authors'
+  code, correct. Validation runs ``model.eval()`` under no_grad.
+* MoCo's momentum key encoder, https://github.com/facebookresearch/moco/blob/main/moco/builder.py:
+  ``encoder_k`` updated by momentum and called under ``torch.no_grad()`` in training mode (its BN
+  shuffled on purpose), here called from the loop rather than inside one wrapper module.
+
+Seeded: the same loops validating the student without ``model.eval()`` stay an ``eval-mode`` error.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tlaudit
+from tests.test_watch import loader, tiny
+from tlaudit import AuditFailed
+
+
+def update_ema_variables(model, ema_model, alpha: float) -> None:
+    for ema_param, param in zip(ema_model.parameters(), model.parameters()):
+        ema_param.data.mul_(alpha).add_(param.data, alpha=1 - alpha)
+
+
+def mean_teacher(*, validate_in_eval: bool = True) -> list[str]:
+    model = tiny()
+    ema_model = copy.deepcopy(model)
+    for param in ema_model.parameters():
+        param.detach_()  # the source's create_model(ema=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)
+    data = loader()
+    ran = []
+    for epoch in range(2):
+        model.train()
+        ema_model.train()
+        for x, y in data:
+            with torch.no_grad():
+                ema_logit = ema_model(x + 0.05 * torch.randn_like(x))
+            model_logit = model(x)
+            consistency = F.mse_loss(F.softmax(model_logit, 1), F.softmax(ema_logit, 1))
+            loss = F.cross_entropy(model_logit, y) + consistency
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            update_ema_variables(model, ema_model, 0.99)
+        if validate_in_eval:
+            model.eval()
+        with torch.no_grad():
+            for x, _ in data:
+                model(x)
+        ran.append(f"epoch {epoch}")
+    return ran
+
+
+def moco_key_encoder(*, validate_in_eval: bool = True) -> list[str]:
+    encoder_q = tiny()
+    encoder_k = copy.deepcopy(encoder_q)
+    for param_k in encoder_k.parameters():
+        param_k.requires_grad = False  # not updated by gradient
+    optimizer = torch.optim.SGD(encoder_q.parameters(), lr=0.03, momentum=0.9)
+    ran = []
+    for epoch in range(2):
+        encoder_q.train()
+        encoder_k.train()
+        for x, _ in loader():
+            q = F.normalize(encoder_q(x), dim=1)
+            with torch.no_grad():
+                for param_q, param_k in zip(encoder_q.parameters(), encoder_k.parameters()):
+                    param_k.data = param_k.data * 0.999 + param_q.data * 0.001
+                k = F.normalize(encoder_k(x.flip(-1)), dim=1)
+            loss = F.cross_entropy(q @ k.t() / 0.2, torch.arange(len(x)))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if validate_in_eval:
+            encoder_q.eval()
+        with torch.no_grad():
+            encoder_q(next(iter(loader()))[0])
+        ran.append(f"epoch {epoch}")
+    return ran
+
+
+LOOPS = {"mean-teacher": mean_teacher, "moco-key-encoder": moco_key_encoder}
+
+
+@pytest.mark.parametrize("loop", LOOPS.values(), ids=LOOPS.keys())
+def test_a_target_network_in_training_mode_is_no_prediction(loop):
+    stream = io.StringIO()
+    with tlaudit.watch(stream=stream) as watched:
+        ran = loop()
+    assert ran == ["epoch 0", "epoch 1"]  # never stopped
+    assert not any(r.errors for r in watched.reports.values()), stream.getvalue()
+    assert "train" in watched.reports and "inference" in watched.reports, list(watched.reports)
+    assert "0 of 9 modules in training mode" in "\n".join(watched.reports["inference"].notes)  # the student's validation
+
+
+@pytest.mark.parametrize("loop", LOOPS.values(), ids=LOOPS.keys())
+def test_the_student_validated_without_eval_is_still_an_error(loop):
+    with pytest.raises(AuditFailed, match="^inference audit after the first validation pass: eval-mode"):
+        with tlaudit.watch(stream=io.StringIO()) as watched:
+            loop(validate_in_eval=False)
+    [error] = watched.reports["inference"].by_check("eval-mode")
+    assert error.severity is tlaudit.Severity.ERROR
+    assert error.message.startswith("`Sequential` ran in training mode during predict") and "BatchNorm" in error.message
