@@ -1,5 +1,6 @@
-"""Target networks are part of training, not predictions (tlaudit/watcher/calls.py): a no-grad call in
-training mode of a module no optimizer holds, made where a backward reached another module's call.
+"""Calls that are part of a training step are no predictions (tlaudit/watcher/calls.py): a target
+network (a no-grad call in training mode of a module no optimizer holds, made where a backward
+reached another module's call), and a model's own extra views within its step.
 
 Transcribed loops, on tlaudit's tiny CNN (tests/test_watch.py's) instead of the sources' ResNets:
 
@@ -12,12 +13,20 @@ Transcribed loops, on tlaudit's tiny CNN (tests/test_watch.py's) instead of the 
   ``encoder_k`` updated by momentum and called under ``torch.no_grad()`` in training mode (its BN
   shuffled on purpose), here called from the loop rather than inside one wrapper module.
 
+* The Pi-model step of TorchSSL, https://github.com/TorchSSL/TorchSSL/blob/main/models/pimodel/pimodel.py:
+  the labelled batch and two noisy views of the unlabelled one through the same model in training
+  mode, the second view's output detached as the consistency target (no backward reaches it).
+  Adapted twice more: that target computed under ``torch.no_grad()`` after the training forward, and
+  before it (the pseudo-labels first, as pseudo-labelling loops often order it); the second is only
+  told apart from a validation pass at the next step, where it recurs.
+
 Seeded: the same loops validating the student without ``model.eval()`` stay an ``eval-mode`` error.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import io
 
 import pytest
@@ -92,7 +101,50 @@ def moco_key_encoder(*, validate_in_eval: bool = True) -> list[str]:
     return ran
 
 
-LOOPS = {"mean-teacher": mean_teacher, "moco-key-encoder": moco_key_encoder}
+def pi_model(*, validate_in_eval: bool = True, target: str = "detached") -> list[str]:
+    model = tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)
+    ran = []
+
+    def noisy(x):
+        return x + 0.1 * torch.randn_like(x)
+
+    for epoch in range(2):
+        model.train()
+        for x_lb, y_lb in loader():
+            x_ulb = x_lb.flip(0)
+            if target == "no-grad-first":
+                with torch.no_grad():
+                    logits_x_ulb_w2 = model(noisy(x_ulb))
+            logits_x_lb = model(x_lb)
+            logits_x_ulb_w1 = model(noisy(x_ulb))
+            if target == "detached":
+                logits_x_ulb_w2 = model(noisy(x_ulb)).detach()
+            elif target == "no-grad-after":
+                with torch.no_grad():
+                    logits_x_ulb_w2 = model(noisy(x_ulb))
+            sup_loss = F.cross_entropy(logits_x_lb, y_lb)
+            unsup_loss = F.mse_loss(torch.softmax(logits_x_ulb_w1, -1), torch.softmax(logits_x_ulb_w2, -1))
+            (sup_loss + unsup_loss).backward()
+            optimizer.step()
+            model.zero_grad()
+        if validate_in_eval:
+            model.eval()
+        with torch.no_grad():
+            for x, _ in loader():
+                model(x)
+        model.train()
+        ran.append(f"epoch {epoch}")
+    return ran
+
+
+LOOPS = {
+    "mean-teacher": mean_teacher,
+    "moco-key-encoder": moco_key_encoder,
+    "pi-model-detached-view": pi_model,
+    "pi-model-no-grad-view-after": functools.partial(pi_model, target="no-grad-after"),
+    "pi-model-no-grad-view-first": functools.partial(pi_model, target="no-grad-first"),
+}
 
 
 @pytest.mark.parametrize("loop", LOOPS.values(), ids=LOOPS.keys())

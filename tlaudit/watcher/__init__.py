@@ -29,7 +29,7 @@ from torch import nn
 from tlaudit.auditing.report import AuditFailed, Report
 from tlaudit.errors import SetupError
 from tlaudit.watcher.build import dataset_fields, find_datasets, find_loaders, inference_fields, sample_slot, train_fields
-from tlaudit.watcher.calls import training_call, validation_call
+from tlaudit.watcher.calls import modes_of, precedes_training_forward, training_call, validation_call
 from tlaudit.watcher.facts import hf_weights
 from tlaudit.watcher.labels import LabelWatch
 from tlaudit.watcher.live import one_pass
@@ -84,6 +84,9 @@ class Watch:
         self._pending_notes: list[str] = []
         self._trained: set[int] = set()
         self._held: set[int] = set()  # ids of the parameters the optimizers seen stepping hold
+        self._deferred: tuple[ModelCall, list[ModelCall]] | None = None
+        self._in_step: set[tuple[int, Modes]] = set()
+        """(module id, modes) of calls that recur before each step's training forward: part of the step."""
         """The ids of the modules train-audited: a later call of one that no backward reaches is inference."""
         self._done: set[str] = set()
         """The audits done (or with no selected check): ``"train"``, ``"inference"``."""
@@ -164,6 +167,7 @@ class Watch:
         assert observer is not None  # the hook only exists while observing
         pending, observer.calls = observer.calls, []
         self.steps += 1
+        self._modes.step()
         over = self.max_steps is not None and self.steps > self.max_steps
         if self._labels.problems and "labels" not in self._done:
             self._done.add("labels")
@@ -198,6 +202,7 @@ class Watch:
         """The train audit (and a validation pass before it), or the inference audit, at this step."""
         observer = self._observer
         assert observer is not None
+        pending = self._resolve_deferred(pending)
         if "train" not in self._done:
             trained = training_call(pending, optimizer, self._held)
             if trained is not None:
@@ -205,7 +210,7 @@ class Watch:
                 validation = validation_call(before, self._trained, self._held, window=pending)
                 self._audit_train(trained, optimizer)
                 if validation is not None and "inference" not in self._done:
-                    self._audit_inference(validation, before)
+                    self._inference_or_defer(validation, before, pending)
             else:
                 self._pending_notes.append(
                     f"no model call before optimizer step {self.steps} reached backward (a closure-based step?); "
@@ -215,7 +220,32 @@ class Watch:
         elif "inference" not in self._done:
             validation = validation_call(pending, self._trained, self._held)
             if validation is not None:
-                self._audit_inference(validation, pending)
+                self._inference_or_defer(validation, pending, pending)
+
+    def _inference_or_defer(self, call: ModelCall, window: list[ModelCall], step: list[ModelCall]) -> None:
+        """Audit the validation ``call``, unless it ran in training mode before a training forward of
+        its model in the same step: then it may be part of that step (pseudo-labels computed first).
+        Whether it is shows at the next step: the same call again before the training forward is."""
+        if any(call.training) and precedes_training_forward(call, step):
+            self._deferred = (call, list(window))
+            return
+        self._audit_inference(call, window)
+
+    def _resolve_deferred(self, pending: list[ModelCall]) -> list[ModelCall]:
+        """Settle a deferred validation call (see :meth:`_inference_or_defer`) with this step's calls,
+        and leave out the calls in modes known to be part of a model's training step."""
+        if self._deferred is not None:
+            call, window = self._deferred
+            self._deferred = None
+            modes = modes_of(call)
+            if any(c.module is call.module and modes_of(c) == modes and precedes_training_forward(c, pending) for c in pending):
+                self._in_step.add((id(call.module), modes))
+                self._modes.also_seen(call.module, modes)
+            else:
+                self._audit_inference(call, window)
+        if not self._in_step:
+            return pending
+        return [c for c in pending if (id(c.module), modes_of(c)) not in self._in_step]
 
     def _stop(self) -> None:
         self.stopped = True
@@ -259,7 +289,7 @@ class Watch:
         self._modes.add(call)
         self._done.add("inference")
         if call in window:
-            self._modes.seen_later(window[window.index(call) + 1 :])
+            self._modes.seen_later(window, window.index(call) + 1)
         if self._next_inference is not None:  # a new model trains since: its first validation pass is next
             self._inference_stage, self._next_inference = self._next_inference, None
             self._done.discard("inference")

@@ -7,7 +7,9 @@
   the head, is still training. And not a no-grad call in training mode of a module no optimizer
   holds, made where a backward reached another module's call: a target network computing the
   training targets (MoCo's key encoder, BYOL's target, DINO's or Mean Teacher's teacher, an EMA copy),
-  which those methods run in training mode on purpose.
+  which those methods run in training mode on purpose. Nor a call of a module made after a training
+  forward of that module in the same step (between its training forward and the optimizer step):
+  a second view whose output is detached (the Pi-model's), pseudo-labels computed without gradients.
 * **The model** of a window of calls is the module the loop called, or, when the loop called parts of
   a model one after the other (``self.forward`` in a Lightning ``training_step`` calls
   ``self.feature_extractor`` and ``self.fc``; no module hook sees the LightningModule), the smallest
@@ -25,7 +27,16 @@ from torch import nn
 from tlaudit.watcher.live import instances
 from tlaudit.watcher.observe import ModelCall
 
-__all__ = ["enclosing_module", "model_call", "training_call", "validation_call"]
+__all__ = [
+    "enclosing_module",
+    "model_call",
+    "modes_of",
+    "precedes_training_forward",
+    "training_call",
+    "training_forward",
+    "validation_call",
+    "within_step",
+]
 
 
 def enclosing_module(parts: Sequence[nn.Module]) -> nn.Module | None:
@@ -92,9 +103,42 @@ def target_network(call: ModelCall, window: Sequence[ModelCall], held: set[int])
     return not any(id(p) in held for p in call.module.parameters())
 
 
+def training_forward(call: ModelCall) -> bool:
+    """A backward reached the call, or it ran with gradients on and a module training."""
+    return call.backward or (call.grad_enabled and not call.inference_mode and any(call.training))
+
+
+def modes_of(call: ModelCall) -> tuple[tuple[bool, ...], bool, bool]:
+    """``(training flag of every module, grad enabled, inference mode)`` of the call."""
+    return (tuple(call.training), call.grad_enabled, call.inference_mode)
+
+
+def precedes_training_forward(call: ModelCall, window: Sequence[ModelCall]) -> bool:
+    """A training forward of ``call``'s module comes after ``call`` in ``window`` (one step's calls)."""
+    after = False
+    for other in window:
+        if other is call:
+            after = True
+        elif after and other.module is call.module and training_forward(other):
+            return True
+    return False
+
+
+def within_step(call: ModelCall, window: Sequence[ModelCall]) -> bool:
+    """``call`` came after a training forward of its module in ``window`` (one step's calls)."""
+    for other in window:
+        if other is call:
+            return False
+        if other.module is call.module and training_forward(other):
+            return True
+    return False
+
+
 def is_inference(call: ModelCall, trained: set[int], window: Sequence[ModelCall] = (), held: set[int] | None = None) -> bool:
     """Inference on evidence (see the module doc); ``trained``: ids of modules known to train;
     ``window``: the calls it was recorded among; ``held``: ids of the parameters optimizers hold."""
+    if within_step(call, window):
+        return False
     if call.validation:
         return held is None or not target_network(call, window, held)
     return not call.backward and id(call.module) in trained

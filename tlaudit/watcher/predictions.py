@@ -13,6 +13,9 @@ removed when the watch closes, nothing else on it is touched) looks at each late
 * its **modes** (every module's training flag, grad mode, inference mode) are compared with those of
   the inference calls audited so far; the first call in modes not seen yet is audited, before it runs;
   the same modes again cost a list of flags (validation batches only);
+* a call made **within a training step** (after a training forward of that model since the last
+  optimizer step: pseudo-labels or a detached second view computed without gradients) is part of the
+  step, not a prediction;
 * a call that **recalibrates BatchNorm statistics** (a BatchNorm layer in training mode with
   ``momentum=None``, the cumulative average ``torch.optim.swa_utils.update_bn`` sets) is not a
   prediction and is left alone.
@@ -27,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tlaudit.watcher.calls import within_step
 from tlaudit.watcher.observe import ModelCall
 
 __all__ = ["Modes", "ModesWatch", "describe_modes"]
@@ -55,6 +59,18 @@ class ModesWatch:
         self.paused = paused
         self._handles: dict[int, Any] = {}
         self._seen: dict[int, list[Modes]] = {}
+        self._stepping: set[int] = set()
+        """Ids of the watched models with a training forward since the last optimizer step."""
+
+    def also_seen(self, module: nn.Module, modes: Modes) -> None:
+        """Calls of ``module`` in ``modes`` are part of its training step: never a later prediction."""
+        seen = self._seen.setdefault(id(module), [])
+        if modes not in seen:
+            seen.append(modes)
+
+    def step(self) -> None:
+        """An optimizer step ran: the next calls belong to the next step."""
+        self._stepping.clear()
 
     def add(self, call: ModelCall) -> None:
         """``call`` was audited as inference: watch its model's later calls for other modes."""
@@ -74,12 +90,13 @@ class ModesWatch:
             handle.remove()
         self._seen.clear()
 
-    def seen_later(self, calls: list[ModelCall]) -> None:
-        """Calls the observer recorded after an audited inference call (its window held both): each
-        of an inference-audited model, inference on evidence, in modes not audited yet, is audited."""
-        for call in calls:
+    def seen_later(self, window: list[ModelCall], start: int) -> None:
+        """Calls the observer recorded after an audited inference call (``window[start:]``; the window
+        held both): each of an inference-audited model, inference on evidence, in modes not audited
+        yet, and not within a training step, is audited."""
+        for call in window[start:]:
             seen = self._seen.get(id(call.module))
-            if seen is not None and call.validation:
+            if seen is not None and call.validation and not within_step(call, window):
                 self._consider(call, seen)
 
     def _pre_forward(self, seen: list[Modes], module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -87,11 +104,15 @@ class ModesWatch:
             return None
         grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
         if grad and not inference and module.training:  # a training call
+            self._stepping.add(id(module))
             return None
         if torch.compiler.is_compiling():
             return None
         flags = [m.training for m in module.modules()]
         if grad and not inference and any(flags):  # gradients on, a part training: a training call
+            self._stepping.add(id(module))
+            return None
+        if id(module) in self._stepping:  # after this step's training forward: part of the step
             return None
         self._consider(
             ModelCall(module=module, args=tuple(args), kwargs=dict(kwargs), training=flags, grad_enabled=grad, inference_mode=inference),
