@@ -17,39 +17,10 @@ from torchvision import transforms
 transformers = pytest.importorskip("transformers")
 
 import tlaudit  # noqa: E402
+from tests.support.hf import tiny_bert, tiny_vit  # noqa: E402
 from tlaudit.auditing.report import Severity  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def tiny_vit(num_labels: int = 3, **config: float) -> torch.nn.Module:
-    torch.manual_seed(0)
-    cfg = transformers.ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=num_labels,
-        **config,
-    )
-    return transformers.ViTForImageClassification(cfg)
-
-
-def tiny_bert(num_labels: int = 3, **config: object) -> torch.nn.Module:
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-        num_labels=num_labels,
-        **config,
-    )
-    return transformers.BertForSequenceClassification(cfg)
 
 
 def errors(report: tlaudit.Report, check: str) -> list[str]:

@@ -18,6 +18,7 @@ pytest.importorskip("accelerate")
 
 import tlaudit  # noqa: E402
 from tests.programs import Run, run_plain, run_watched  # noqa: E402
+from tests.support.hf import tiny_bert, tiny_vit  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings(
     # peft's get_peft_model reads a property transformers 5 deprecates
@@ -153,14 +154,6 @@ def test_an_optimizer_built_before_get_peft_model_is_caught(checkpoints):
 # -- the library on HF models ------------------------------------------------------------------
 
 
-def tiny_vit(num_labels: int = 3) -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = transformers.ViTConfig(
-        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=num_labels
-    )
-    return transformers.ViTForImageClassification(config)
-
-
 def test_replace_head_keeps_the_config_and_the_models_own_loss_in_step():
     model = tiny_vit(10)
     tlaudit.replace_head(model, 4)
@@ -184,17 +177,7 @@ def test_an_image_processor_is_accepted_as_weights_and_compared_with_the_transfo
 
 
 def test_a_text_model_is_audited_without_a_sample():
-    config = transformers.BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-        num_labels=3,
-    )
-    torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(config)
+    model = tiny_bert(3)
     report = tlaudit.audit(tlaudit.TransferSetup(model=model, num_classes=3, optimizer=torch.optim.AdamW(model.parameters(), lr=2e-5)))
     assert not report.errors, report.to_text()
     assert "user-code-error" not in {f.check for f in report.findings}

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 pl = pytest.importorskip("lightning.pytorch")
 transformers = pytest.importorskip("transformers")
 
+from tests.support.hf import bert_config  # noqa: E402
 from tlaudit import AuditFailed  # noqa: E402
 from tlaudit.integrations.lightning import TransferAudit  # noqa: E402
 
@@ -43,15 +44,7 @@ class GLUETransformer(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         torch.manual_seed(0)
-        self.config = transformers.BertConfig(
-            vocab_size=100,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=32,
-            num_labels=num_labels,
-        )
+        self.config = bert_config(num_labels)
         self.model = transformers.BertForSequenceClassification(self.config)
         if freeze == "everything":  # seeded: the classifier frozen with the encoder
             for p in self.model.parameters():
