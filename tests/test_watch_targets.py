@@ -13,6 +13,11 @@ Transcribed loops, on tlaudit's tiny CNN (tests/test_watch.py's) instead of the 
   ``encoder_k`` updated by momentum and called under ``torch.no_grad()`` in training mode (its BN
   shuffled on purpose), here called from the loop rather than inside one wrapper module.
 
+* Knowledge distillation, https://pytorch.org/tutorials/beginner/knowledge_distillation_tutorial.html
+  (``train_knowledge_distillation``): ``teacher.eval()``, ``student.train()``, the teacher's logits
+  under ``torch.no_grad()``, a soft-target loss plus cross-entropy, Adam over the student; then
+  ``test(student)`` in eval mode under no_grad. The teacher's call is no prediction of the trained
+  model: the inference audit is the student's.
 * The Pi-model step of TorchSSL, https://github.com/TorchSSL/TorchSSL/blob/main/models/pimodel/pimodel.py:
   the labelled batch and two noisy views of the unlabelled one through the same model in training
   mode, the second view's output detached as the consistency target (no backward reaches it).
@@ -101,6 +106,37 @@ def moco_key_encoder(*, validate_in_eval: bool = True) -> list[str]:
     return ran
 
 
+def distillation(*, validate_in_eval: bool = True) -> list[str]:
+    torch.manual_seed(1)
+    teacher = torch.nn.Sequential(tiny(1), torch.nn.ReLU(), torch.nn.Linear(3, 3))  # 11 modules, the student 9
+    student = tiny()
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+    T, soft_target_loss_weight, ce_loss_weight = 2, 0.25, 0.75
+    teacher.eval()  # Teacher set to evaluation mode
+    student.train()  # Student to train mode
+    ran = []
+    for epoch in range(2):
+        for inputs, labels in loader():
+            optimizer.zero_grad()
+            with torch.no_grad():
+                teacher_logits = teacher(inputs)
+            student_logits = student(inputs)
+            soft_targets = F.softmax(teacher_logits / T, dim=-1)
+            soft_prob = F.log_softmax(student_logits / T, dim=-1)
+            soft_targets_loss = torch.sum(soft_targets * (soft_targets.log() - soft_prob)) / soft_prob.size()[0] * (T**2)
+            label_loss = F.cross_entropy(student_logits, labels)
+            loss = soft_target_loss_weight * soft_targets_loss + ce_loss_weight * label_loss
+            loss.backward()
+            optimizer.step()
+        ran.append(f"epoch {epoch}")
+    if validate_in_eval:  # the tutorial's test(model, test_loader)
+        student.eval()
+    with torch.no_grad():
+        for inputs, _ in loader():
+            student(inputs)
+    return ran
+
+
 def pi_model(*, validate_in_eval: bool = True, target: str = "detached") -> list[str]:
     model = tiny()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)
@@ -141,6 +177,7 @@ def pi_model(*, validate_in_eval: bool = True, target: str = "detached") -> list
 LOOPS = {
     "mean-teacher": mean_teacher,
     "moco-key-encoder": moco_key_encoder,
+    "distillation": distillation,
     "pi-model-detached-view": pi_model,
     "pi-model-no-grad-view-after": functools.partial(pi_model, target="no-grad-after"),
     "pi-model-no-grad-view-first": functools.partial(pi_model, target="no-grad-first"),

@@ -7,7 +7,8 @@
   the head, is still training. And not a no-grad call in training mode of a module no optimizer
   holds, made where a backward reached another module's call: a target network computing the
   training targets (MoCo's key encoder, BYOL's target, DINO's or Mean Teacher's teacher, an EMA copy),
-  which those methods run in training mode on purpose. Nor a call of a module made after a training
+  which those methods run in training mode on purpose; nor the same in eval mode (a distillation
+  teacher): the trained model's prediction is what the inference audit is about. Nor a call of a module made after a training
   forward of that module in the same step (between its training forward and the optimizer step):
   a second view whose output is detached (the Pi-model's), pseudo-labels computed without gradients.
 * **The model** of a window of calls is the module the loop called, or, when the loop called parts of
@@ -93,10 +94,11 @@ def trained_modules(calls: Sequence[ModelCall]) -> set[int]:
 
 
 def target_network(call: ModelCall, window: Sequence[ModelCall], held: set[int]) -> bool:
-    """A no-grad call with modules training, of a module none of whose parameters an optimizer holds
-    (``held``: parameter ids), in a window where a backward reached another module's call: part of
-    the training computation (see the module doc), not a prediction."""
-    if call.inference_mode or call.grad_enabled or call.backward or not any(call.training):
+    """A no-grad call of a module none of whose parameters an optimizer holds (``held``: parameter
+    ids), in a window where a backward reached another module's call: part of the training
+    computation (see the module doc), not a prediction of the trained model. In training mode (a
+    momentum encoder, a teacher) or in eval mode (a distillation teacher)."""
+    if call.grad_enabled or call.backward:
         return False
     if not any(c.backward and c.module is not call.module for c in window):
         return False
