@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+import tlaudit
 from tlaudit.watcher.session import AuditSession
 
 tqdm = pytest.importorskip("tqdm")
@@ -56,6 +57,7 @@ def test_without_a_bar_the_stream_gets_the_report_alone():
 UNCAUGHT = """
 import sys, torch
 from torch import nn
+import tlaudit
 from tlaudit.watcher.session import AuditSession
 model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
 session = AuditSession(fail_on="error")
@@ -82,3 +84,54 @@ def test_an_uncaught_stop_prints_its_one_line_reason_and_other_errors_their_trac
         assert done.stderr.rstrip().splitlines()[-1].startswith("tlaudit.AuditFailed: static audit")
     else:
         assert "Traceback" in done.stderr and done.stderr.rstrip().endswith("ValueError: the program's own error")
+
+
+class ListInput(nn.Module):
+    """Takes a list of images, as torchvision's detection models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+
+    def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
+        return self.net(torch.stack(images))
+
+
+def watched_loop(model: nn.Module, *, validate: bool, as_list: bool = False) -> str:
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    stream = io.StringIO()
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 0, 1])
+    inputs = list(x) if as_list else x
+    with tlaudit.watch(stream=stream):
+        for _ in range(2):
+            model.train()
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(inputs), y).backward()
+            optimizer.step()
+            if validate:
+                model.eval()
+                with torch.no_grad():
+                    model(inputs)
+    return stream.getvalue()
+
+
+def test_a_run_that_never_predicts_says_no_inference_was_audited():
+    out = watched_loop(nn.Sequential(nn.Flatten(), nn.Linear(192, 2)), validate=False)
+    assert out.rstrip().endswith(
+        "tlaudit watch: no inference audited: no inference call (grad mode off, inference mode, or the model in eval "
+        "mode) was seen while watched; eval-mode, eval-nondeterministic and grad-inference did not run"
+    )
+
+
+def test_a_validation_call_the_audit_cannot_replay_is_named():
+    out = watched_loop(ListInput(), validate=True, as_list=True)
+    assert (
+        "tlaudit watch: no inference audited: the validation call of ListInput takes no tensor batch the audit can "
+        "replay (its input: list; a detection model's list of images, say)"
+    ) in out
+
+
+def test_an_audited_inference_needs_no_such_line():
+    out = watched_loop(nn.Sequential(nn.Flatten(), nn.Linear(192, 2)), validate=True)
+    assert "tlaudit watch: inference audit" in out and "no inference audited" not in out

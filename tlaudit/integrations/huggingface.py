@@ -87,6 +87,7 @@ class TransferAuditCallback(TrainerCallback):
                 also=also,
             )
         self._watch = Watch(self.session)
+        self._watch.say_missing_inference = False  # on_train_end says it, with what this callback cannot see
         self._watch.__enter__()
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -19,6 +19,7 @@ loop that silently froze nothing into an error. ``fail_on`` decides whether a fi
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -85,6 +86,9 @@ class Watch:
         self._trained: set[int] = set()
         self._held: set[int] = set()  # ids of the parameters the optimizers seen stepping hold
         self._deferred: tuple[ModelCall, list[ModelCall]] | None = None
+        self._unreplayable: str | None = None
+        self.say_missing_inference = True
+        """At the end, say so when the run trained and no inference was audited (callbacks say it their way)."""
         self._in_step: set[tuple[int, Modes]] = set()
         """(module id, modes) of calls that recur before each step's training forward: part of the step."""
         """The ids of the modules train-audited: a later call of one that no backward reaches is inference."""
@@ -133,9 +137,23 @@ class Watch:
                 if validation is not None and "train" in self._done:
                     observer.paused = True
                     self._audit_inference(validation, observer.calls)
+            if kind in (None, RunStopped) and self.say_missing_inference:
+                try:
+                    self._say_missing_inference()
+                except Exception:  # a courtesy line: it never breaks the run it reports on
+                    pass
         finally:
             self._close()
         return kind is RunStopped
+
+    def _say_missing_inference(self) -> None:
+        """Where the run trained but its inference was never audited, say why (silence would read as clean)."""
+        if "train" not in self.session.reports or "inference" in self.session.reports or not self.session.checks("inference"):
+            return
+        why = self._unreplayable or "no inference call (grad mode off, inference mode, or the model in eval mode) was seen while watched"
+        stream = self.session.stream or sys.stderr
+        stream.write(f"tlaudit watch: no inference audited: {why}; eval-mode, eval-nondeterministic and grad-inference did not run\n")
+        stream.flush()
 
     def __call__(self, func: F) -> F:
         """Use as a decorator: every call of ``func`` is watched afresh."""
@@ -283,6 +301,12 @@ class Watch:
     def _audit_inference(self, call: ModelCall, window: list[ModelCall] = ()) -> None:  # type: ignore[assignment]
         """Audit the validation ``call``; then the calls of ``window`` after it that predict in other modes."""
         if sample_slot(call) is None:
+            first = call.args[0] if call.args else None
+            kind = type(first).__name__ if first is not None else "keywords only"
+            self._unreplayable = (
+                f"the validation call of {type(call.module).__name__} takes no tensor batch the audit can replay "
+                f"(its input: {kind}; a detection model's list of images, say)"
+            )
             return
         fields, observed = inference_fields(call)
         self.session.audit(self._inference_stage, fields, observed)
