@@ -17,7 +17,9 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["is_image_processor", "normalizes", "processor_normalization", "saved_processor"]
+from tlaudit._numbers import float_tuple
+
+__all__ = ["CONFIG_NAME", "is_image_processor", "normalizes", "processor_statistics", "saved_processor"]
 
 CONFIG_NAME = "preprocessor_config.json"
 
@@ -47,18 +49,17 @@ def _crop(value: Any) -> int | None:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def processor_normalization(processor: Any, source: str | None = None) -> Any:
-    """The :class:`~tlaudit.normalization.Normalization` on 0..1 pixels that ``processor`` applies
-    (identity where ``do_normalize`` is False: the model takes un-normalized pixels).
+def processor_statistics(processor: Any, source: str | None = None) -> tuple[tuple[float, ...], tuple[float, ...], int | None, str]:
+    """``(mean, std, crop size, source)`` on 0..1 pixels that ``processor`` applies (mean 0 and std 1
+    where ``do_normalize`` is False: the model takes un-normalized pixels); ``do_rescale``,
+    ``rescale_factor`` and ``rescale_offset`` are folded into the statistics.
 
     Raises:
         ValueError: ``image_mean``/``image_std`` are not numbers.
     """
-    from tlaudit.normalization import Normalization, _floats
-
     get = _getter(processor)
     source = source or f"{type(processor).__name__}.image_mean/image_std"
-    mean, std = _floats(get("image_mean"), "image_mean"), _floats(get("image_std"), "image_std")
+    mean, std = float_tuple(get("image_mean"), "image_mean"), float_tuple(get("image_std"), "image_std")
     if not normalizes(processor):
         mean, std, source = (0.0,), (1.0,), f"{source} (do_normalize=False: no normalization)"
     scale, offset = 1.0, 0.0
@@ -71,7 +72,7 @@ def processor_normalization(processor: Any, source: str | None = None) -> Any:
     if scale != 1.0 or offset:
         mean = tuple((m + offset) / scale for m in mean)
         std = tuple(s / scale for s in std)
-    return Normalization(mean, std, crop_size=_crop(get("crop_size")) or _crop(get("size")), source=source)
+    return mean, std, _crop(get("crop_size")) or _crop(get("size")), source
 
 
 def saved_processor(source: Any) -> tuple[dict[str, Any], str] | None:

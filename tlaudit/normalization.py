@@ -11,7 +11,8 @@ from typing import Any
 
 from torch import nn
 
-from tlaudit._processors import CONFIG_NAME, is_image_processor, normalizes, processor_normalization, saved_processor
+from tlaudit._numbers import float_tuple as _floats
+from tlaudit._processors import CONFIG_NAME, is_image_processor, normalizes, processor_statistics, saved_processor
 
 __all__ = [
     "IMAGENET_NORMALIZATION",
@@ -20,6 +21,7 @@ __all__ = [
     "expected_normalization",
     "find_normalization",
     "find_normalizations",
+    "processor_normalization",
     "torchvision_weights",
 ]
 
@@ -80,20 +82,6 @@ def _close(a: Sequence[float], b: Sequence[float], tol: float) -> bool:
         else:
             return False
     return all(abs(x - y) <= tol for x, y in zip(a, b))
-
-
-def _floats(values: Any, field: str) -> tuple[float, ...]:
-    if hasattr(values, "tolist"):
-        values = values.tolist()
-    if isinstance(values, (int, float)) and not isinstance(values, bool):
-        return (float(values),)
-    try:
-        out = tuple(float(v) for v in values)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{field} must be a sequence of numbers: {values!r} ({field})") from err
-    if not out:
-        raise ValueError(f"{field} is empty ({field})")
-    return out
 
 
 def _size(value: Any) -> int | None:
@@ -159,6 +147,12 @@ def _timm_data_config(model: nn.Module) -> dict[str, Any] | None:
         return dict(resolve_model_data_config(model))
     except Exception:  # not a timm model after all: fall back to its pretrained_cfg
         return None
+
+
+def processor_normalization(processor: Any, source: str | None = None) -> Normalization:
+    """The normalization on 0..1 pixels a Hugging Face image processor (or its saved config) applies."""
+    mean, std, crop, source = processor_statistics(processor, source)
+    return Normalization(mean, std, crop_size=crop, source=source)
 
 
 def expected_normalization(weights: Any) -> Normalization:

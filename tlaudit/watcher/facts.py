@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlaudit._processors import is_image_processor, normalizes, processor_normalization, saved_processor
+from tlaudit._processors import is_image_processor, normalizes, saved_processor
 from tlaudit.auditing.rules.wrappers import bound_to, rebound
+from tlaudit.normalization import processor_normalization
 from tlaudit.watcher.live import instances
 
 __all__ = [
