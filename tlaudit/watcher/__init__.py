@@ -137,6 +137,8 @@ class Watch:
                 if validation is not None and "train" in self._done:
                     observer.paused = True
                     self._audit_inference(validation, observer.calls)
+            if kind in (None, RunStopped):
+                self._modes.flush()  # a later prediction no training forward followed is audited now
             if kind in (None, RunStopped) and self.say_missing_inference:
                 try:
                     self._say_missing_inference()

@@ -16,6 +16,13 @@ removed when the watch closes, nothing else on it is touched) looks at each late
 * a call made **within a training step** (after a training forward of that model since the last
   optimizer step: pseudo-labels or a detached second view computed without gradients) is part of the
   step, not a prediction;
+* a call in new modes with a module **in training mode** is decided at the next optimizer step, not
+  before it runs, since one before the step's training forward may be part of that step
+  (pseudo-labels computed first, from some epoch on): no training forward followed it, it is
+  audited then; one followed, it is audited at the step after unless it comes again before that
+  step's training forward (then it is part of the step). At the watch's end, one no training
+  forward followed is audited, the other left alone (unsure). Calls in eval or inference mode are
+  audited before they run;
 * a call that **recalibrates BatchNorm statistics** (a BatchNorm layer in training mode with
   ``momentum=None``, the cumulative average ``torch.optim.swa_utils.update_bn`` sets) is not a
   prediction and is left alone.
@@ -61,6 +68,11 @@ class ModesWatch:
         self._seen: dict[int, list[Modes]] = {}
         self._stepping: set[int] = set()
         """Ids of the watched models with a training forward since the last optimizer step."""
+        self._pending: dict[tuple[int, Modes], tuple[ModelCall, list[Modes], bool]] = {}
+        """Training-mode candidates of this step: the call, its model's audited modes, and whether a
+        training forward of the model followed it."""
+        self._suspects: dict[tuple[int, Modes], tuple[ModelCall, list[Modes]]] = {}
+        """Candidates of the last step that a training forward followed: part of the step if they recur."""
 
     def also_seen(self, module: nn.Module, modes: Modes) -> None:
         """Calls of ``module`` in ``modes`` are part of its training step: never a later prediction."""
@@ -69,8 +81,30 @@ class ModesWatch:
             seen.append(modes)
 
     def step(self) -> None:
-        """An optimizer step ran: the next calls belong to the next step."""
+        """An optimizer step ran: settle this step's training-mode candidates (see the module doc);
+        the next calls belong to the next step."""
+        pending, suspects = self._pending, self._suspects
+        self._pending, self._suspects = {}, {}
         self._stepping.clear()
+        for key, (call, seen) in suspects.items():
+            again = pending.get(key)
+            if again is not None and again[2]:  # came again before the training forward: part of the step
+                self.also_seen(call.module, key[1])
+                del pending[key]
+            else:
+                self._consider(call, seen)
+        for key, (call, seen, followed) in pending.items():
+            if followed:
+                self._suspects[key] = (call, seen)
+            else:
+                self._consider(call, seen)
+
+    def flush(self) -> None:
+        """The watch ends: a candidate no training forward followed is audited; a suspect is left alone."""
+        pending, self._pending, self._suspects = self._pending, {}, {}
+        for call, seen, followed in pending.values():
+            if not followed:
+                self._consider(call, seen)
 
     def add(self, call: ModelCall) -> None:
         """``call`` was audited as inference: watch its model's later calls for other modes."""
@@ -104,21 +138,30 @@ class ModesWatch:
             return None
         grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
         if grad and not inference and module.training:  # a training call
-            self._stepping.add(id(module))
+            self._training_forward(module)
             return None
         if torch.compiler.is_compiling():
             return None
         flags = [m.training for m in module.modules()]
         if grad and not inference and any(flags):  # gradients on, a part training: a training call
-            self._stepping.add(id(module))
+            self._training_forward(module)
             return None
         if id(module) in self._stepping:  # after this step's training forward: part of the step
             return None
-        self._consider(
-            ModelCall(module=module, args=tuple(args), kwargs=dict(kwargs), training=flags, grad_enabled=grad, inference_mode=inference),
-            seen,
-        )
+        call = ModelCall(module=module, args=tuple(args), kwargs=dict(kwargs), training=flags, grad_enabled=grad, inference_mode=inference)
+        if any(flags) and not inference:  # may be part of this step: decided at the step (module doc)
+            key = (id(module), (tuple(flags), grad, inference))
+            if key[1] not in seen and key not in self._pending and not _recalibrating(module):
+                self._pending[key] = (call, seen, False)
+            return None
+        self._consider(call, seen)
         return None
+
+    def _training_forward(self, module: nn.Module) -> None:
+        self._stepping.add(id(module))
+        for key, (call, seen, followed) in self._pending.items():
+            if not followed and call.module is module:
+                self._pending[key] = (call, seen, True)
 
     def _consider(self, call: ModelCall, seen: list[Modes]) -> None:
         modes = (tuple(call.training), call.grad_enabled, call.inference_mode)
