@@ -54,7 +54,9 @@ def loader() -> DataLoader:
     return DataLoader(data, batch_size=4)
 
 
-def fit(module: pl.LightningModule, *callbacks: pl.Callback) -> pl.Trainer:
+def fit(module: pl.LightningModule, *callbacks: pl.Callback, data: tuple[DataLoader, DataLoader] | None = None) -> pl.Trainer:
+    """Two epochs of two batches on CPU, one validation batch (and one sanity check), nothing logged
+    or saved; ``data``: the train and validation loaders (default: :func:`loader`'s)."""
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -69,7 +71,8 @@ def fit(module: pl.LightningModule, *callbacks: pl.Callback) -> pl.Trainer:
         log_every_n_steps=1,
         callbacks=list(callbacks),
     )
-    trainer.fit(module, loader(), loader())
+    train, val = data if data is not None else (loader(), loader())
+    trainer.fit(module, train, val)
     return trainer
 
 

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 pl = pytest.importorskip("lightning.pytorch")
 transformers = pytest.importorskip("transformers")
 
+from tests.integrations.test_lightning import fit as lightning_fit  # noqa: E402
 from tests.support.hf import bert_config  # noqa: E402
 from tlaudit import AuditFailed  # noqa: E402
 from tlaudit.integrations.lightning import TransferAudit  # noqa: E402
@@ -107,20 +108,7 @@ def loader(seed: int) -> DataLoader:
 
 
 def fit(module: pl.LightningModule, *callbacks: pl.Callback) -> pl.Trainer:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=2,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-    )
-    trainer.fit(module, loader(1), loader(2))
-    return trainer
+    return lightning_fit(module, *callbacks, data=(loader(1), loader(2)))
 
 
 def final_state(module: pl.LightningModule) -> dict[str, torch.Tensor]:
