@@ -95,6 +95,9 @@ class Watch:
         self._done: set[str] = set()
         """The audits done (or with no selected check): ``"train"``, ``"inference"``."""
         self._labels = LabelWatch(declared_classes)
+        self.raised_classes: tuple[int, str] | None = None
+        """The dataset's class count when a model call first raised (read then: a crash unwinds the loop)."""
+        self._raise_seen = False
         self._known: dict[int, tuple[nn.Module, Fingerprint]] = {}
         """Each audited optimizer's model and fingerprint: a change is audited at the step it shows."""
         self._inference_stage = "inference"
@@ -119,7 +122,7 @@ class Watch:
         if _ACTIVE:
             raise RuntimeError("tlaudit.watch() is already watching this process; nest no second watch inside it")
         _ACTIVE.append(self)
-        self._observer = Observer(self._on_step)
+        self._observer = Observer(self._on_step, self._on_raise)
         self._observer.open()
         self._weights.open()
         self._labels.open()
@@ -181,6 +184,18 @@ class Watch:
             _ACTIVE.remove(self)
 
     # -- the step ------------------------------------------------------------------------------
+
+    def _on_raise(self) -> None:
+        """A model call raised (a loss computed inside it, say): read the class count of the dataset
+        being iterated now, once, while its iterator is live; the crash diagnosis needs it later."""
+        if self._raise_seen:
+            return
+        self._raise_seen = True
+        try:
+            with one_pass():
+                self.raised_classes = declared_classes()
+        except Exception:  # a courtesy for the diagnosis: the program's own exception is what counts
+            self.raised_classes = None
 
     def _on_step(self, optimizer: torch.optim.Optimizer) -> None:
         observer = self._observer

@@ -129,8 +129,10 @@ def _remove(handle: Any) -> None:
 class Observer:
     """Installs the hooks; ``on_step(optimizer)`` is called before every optimizer step of the run."""
 
-    def __init__(self, on_step: Callable[[torch.optim.Optimizer], None]) -> None:
+    def __init__(self, on_step: Callable[[torch.optim.Optimizer], None], on_raise: Callable[[], None] | None = None) -> None:
         self.on_step = on_step
+        self.on_raise = on_raise
+        """Called when an outermost model call raises, while the frames that called it still run."""
         self.calls: list[ModelCall] = []
         self.paused = False
         self._depth = 0
@@ -202,6 +204,8 @@ class Observer:
         if self.closing or self.paused or torch.compiler.is_compiling() or isinstance(module, nn.modules.loss._Loss):
             return
         self._depth = max(self._depth - 1, 0)
+        if len(rest) == 1 and not self._depth and self.on_raise is not None:
+            self.on_raise()  # the forward raised; the run's loop (its DataLoader iterator) is still live
         if self._depth or output is None:
             return
         if next(iter(module.parameters()), None) is None:  # a transform or a metric, not a model

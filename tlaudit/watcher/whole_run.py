@@ -153,7 +153,10 @@ def _label_audit(watch: Watch, stage: str, note: str, *, stop: bool) -> None:
     if targets is None or model is None:
         return
     problems = watch._labels.problems
-    counted = problems[0].declared if problems and problems[0].declared is not None else declared_classes()
+    if problems and problems[0].declared is not None:
+        counted: tuple[int, str] | None = problems[0].declared
+    else:  # read when the model call raised, else now (a crash has unwound the loop: maybe nothing is left)
+        counted = watch.raised_classes or declared_classes()
     num_classes = counted[0] if counted is not None else width
     if num_classes is None:
         return
