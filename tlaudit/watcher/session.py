@@ -178,7 +178,7 @@ class AuditSession:
         if adjust is not None:
             report = adjust(report)
         extra = [*notes, *dropped, *_provenance({**values, **self.intent}, observed, self.intent, stage)]
-        if not stage.startswith("inference") and self.checks("inference"):
+        if stage in ("train", "static") and self.checks("inference"):  # the first audits, not a later one or a crash's
             extra.append("eval-mode, eval-nondeterministic and grad-inference run after the first validation pass")
         if explain is not None:
             extra.extend(explain(report))
