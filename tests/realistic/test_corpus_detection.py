@@ -26,6 +26,7 @@ from torchvision.transforms import v2 as T
 
 import tlaudit
 from tests.realistic.corpus import assert_correct, assert_named, rows
+from tests.support import field_cases
 from tlaudit.examples._common import pixels, pretend_pretrained
 
 SIZE = {"min_size": 64, "max_size": 96}
@@ -162,7 +163,25 @@ def retinanet_classification_head() -> tlaudit.TransferSetup:
     return setup_for(model, 3, "RetinaNet_ResNet50_FPN_Weights.COCO_V1", detection_targets(2, label=2))
 
 
+# torchvision's detection references, SSDlite320-MobileNetV3-Large
+# (https://github.com/pytorch/vision/blob/main/references/detection/README.md): ``--weights-backbone
+# MobileNet_V3_Large_Weights.IMAGENET1K_V1 --lr 0.15 --weight-decay 0.00004``, cosine annealing, the
+# whole detector trained. Adapted: weights=None, two 64x64 images resized by the model to 320.
+def ssdlite_reference_recipe() -> tlaudit.TransferSetup:
+    return field_cases.det_ssdlite_recipe()
+
+
+# The SSDlite head swap as torchvision's builder makes the head
+# (https://github.com/pytorch/vision/blob/main/torchvision/models/detection/ssdlite.py):
+# ``SSDLiteClassificationHead(in_channels, num_anchors, num_classes, norm_layer)`` for 3 classes on
+# the COCO detector, fine-tuned at the tutorial's SGD 0.005.
+def ssdlite_classification_head() -> tlaudit.TransferSetup:
+    return field_cases.detection_setup(field_cases.ssdlite(3), weights="SSDLite320_MobileNet_V3_Large_Weights.COCO_V1")
+
+
 CORRECT: dict[str, Any] = {
+    "tv-references-ssdlite-recipe": ssdlite_reference_recipe,
+    "tv-ssdlite-classification-head": ssdlite_classification_head,
     "tv-detection-tutorial-faster-rcnn-box-predictor": faster_rcnn_box_predictor,
     "tv-detection-tutorial-mask-rcnn-predictors": mask_rcnn_predictors,
     "tv-detection-tutorial-mobilenet-v2-backbone": mobilenet_backbone,
@@ -199,7 +218,15 @@ def predict_in_training_mode() -> tlaudit.TransferSetup:
     return faster_rcnn_box_predictor().replace(predict=predict)
 
 
+# The same fine-tune with the COCO classification head kept (91 classes) for a 3-class dataset: the
+# builder's docs, "num_classes (int, optional): number of output classes of the model (including the
+# background)". Source: https://github.com/pytorch/vision/blob/main/torchvision/models/detection/ssdlite.py
+def ssdlite_coco_head_kept() -> tlaudit.TransferSetup:
+    return field_cases.detection_setup(field_cases.ssdlite(None), weights="SSDLite320_MobileNet_V3_Large_Weights.COCO_V1")
+
+
 BUGGY: dict[str, Any] = {
+    "tv-ssdlite-coco-head-kept": (ssdlite_coco_head_kept, "head-size", "head.classification_head"),
     "tv-detection-box-predictor-without-background": (box_predictor_without_background, "head-size", "cls_score"),
     "tv-detection-predict-in-training-mode": (predict_in_training_mode, "eval-mode", "training mode"),
 }

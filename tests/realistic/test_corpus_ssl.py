@@ -305,7 +305,89 @@ def moco_full_finetune() -> tlaudit.TransferSetup:
     )
 
 
+class LARS(torch.optim.Optimizer):
+    """MAE's ``util/lars.py``: LARS, no rate scaling or weight decay for parameters of one dimension or less."""
+
+    def __init__(self, params: Any, lr: float = 0, weight_decay: float = 0, momentum: float = 0.9, trust_coefficient: float = 0.001):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, trust_coefficient=trust_coefficient))
+
+    @torch.no_grad()
+    def step(self) -> None:  # type: ignore[override]
+        for g in self.param_groups:
+            for p in g["params"]:
+                dp = p.grad
+                if dp is None:
+                    continue
+                if p.ndim > 1:
+                    dp = dp.add(p, alpha=g["weight_decay"])
+                    param_norm, update_norm = torch.norm(p), torch.norm(dp)
+                    one = torch.ones_like(param_norm)
+                    q = torch.where(
+                        param_norm > 0.0, torch.where(update_norm > 0, g["trust_coefficient"] * param_norm / update_norm, one), one
+                    )
+                    dp = dp.mul(q)
+                state = self.state[p]
+                if "mu" not in state:
+                    state["mu"] = torch.zeros_like(p)
+                state["mu"].mul_(g["momentum"]).add_(dp)
+                p.add_(state["mu"], alpha=-g["lr"])
+
+
+def mae_vit(num_classes: int, global_pool: bool) -> nn.Module:
+    """``models_vit.vit_base_patch16(global_pool=True)``: timm's VisionTransformer whose final ``norm``
+    gives way to an ``fc_norm`` after the average pool (MAE deletes ``norm``; timm makes it Identity)."""
+    return timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=2, num_classes=num_classes,
+        global_pool="avg" if global_pool else "token", fc_norm=global_pool,
+    )  # fmt: skip
+
+
+# https://github.com/facebookresearch/mae/blob/main/main_linprobe.py: the pretrained encoder (no head,
+# no fc_norm) loaded with strict=False, and the script asserts ``set(msg.missing_keys) ==
+# {'head.weight', 'head.bias', 'fc_norm.weight', 'fc_norm.bias'}``; ``model.head =
+# Sequential(BatchNorm1d(affine=False, eps=1e-6), model.head)``; every parameter frozen, then the
+# head's unfrozen; LARS over ``model.head.parameters()`` at blr 0.1 x batch 16384 / 256 = 6.4;
+# ``train_one_epoch`` calls ``model.train(True)``. Adapted: a two-block ViT at 32px, the encoder's
+# checkpoint is its own init; ``head=`` names what the script's assert names new (``declared``).
+def mae_main_linprobe(declared: bool = False) -> tlaudit.TransferSetup:
+    torch.manual_seed(0)
+    model = mae_vit(10, global_pool=True)
+    encoder = mae_vit(0, global_pool=False)
+    msg = model.load_state_dict(encoder.state_dict(), strict=False)
+    assert set(msg.missing_keys) == {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
+    timm.layers.trunc_normal_(model.head.weight, std=0.01)
+    model.head = nn.Sequential(nn.BatchNorm1d(model.head.in_features, affine=False, eps=1e-6), model.head)
+    for _, p in model.named_parameters():
+        p.requires_grad = False
+    for _, p in model.head.named_parameters():
+        p.requires_grad = True
+    optimizer = LARS(model.head.parameters(), lr=0.1 * 16384 / 256, weight_decay=0.0)
+
+    def train_one_epoch(model: nn.Module, samples: torch.Tensor, targets: torch.Tensor, optimizer: Any) -> None:
+        model.train(True)
+        loss = nn.CrossEntropyLoss()(model(samples), targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return tlaudit.TransferSetup(
+        model=model,
+        sample=images(4, 32),
+        targets=labels(4, 10),
+        num_classes=10,
+        optimizer=optimizer,
+        weights=IMAGENET,
+        transform=LINCLS_TRAIN,
+        load_result=msg,
+        head=["head", "fc_norm"] if declared else None,
+        train_step=train_one_epoch,
+        predict=eval_predict,
+    )
+
+
 CORRECT: dict[str, Any] = {
+    "mae-main-linprobe": mae_main_linprobe,
+    "mae-main-linprobe-new-layers-declared": lambda: mae_main_linprobe(declared=True),
     "moco-main-lincls": moco_main_lincls,
     "mocov3-vit-main-lincls": mocov3_vit_lincls,
     "simclr-logistic-regression-eval": simclr_logistic_regression,

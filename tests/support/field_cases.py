@@ -95,6 +95,35 @@ def det_retinanet(num_classes: int = 3) -> tlaudit.TransferSetup:
     return detection_setup(m, num_classes=3, weights="RetinaNet_ResNet50_FPN_Weights.COCO_V1")
 
 
+def ssdlite(num_classes: int | None = 3) -> nn.Module:
+    """SSDlite320-MobileNetV3 with its classification head replaced for ``num_classes`` (None: the COCO
+    head kept), as torchvision's builder makes the head
+    (https://github.com/pytorch/vision/blob/main/torchvision/models/detection/ssdlite.py)."""
+    from functools import partial
+
+    from torchvision.models.detection import _utils as det_utils
+    from torchvision.models.detection.ssdlite import SSDLiteClassificationHead
+
+    torch.manual_seed(0)
+    m = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None)
+    if num_classes is not None:
+        channels = det_utils.retrieve_out_channels(m.backbone, (320, 320))
+        anchors = m.anchor_generator.num_anchors_per_location()
+        norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
+        m.head.classification_head = SSDLiteClassificationHead(channels, anchors, num_classes, norm)
+    return m
+
+
+def det_ssdlite_recipe(weights: str = "MobileNet_V3_Large_Weights.IMAGENET1K_V1") -> tlaudit.TransferSetup:
+    """torchvision's SSDlite recipe (https://github.com/pytorch/vision/blob/main/references/detection/README.md):
+    ``--weights-backbone MobileNet_V3_Large_Weights.IMAGENET1K_V1 --lr 0.15 --weight-decay 0.00004``, all
+    layers trained, SGD with momentum 0.9 and cosine annealing."""
+    torch.manual_seed(0)
+    m = torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=91)
+    optimizer = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.15, momentum=0.9, weight_decay=0.00004)
+    return detection_setup(m, num_classes=91, weights=weights, optimizer=optimizer)
+
+
 def det_predict_in_training_mode() -> tlaudit.TransferSetup:
     def predict(m: nn.Module, images: torch.Tensor) -> Any:
         with torch.no_grad():

@@ -111,6 +111,11 @@ class Evidence(Protocol):
         """Parameters that are not pretrained: of the head(s) and the other new modules."""
 
     @property
+    def weights_cover_part(self) -> bool:
+        """The weights describe only a part of the model (a backbone's, as ``weights_backbone=``
+        builds it): the rest is new, and the model is trained as a whole."""
+
+    @property
     def frozen_patterns(self) -> tuple[str, ...]: ...
     @property
     def meant_frozen(self) -> dict[int, str]:

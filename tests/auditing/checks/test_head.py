@@ -127,6 +127,35 @@ TRIGGERS["head-frozen"].append(
         count=1,
     )
 )
+
+
+def hf_head_with_norm(norm_at_identity: bool) -> tlaudit.TransferSetup:
+    """A head of a LayerNorm and a linear layer with the norm frozen: at its identity affine (weight 1,
+    bias 0, as MAE's linear probe leaves its new fc_norm) or with a learned one."""
+    m = model("resnet18")
+    m.fc = nn.Sequential(nn.LayerNorm(512), nn.Linear(512, NC))
+    if not norm_at_identity:
+        with torch.no_grad():
+            m.fc[0].weight.mul_(1.5)
+    m.fc[0].requires_grad_(False)
+    return make(m, head=["fc"], optimizer=torch.optim.SGD(trainable(m), lr=0.01))
+
+
+TRIGGERS["head-frozen"] += [
+    Case(
+        "head-norm-frozen-at-its-identity-affine",
+        lambda: hf_head_with_norm(True),
+        r"^head `fc` holds a norm layer frozen at its identity affine \(`fc\.0\.weight`, `fc\.0\.bias`: weight 1, bias 0\)",
+        severity="info",
+        count=1,
+    ),
+    Case(
+        "head-norm-frozen-with-a-learned-affine",
+        lambda: hf_head_with_norm(False),
+        r"^head `fc` has requires_grad=False \(`fc\.0\.weight`, `fc\.0\.bias`\)$",
+        count=1,
+    ),
+]
 CLEAN["head-frozen"] = [
     Case("resnet18-linear-warmup-from-zero", hf_clean_warmup_from_zero),
     Case("resnet18-freeze-backbone", hf_clean_resnet),
@@ -243,7 +272,19 @@ TRIGGERS["head-size"] += [
         count=1,
     ),
 ]
+TRIGGERS["head-size"] += [
+    Case(
+        "ssdlite-coco-head-kept",
+        lambda: fc.detection_setup(fc.ssdlite(None), weights="SSDLite320_MobileNet_V3_Large_Weights.COCO_V1"),
+        r"^`head\.classification_head` scores 91 classes, expected 3",
+        count=1,
+    ),
+]
 CLEAN["head-size"] += [
+    Case(
+        "ssdlite-classification-head-replaced",
+        lambda: fc.detection_setup(fc.ssdlite(3), weights="SSDLite320_MobileNet_V3_Large_Weights.COCO_V1"),
+    ),
     Case("faster-rcnn-box-predictor", fc.det_tutorial),
     Case("retinanet-right-classes", fc.det_retinanet),
     Case("segmentation-per-pixel-logits", fc.seg_setup),

@@ -554,6 +554,26 @@ TRIGGERS["lr-threshold"] = [
         count=1,
     ),
 ]
+# torchvision's SSDlite recipe trains the detector whole around an ImageNet backbone at SGD 0.15: a
+# warning (the weights cover the backbone only); the same LR on the COCO weights of the whole
+# detector is a from-scratch LR on pretrained layers, still an error.
+TRIGGERS["lr-threshold"] += [
+    Case(
+        "ssdlite-recipe-backbone-weights",
+        fc.det_ssdlite_recipe,
+        r"^group 0 holds \d+ pretrained parameters with lr 0\.15 > lr_max 0\.05; a warning, not an error: the weights "
+        r"cover only the backbone",
+        severity="warning",
+        count=1,
+    ),
+    Case(
+        "ssdlite-recipe-lr-on-whole-detector-weights",
+        lambda: fc.det_ssdlite_recipe("SSDLite320_MobileNet_V3_Large_Weights.COCO_V1"),
+        r"^group 0 holds \d+ pretrained parameters with lr 0\.15 > lr_max 0\.05$",
+        severity="error",
+        count=1,
+    ),
+]
 CLEAN["lr-threshold"] = [
     Case("resnet18-param-groups-head-high", lr_clean_param_groups),
     Case("resnet18-adamw-cosine-decay", lr_clean_decaying_scheduler),

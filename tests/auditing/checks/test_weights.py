@@ -81,7 +81,46 @@ def pl_clean_googlenet_load_result() -> tlaudit.TransferSetup:
     return make(m, weights="GoogLeNet_Weights.IMAGENET1K_V1", load_result=m.load_state_dict(state, strict=False))
 
 
+def _mae_probe(drop: str = "", declared: bool = False) -> tlaudit.TransferSetup:
+    """MAE's linear probe (tests/realistic/test_corpus_ssl.py), its checkpoint without ``drop`` keys."""
+    from tests.realistic.test_corpus_ssl import mae_main_linprobe
+
+    setup = mae_main_linprobe(declared=declared)
+    if not drop:
+        return setup
+    checkpoint = {k: v for k, v in setup.model.state_dict().items() if not k.startswith(drop) and not k.startswith(("head.", "fc_norm."))}
+    return setup.replace(load_result=setup.model.load_state_dict(checkpoint, strict=False))
+
+
+def pl_head_replaced_after_the_load() -> tlaudit.TransferSetup:
+    """``fc`` missing from the load, then replaced by a new two-layer head: its old keys are gone."""
+    m = model("resnet18", pretrained=False, head=False)
+    state = {k: v for k, v in _checkpoint("resnet18", head=False).items() if not k.startswith("fc.")}
+    result = m.load_state_dict(state, strict=False)
+    m.fc = torch.nn.Sequential(torch.nn.Linear(512, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+    return make(m, load_result=result)
+
+
 TRIGGERS["pretrained-not-loaded"] = [
+    Case(
+        "vit-norm-inside-the-network-missing",
+        lambda: _mae_probe(drop="blocks.0.norm1."),
+        r"^load_state_dict left \d+ backbone keys missing \(`blocks\.0\.norm1\.weight`, `blocks\.0\.norm1\.bias`",
+        severity="error",
+    ),
+    Case(
+        "mae-fc-norm-missing-before-the-head",
+        _mae_probe,
+        r"^load_state_dict left 2 keys missing \(`fc_norm\.weight`, `fc_norm\.bias`\), after every loaded one",
+        severity="warning",
+    ),
+    Case(
+        "mae-unexpected-norm-keys",
+        lambda: _mae_probe(declared=True),
+        r"^load_state_dict ignored 2 checkpoint keys the model has no place for \(`norm\.weight`, `norm\.bias`\)",
+        severity="info",
+        count=1,
+    ),
     Case(
         "resnet18-fresh-with-weights",
         pl_fresh_model_with_weights,
@@ -126,6 +165,7 @@ TRIGGERS["pretrained-not-loaded"] = [
     ),
 ]
 CLEAN["pretrained-not-loaded"] = [
+    Case("resnet18-head-replaced-after-the-load", pl_head_replaced_after_the_load),
     Case("resnet18-pretend-pretrained", pl_clean_pretend_pretrained),
     Case("resnet18-only-head-keys-missing", pl_clean_only_head_missing),
     Case("vit-trained-layernorm", pl_clean_vit_trained_layernorm),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
+from torch import nn
+
 from tlaudit._text import examples
 from tlaudit.auditing.checks._registry import Check, register
 from tlaudit.auditing.evidence import Evidence, Skip
@@ -37,8 +40,9 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Error: a head parameter has ``requires_grad=False`` that no declaration explains, or sits only
     in optimizer groups whose LR is 0 over the scheduler's whole run (read from the objects). A
     warm-up that starts at 0 is not evidence. Warning: the head is covered by ``frozen`` patterns
-    (declared intent, named in the message; frozen on purpose or a pattern too wide). Skip: no head
-    found.
+    (declared intent, named in the message; frozen on purpose or a pattern too wide). Info: a norm
+    layer in the head frozen at its identity affine (weight 1, bias 0), which normalizes as
+    ``affine=False`` does. Skip: no head found.
     Example:
     ``tlaudit.freeze(model)`` after ``replace_head`` instead of before it.
 
@@ -54,6 +58,16 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
         if not params:
             continue
         frozen = [n for n, p in params if not ctx.requires_grad[id(p)]]
+        identity = [n for n in frozen if _identity_affine(ctx.inner, n)]
+        if identity and len(identity) == len(frozen):  # a norm layer frozen at weight 1, bias 0: affine=False in effect
+            frozen = []
+            yield check.finding(
+                f"head `{head}` holds a norm layer frozen at its identity affine ({examples(identity)}: weight 1, bias 0): "
+                "it normalizes without an affine, as affine=False does (MAE's linear probe freezes its fc_norm so)",
+                subject=head,
+                hint=f"tlaudit.unfreeze(model, '{head}') if the affine is meant to learn",
+                severity=Severity.INFO,
+            )
         covered = [n for n, p in params if ctx.frozen_patterns and id(p) in ctx.meant_frozen]
         if frozen and covered:  # declared on purpose: the declaration is named, not overruled
             yield check.finding(
@@ -88,6 +102,22 @@ def head_frozen(check: Check, ctx: Evidence) -> Iterator[Finding]:
                     subject=head,
                     hint="give the head's group a positive LR",
                 )
+
+
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
+
+
+def _identity_affine(model: nn.Module, name: str) -> bool:
+    """``name`` is the weight (all 1) or the bias (all 0) of a norm layer: the identity affine."""
+    path, _, kind = name.rpartition(".")
+    try:
+        module = model.get_submodule(path) if path else model
+    except AttributeError:
+        return False
+    tensor = getattr(module, kind, None)
+    if not isinstance(module, _NORMS) or not isinstance(tensor, torch.Tensor):
+        return False
+    return bool(torch.all(tensor == (1 if kind == "weight" else 0)))
 
 
 @register(

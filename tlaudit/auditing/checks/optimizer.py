@@ -175,7 +175,9 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
     Evidence:
     Error: a group of pretrained parameters that can move with an LR (now or at the schedule's
     peak) above ``lr_max``. Warning: above the caution level (``lr_caution``, ``lr_max / 3`` by
-    default, 1e-2 for SGD with its default ceiling). Never judged: heads and new layers (adapters such as LoRA, Hugging Face task heads,
+    default, 1e-2 for SGD with its default ceiling), or above ``lr_max`` where the weights cover
+    only a backbone and ``lr_max`` is the default (a detector or segmenter trained whole around a
+    pretrained backbone: torchvision's SSDlite recipe runs SGD at 0.15). Never judged: heads and new layers (adapters such as LoRA, Hugging Face task heads,
     layers the weights' architecture lacks). Skip: no optimizer.
     Example:
     ``torch.optim.Adam(model.parameters(), lr=1e-2)``, or ``OneCycleLR(opt, max_lr=0.1)`` over a
@@ -213,17 +215,26 @@ def lr_threshold(check: Check, ctx: Evidence) -> Iterator[Finding]:
     transfer = any(v is not None for v in (ctx.setup.weights, ctx.setup.load_result, ctx.setup.strategy))
     caution = ctx.lr_caution if transfer else lr_max
     above_caution = groups_above(optimizer, caution, counted=pretrained, peaks=ctx.schedule_peaks)
+    # weights of a backbone only (a detector or segmenter trained whole around it): the published
+    # recipes train such models at from-scratch LRs (torchvision's SSDlite at SGD 0.15), so a default
+    # ceiling is no evidence of harm there; a ceiling the user set still is
+    whole_model_recipe = ctx.weights_cover_part and ctx.setup.lr_max is None
     for excess in above_caution:
-        error = excess.index in above_max
+        error = excess.index in above_max and not whole_model_recipe
         excess = above_max.get(excess.index, excess)  # an error reads the peak against lr_max
-        level = f"lr_max {lr_max:g}" if error else f"the caution level {caution:.3g}"
+        level = f"lr_max {lr_max:g}" if excess.index in above_max else f"the caution level {caution:.3g}"
         label = f"group {excess.index}" + (f" ({excess.name})" if excess.name else "")
         held = count(len(excess.params), "pretrained parameter")
         if excess.now:
             message = f"{label} holds {held} with lr {excess.lr:g} > {level}"
         else:
             message = f"{label} holds {held}; the scheduler raises its lr to {excess.peak:g} > {level} at {excess.unit} {excess.peak_step}"
-        if not error:
+        if excess.index in above_max and whole_model_recipe:
+            message += (
+                "; a warning, not an error: the weights cover only the backbone, and models trained whole around a "
+                "pretrained backbone are trained at such LRs (torchvision's SSDlite recipe: SGD 0.15)"
+            )
+        elif not error:
             message += f" (fine-tuning pretrained layers typically uses {typical})"
         yield check.finding(
             message,

@@ -46,6 +46,55 @@ def _at_init(module: nn.Module) -> bool | None:
     return None
 
 
+_SMALL_TAIL = 0.05
+"""Missing keys only after the last loaded one (the layers just before the head) that hold less than
+this share of the load's elements: a layer or two the checkpoint never had (MAE's ``fc_norm``)."""
+
+
+def _missing_findings(check: Check, ctx: Evidence, missing: list[str]) -> Iterator[Finding]:
+    """Missing keys of pretrained layers as the model is now: keys of layers replaced after the load
+    are gone from the model and left out; new layers are not in checkpoints. Inside the network (a
+    loaded key follows) or many: an error. A few at its end, before the head: a warning."""
+    state = ctx.inner.state_dict()
+    keys = list(state)
+    position = {k: i for i, k in enumerate(keys)}
+    prefix = ""
+    found: list[tuple[str, int]] = []
+    for key in missing:
+        i = position.get(prefix + key)
+        if i is None and not prefix:  # loaded into a submodule (model.backbone.load_state_dict): its keys are relative
+            full = next((k for k in keys if k.endswith("." + key)), None)
+            if full is not None:
+                prefix, i = full[: -len(key)], position[full]
+        if i is not None and not ctx.is_new(keys[i]):
+            found.append((key, i))
+    if not found:
+        return
+    gone = {i for _, i in found}
+    scope = [i for i, k in enumerate(keys) if k.startswith(prefix) and not ctx.is_new(k)]
+    # loaded: the parameters that were not missing (a parameterless layer added after the load, as
+    # BatchNorm1d(affine=False) before a linear probe, has only buffers no checkpoint held)
+    parameters = {name for name, _ in ctx.inner.named_parameters()}
+    loaded = [i for i in scope if i not in gone and keys[i] in parameters]
+    elements = sum(state[keys[i]].numel() for i in scope) or 1
+    share = sum(state[keys[i]].numel() for i in gone) / elements
+    names = [k for k, _ in found]
+    if loaded and min(gone) > max(loaded) and share < _SMALL_TAIL:
+        yield check.finding(
+            f"load_state_dict left {count(len(names), 'key')} missing ({examples(names)}), after every loaded one: the "
+            "last layers before the head keep their initialization (intended when they are new, as MAE's fc_norm)",
+            subject="load_result",
+            hint="declare new layers with TransferSetup(head=[...]); else load a checkpoint that has them",
+            severity=Severity.WARNING,
+        )
+        return
+    yield check.finding(
+        f"load_state_dict left {count(len(names), 'backbone key')} missing ({examples(names)})",
+        subject="load_result",
+        hint="load a checkpoint of the same architecture; strip `module.`/`_orig_mod.` prefixes from its keys",
+    )
+
+
 @register(
     "pretrained-not-loaded",
     "error",
@@ -56,8 +105,9 @@ def _at_init(module: nn.Module) -> bool | None:
 )
 def pretrained_not_loaded(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """What:
-    With ``load_result`` (what ``load_state_dict`` returned): missing keys outside the head, or
-    unexpected keys (an error). With ``weights`` declared: every norm layer of the backbone still
+    With ``load_result`` (what ``load_state_dict`` returned): missing keys of pretrained layers as
+    the model is now (keys of a layer replaced after the load are gone from it; new layers are not
+    in checkpoints), and unexpected keys. With ``weights`` declared: every norm layer of the backbone still
     at its initial values (BatchNorm running stats 0/1, LayerNorm/GroupNorm weight 1 and bias 0),
     i.e. no pretrained weights were ever loaded (a warning).
 
@@ -73,9 +123,14 @@ def pretrained_not_loaded(check: Check, ctx: Evidence) -> Iterator[Finding]:
 
 
     Evidence:
-    Error: ``load_result`` with missing backbone keys or unexpected keys (nothing, or not
-    everything, was loaded). Warning: weights declared but every norm layer still at its initial
-    values. Skip: neither ``load_result`` nor norm layers to read.
+    Error: ``load_result`` with missing keys of pretrained layers inside the network (a loaded key
+    follows them: those layers stay random and feed everything after them) or holding 5% or more of
+    the loaded elements, or unexpected keys with a wrapper prefix (nothing, or not everything, was
+    loaded). Warning: a few missing keys after every loaded one, under 5% (the last layers before
+    the head, new where the checkpoint never had them: MAE's ``fc_norm``); weights declared but
+    every norm layer still at its initial values. Info: unexpected keys alone (the checkpoint's
+    pretraining head or projector; the model took every key it has). Skip: neither
+    ``load_result`` nor norm layers to read.
     Example:
     ``model.load_state_dict(torch.load("ddp.pt"), strict=False)`` where every key starts with ``module.``.
 
@@ -90,22 +145,23 @@ def pretrained_not_loaded(check: Check, ctx: Evidence) -> Iterator[Finding]:
     """
     if ctx.setup.load_result is not None:
         missing, unexpected = _missing_unexpected(ctx.setup.load_result)
-        backbone_missing = [k for k in missing if not ctx.is_new(k)]  # new layers are not in checkpoints
-        if backbone_missing:
-            yield check.finding(
-                f"load_state_dict left {count(len(backbone_missing), 'backbone key')} missing ({examples(backbone_missing)})",
-                subject="load_result",
-                hint="load a checkpoint of the same architecture; strip `module.`/`_orig_mod.` prefixes from its keys",
-            )
+        yield from _missing_findings(check, ctx, missing)
         if unexpected:
             prefixed = [k for k in unexpected if k.startswith(("module.", "_orig_mod."))]
-            extra = "; they carry a wrapper prefix" if prefixed else ""
-            yield check.finding(
-                f"load_state_dict found {count(len(unexpected), 'unexpected key')} ({examples(unexpected)}){extra}",
-                subject="load_result",
-                hint="strip wrapper prefixes from the checkpoint's keys and load with strict=True",
-            )
-        if backbone_missing or unexpected or ctx.setup.weights is None:
+            if prefixed:
+                yield check.finding(
+                    f"load_state_dict found {count(len(unexpected), 'unexpected key')} ({examples(unexpected)}); they carry a wrapper prefix",
+                    subject="load_result",
+                    hint="strip wrapper prefixes from the checkpoint's keys and load with strict=True",
+                )
+            else:  # the model took every key it has; these have no place in it
+                yield check.finding(
+                    f"load_state_dict ignored {count(len(unexpected), 'checkpoint key')} the model has no place for "
+                    f"({examples(unexpected)}): a pretraining head or projector, or a layer this model drops",
+                    subject="load_result",
+                    severity=Severity.INFO,
+                )
+        if missing or unexpected or ctx.setup.weights is None:
             return
     verdicts = {}
     for name, module in ctx.inner.named_modules():

@@ -14,7 +14,7 @@ from tlaudit.auditing.engine.snapshot import Snapshot
 from tlaudit.auditing.engine.tracing import trace_predict, trace_train_step
 from tlaudit.auditing.evidence import PredictTrace, Skip, TrainTrace
 from tlaudit.auditing.rules.inputs import Sample
-from tlaudit.auditing.rules.new_layers import new_modules
+from tlaudit.auditing.rules.new_layers import new_modules_and_scope
 from tlaudit.auditing.rules.outputs import class_score_layers, is_box_regression
 from tlaudit.auditing.rules.probing import UnreadableNormalization, read_normalizations
 from tlaudit.auditing.rules.schedule import ADAPTIVE_LR_MAX, SGD_LR_CAUTION, SGD_LR_MAX, SchedulePeaks, peak_lrs
@@ -75,8 +75,17 @@ class AuditContext:
             heads = list(self.heads)
         except Skip:
             heads = []
-        found = new_modules(self.setup.model, self.setup.weights) or []
+        found = self._new_and_scope[0] or []
         return list(dict.fromkeys([*heads, *found]))
+
+    @cached_property
+    def _new_and_scope(self) -> tuple[list[str] | None, bool]:
+        return new_modules_and_scope(self.setup.model, self.setup.weights)
+
+    @property
+    def weights_cover_part(self) -> bool:
+        """The weights describe only a part of the model (a backbone's): the rest is new."""
+        return self._new_and_scope[1]
 
     def is_new(self, name: str) -> bool:
         return any(pattern_matches(m, name) for m in self.new_modules)

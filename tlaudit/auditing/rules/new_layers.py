@@ -19,7 +19,7 @@ from torch import nn
 from tlaudit._names import unwrap
 from tlaudit.normalization import torchvision_weights
 
-__all__ = ["is_adapter_name", "new_modules", "reference_model"]
+__all__ = ["is_adapter_name", "new_modules", "new_modules_and_scope", "reference_model"]
 
 _ADAPTER_MARKERS = ("lora_", "lora.", "adapter", "prompt_encoder")
 
@@ -168,9 +168,16 @@ def new_modules(model: nn.Module, weights: Any) -> list[str] | None:
         >>> new_modules(fcn, torchvision.models.ResNet50_Weights.IMAGENET1K_V1)
         ['classifier', 'aux_classifier']
     """
+    return new_modules_and_scope(model, weights)[0]
+
+
+def new_modules_and_scope(model: nn.Module, weights: Any) -> tuple[list[str] | None, bool]:
+    """:func:`new_modules`, and whether the weights describe only a part of the model (a backbone's
+    weights inside a detection or segmentation model): then the model as a whole is trained anew."""
     inner = unwrap(model)
     task_heads = hf_task_heads(inner)
     reference = reference_model(weights) if weights is not None else None
+    part_only = False
     if reference is None:
         found = [name for name, _ in inner.named_modules() if name and is_adapter_name(name)]
         found = [f for f in found if not any(f.startswith(o + ".") for o in found if o != f)]
@@ -179,11 +186,12 @@ def new_modules(model: nn.Module, weights: Any) -> list[str] | None:
         found = _differing(inner, ref_modules)
         if not _mostly_same(inner, found):  # not these weights' architecture as a whole
             part = _backbone_match(inner, reference)
+            part_only = part is not None
             found = part if part is not None else [f for f in found if is_adapter_name(f)]
     found = list(dict.fromkeys([*found, *(h for h in task_heads if not any(h.startswith(f + ".") or h == f for f in found))]))
     if reference is None and not found:
-        return None
-    return found
+        return None, False
+    return found, part_only
 
 
 def hf_task_heads(model: nn.Module) -> list[str]:

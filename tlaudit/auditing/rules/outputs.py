@@ -83,7 +83,7 @@ def class_score_layers(model: nn.Module) -> list[tuple[str, int]]:
     Read by structure, never from box regression: a Fast R-CNN predictor's ``cls_score``
     (``bbox_pred`` holds 4 box deltas per class), Mask R-CNN's ``mask_fcn_logits`` (one mask per
     class), a RetinaNet or FCOS classification head (its ``num_classes``), an SSD classification
-    head (its ``num_columns``). Keypoint predictors score keypoints, not classes: left out.
+    head, SSD's or SSDlite's (its ``num_columns``). Keypoint predictors score keypoints, not classes: left out.
 
     Example:
         >>> import torchvision
@@ -105,7 +105,7 @@ def class_score_layers(model: nn.Module) -> list[tuple[str, int]]:
         if "cls_logits" in children and isinstance(classes, int):
             found.append((prefix + "cls_logits", classes))
         columns = getattr(module, "num_columns", None)
-        if type(module).__name__ == "SSDClassificationHead" and isinstance(columns, int):
+        if type(module).__name__.endswith("ClassificationHead") and isinstance(columns, int):  # SSD's, SSDlite's
             found.append((name, columns))
     return found
 
