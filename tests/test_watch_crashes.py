@@ -77,3 +77,25 @@ def test_the_same_loop_with_labels_from_0_is_not_diagnosed():
     text = stream.getvalue()
     assert "diagnosis" not in text
     assert "label-range" not in text
+
+
+def test_a_crash_in_the_first_step_of_a_model_called_with_keywords_only_is_diagnosed():
+    """Hugging Face's run_glue_no_trainer.py: ``model(**batch)`` with ``labels=`` computes the loss
+    inside the model; labels counted from 1 crash it at the very first step, before any batch shape
+    is known (the call has no positional input)."""
+    pytest.importorskip("transformers")
+    from tests.support.hf import tiny_bert
+
+    model = tiny_bert(num_labels=2)
+    batch = {
+        "input_ids": torch.randint(5, 50, (2, 8)),
+        "attention_mask": torch.ones(2, 8, dtype=torch.long),
+        "labels": torch.tensor([1, 2]),
+    }
+    stream = io.StringIO()
+    with pytest.raises(IndexError, match="Target 2 is out of bounds"):
+        with tlaudit.watch(stream=stream, fail_on=None):
+            model(**batch).loss.backward()
+    text = stream.getvalue()
+    assert "diagnosis of the exception that ended the run" in text
+    assert "targets range over [1, 2], outside [0, 2) (num_classes)" in text

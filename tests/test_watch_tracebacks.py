@@ -50,3 +50,21 @@ def test_a_crash_of_the_watcher_itself_keeps_its_frames():
     with pytest.raises(AttributeError) as raised:
         build.sample_slot(None)  # type: ignore[arg-type]  # the watcher's own code raising
     assert WATCHER in printed(hide_watcher_frames(raised.value))
+
+
+def test_a_loss_that_raises_inside_the_loss_mode_shows_no_watcher_frame():
+    """timm's SoftTargetCrossEntropy with Mixup targets for 1000 classes on a 3-class head: the
+    multiplication raises in torch, dispatched through the watcher's loss mode after the model call;
+    the frame of that dispatch is the watcher's, not the program's."""
+
+    def soft_target_step() -> None:
+        model = tiny()
+        x = model(torch.randn(2, 3, 16, 16))
+        target = torch.full((2, 1000), 1e-3)
+        torch.sum(-target * F.log_softmax(x, dim=-1), dim=-1).mean().backward()
+
+    with pytest.raises(RuntimeError, match="must match the size of tensor b") as watched:
+        with tlaudit.watch(stream=io.StringIO()):
+            soft_target_step()
+    assert WATCHER not in printed(watched.value)
+    assert traceback.extract_tb(watched.value.__traceback__)[-1].name == "soft_target_step"

@@ -90,11 +90,46 @@ def test_a_clean_fit_audits_clean_at_each_stage():
     assert "0 of 8 modules in training mode, no_grad" in "\n".join(audit.reports["inference"].notes)
 
 
-def test_an_optimizer_without_the_backbone_fails_the_fit_at_its_start():
+def test_an_optimizer_without_the_backbone_fails_the_fit_at_its_first_step():
+    """At the start of the fit the flag alone says "trainable": a warning. The first step shows the
+    backbone's gradients, which no optimizer applies: the error, before that step runs."""
     audit = TransferAudit(stream=io.StringIO())
-    with pytest.raises(AuditFailed, match="static audit at the start of the fit"):
+    with pytest.raises(AuditFailed, match="train audit at the first optimizer step: optimizer-missing"):
         fit(Classifier(lambda m: m.head.parameters()), audit)
-    assert {f.check for f in audit.reports["static"].errors} == {"optimizer-missing"}
+    static = audit.reports["static"].by_check("optimizer-missing")
+    assert [f.severity.value for f in static] == ["warning"]
+    assert "no step observed yet: an error if the first step gives them a gradient" in static[0].message
+    assert {f.check for f in audit.reports["train"].errors} == {"optimizer-missing"}
+
+
+class LinearProbe(Classifier):
+    """lightly's ``LinearClassifier`` with ``freeze_model=True``
+    (https://github.com/lightly-ai/lightly/blob/master/lightly/utils/benchmarking/linear_classifier.py):
+    the backbone runs under ``torch.no_grad()`` in ``forward``, keeps ``requires_grad=True``, is left
+    out of ``configure_optimizers`` and put in eval mode at each training epoch's start."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            features = self.backbone.forward(x).flatten(start_dim=1)
+        return self.head(features)
+
+    def on_train_epoch_start(self) -> None:
+        self.backbone.eval()
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.SGD(list(self.head.parameters()), lr=0.1 * 4 / 256, momentum=0.9, weight_decay=0.0)
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 1)}
+
+
+def test_a_linear_probe_with_its_backbone_under_no_grad_is_not_stopped():
+    audit = TransferAudit(stream=io.StringIO())
+    trainer = fit(LinearProbe(), audit)
+    assert trainer.global_step == 4
+    assert [f.severity.value for f in audit.reports["static"].by_check("optimizer-missing")] == ["warning"]
+    for stage, report in audit.reports.items():
+        assert not report.errors, f"{stage}: {report.to_text()}"
+    frozen = audit.reports["train"].by_check("trainable-no-grad")
+    assert [f.severity.value for f in frozen] == ["info"]  # frozen in effect, with what requires_grad=True costs
 
 
 def test_backbone_finetuning_is_audited_again_after_the_unfreeze():

@@ -35,7 +35,7 @@ from tlaudit.errors import SetupError
 from tlaudit.options import parse_check_ids, parse_fail_on, validate_check_ids
 from tlaudit.reports import Format
 from tlaudit.watcher.progress import clear_of_progress_bars
-from tlaudit.watcher.verdicts import replay_failures_as_skips
+from tlaudit.watcher.verdicts import replay_failures_as_skips, undecided_before_a_step
 
 __all__ = ["INTENT_FIELDS", "AuditSession", "Stage"]
 
@@ -177,6 +177,8 @@ class AuditSession:
             report = replay_failures_as_skips(report)
         if adjust is not None:
             report = adjust(report)
+        if stage == "static":  # no step yet: the first train audit decides what only a gradient can tell
+            report = undecided_before_a_step(report)
         extra = [*notes, *dropped, *_provenance({**values, **self.intent}, observed, self.intent, stage)]
         if stage in ("train", "static") and self.checks("inference"):  # the first audits, not a later one or a crash's
             extra.append("eval-mode, eval-nondeterministic and grad-inference run after the first validation pass")

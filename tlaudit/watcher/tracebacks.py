@@ -32,8 +32,13 @@ def _without(tb: types.TracebackType | None) -> types.TracebackType | None:
     while tb is not None:
         frames.append(tb)
         tb = tb.tb_next
-    if not frames or _ours(frames[-1]):  # raised by the watcher itself: its own bug, shown whole
-        return frames[0] if frames else None
+    if not frames:
+        return None
+    last = frames[-1]
+    # raised in the watcher's own code: its bug, shown whole; unless the frame is the loss mode's
+    # dispatch, where the torch function it hands on raised (a shape mismatch in the program's loss)
+    if _ours(last) and last.tb_frame.f_code.co_name != "__torch_function__":
+        return frames[0]
     kept: list[types.TracebackType] = []
     for frame in frames:
         if _ours(frame):

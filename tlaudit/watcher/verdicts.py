@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from tlaudit.auditing.findings import Skipped
-from tlaudit.auditing.report import Report
+from tlaudit.auditing.report import Report, Severity
 
-__all__ = ["bn_left_out", "finetuners_without_bn", "replay_failures_as_skips", "without_by_design"]
+__all__ = ["bn_left_out", "finetuners_without_bn", "replay_failures_as_skips", "undecided_before_a_step", "without_by_design"]
 
 _USER_CODE = "user-code-error"
 
@@ -63,6 +63,25 @@ def without_by_design(report: Report, left_out: int, total_missing: int, why: st
     if left_out == total_missing:
         findings = [f for f in report.findings if f.check != "optimizer-missing"]
     return dataclasses.replace(report, findings=tuple(findings), notes=(*report.notes, note))
+
+
+def undecided_before_a_step(report: Report) -> Report:
+    """``report`` (a callback's audit at the start of the fit) with its ``optimizer-missing`` errors as
+    warnings: a parameter left at ``requires_grad=True`` that the step never reaches (a backbone run
+    under ``no_grad`` and left out of the optimizer on purpose, as lightly's linear classifier does)
+    is frozen in effect, and no step has run to tell; the train audit at the first step decides."""
+    missing = [f for f in report.findings if f.check == "optimizer-missing" and f.severity is Severity.ERROR]
+    if not missing:
+        return report
+    findings = tuple(
+        dataclasses.replace(
+            f, severity=Severity.WARNING, message=f"{f.message}; no step observed yet: an error if the first step gives them a gradient"
+        )
+        if f in missing
+        else f
+        for f in report.findings
+    )
+    return dataclasses.replace(report, findings=findings)
 
 
 _TRAIN_BN_FALSE = (

@@ -165,10 +165,11 @@ def _label_audit(watch: Watch, stage: str, note: str, *, stop: bool) -> None:
     entered = watch._observer.entered if watch._observer is not None else None
     sample = entered[1][0] if entered is not None and entered[1] and isinstance(entered[1][0], torch.Tensor) else None
     if sample is None or not sample.ndim or sample.shape[0] != targets.shape[0]:
+        # a stand-in (only the targets are read): shaped as the run's batches where one was seen; else a
+        # model called with keywords only (input_ids=, labels=) or a list of images, at the first step
         like = watch._sample
-        if like is None:
-            return
-        sample = torch.zeros((targets.shape[0], *like.shape[1:]), dtype=like.dtype)  # a stand-in: only the targets are read
+        shape, dtype = ((*like.shape[1:],), like.dtype) if like is not None else ((1,), torch.float32)
+        sample = torch.zeros((targets.shape[0], *shape), dtype=dtype)
     notes = [note]
     checks = ["label-range"]
     if counted is not None and width is not None and width != counted[0]:
