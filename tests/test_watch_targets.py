@@ -106,9 +106,10 @@ def moco_key_encoder(*, validate_in_eval: bool = True) -> list[str]:
     return ran
 
 
-def distillation(*, validate_in_eval: bool = True) -> list[str]:
+def distillation(*, validate_in_eval: bool = True, teacher: torch.nn.Module | None = None) -> list[str]:
     torch.manual_seed(1)
-    teacher = torch.nn.Sequential(tiny(1), torch.nn.ReLU(), torch.nn.Linear(3, 3))  # 11 modules, the student 9
+    if teacher is None:
+        teacher = torch.nn.Sequential(tiny(1), torch.nn.ReLU(), torch.nn.Linear(3, 3))  # 11 modules, the student 9
     student = tiny()
     optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
     T, soft_target_loss_weight, ce_loss_weight = 2, 0.25, 0.75
@@ -203,3 +204,37 @@ def test_the_student_validated_without_eval_is_still_an_error(loop):
     [error] = watched.reports["inference"].by_check("eval-mode")
     assert error.severity is tlaudit.Severity.ERROR
     assert error.message.startswith("`Sequential` ran in training mode during predict") and "BatchNorm" in error.message
+
+
+def teacher_then_student(*, validate_in_eval: bool = True) -> list[str]:
+    """The knowledge-distillation tutorial as a whole: ``train(teacher)`` with its own optimizer and
+    ``test(teacher)`` first, then the distillation loop and ``test(student)``."""
+    torch.manual_seed(1)
+    teacher = torch.nn.Sequential(tiny(1), torch.nn.ReLU(), torch.nn.Linear(3, 3))
+    teacher_optimizer = torch.optim.Adam(teacher.parameters(), lr=1e-3)
+    teacher.train()
+    for inputs, labels in loader():
+        teacher_optimizer.zero_grad()
+        F.cross_entropy(teacher(inputs), labels).backward()
+        teacher_optimizer.step()
+    teacher.eval()
+    with torch.no_grad():
+        for inputs, _ in loader():
+            teacher(inputs)
+    return distillation(validate_in_eval=validate_in_eval, teacher=teacher)
+
+
+def test_after_a_trained_teacher_the_new_models_inference_audit_is_the_students():
+    with tlaudit.watch(stream=io.StringIO()) as watched:
+        teacher_then_student()
+    stage = next(s for s in watched.reports if s.startswith("inference (after step"))
+    assert "0 of 9 modules in training mode" in "\n".join(watched.reports[stage].notes)  # the student, not the teacher (11)
+    assert not any(r.errors for r in watched.reports.values())
+
+
+def test_after_a_trained_teacher_the_student_tested_without_eval_is_an_error():
+    with pytest.raises(
+        AuditFailed, match=r"^inference audit after the first validation pass of the new model \(after step \d+\): eval-mode"
+    ):
+        with tlaudit.watch(stream=io.StringIO()):
+            teacher_then_student(validate_in_eval=False)

@@ -162,6 +162,18 @@ def test_num_labels_against_num_classes_is_read_statically():
     assert right.findings == () and right.checks_run == ("head-size",)
 
 
+def test_one_label_for_two_classes_is_regression_to_the_models_own_loss():
+    """run_glue_no_trainer.py with ``num_labels=1`` for a binary task: BERT's loss is then MSELoss on
+    the integer labels (transformers' ``problem_type`` "regression"), not a binary classifier's BCE."""
+    report = tlaudit.audit(tlaudit.TransferSetup(model=tiny_bert(num_labels=1), num_classes=2), ["head-size"])
+    assert errors(report, "head-size") == [
+        "`BertForSequenceClassification.config.num_labels` is 1 for num_classes 2: the model's own loss (labels=..., "
+        "what the Trainer uses) treats the task as regression (MSELoss on the label values), and argmax over one column is always 0"
+    ]
+    multi_label = tiny_bert(num_labels=1, problem_type="multi_label_classification")  # one logit with BCE: binary
+    assert tlaudit.audit(tlaudit.TransferSetup(model=multi_label, num_classes=2), ["head-size"]).errors == []
+
+
 def test_a_head_resized_by_hand_with_the_config_left_behind_is_a_warning():
     model = tiny_vit(num_labels=10)
     model.classifier = torch.nn.Linear(32, 3)  # config.num_labels still 10: the model's own loss views logits as 10 columns

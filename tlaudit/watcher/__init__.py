@@ -102,6 +102,10 @@ class Watch:
         """Each audited optimizer's model and fingerprint: a change is audited at the step it shows."""
         self._inference_stage = "inference"
         self._next_inference: str | None = None
+        self._inference_of: nn.Module | None = None
+        """The new model whose first validation pass is awaited: other models' calls are not it (a
+        distillation teacher called in eval mode while the student trains)."""
+        self._next_inference_of: nn.Module | None = None
         self._model: nn.Module | None = None
         self._sample: torch.Tensor | None = None
         self._modes = ModesWatch(self._audit_later, lambda: self._observer is None or self._observer.paused)
@@ -136,7 +140,7 @@ class Watch:
             if error is not None and not isinstance(error, (RunStopped, AuditFailed, SetupError)):
                 hide_watcher_frames(error)  # the traceback the user sees is the unwatched program's
             if observer is not None and kind is None and "inference" not in self._done:
-                validation = validation_call(observer.calls, self._trained, self._held)
+                validation = validation_call(self._of_awaited(observer.calls), self._trained, self._held, window=observer.calls)
                 if validation is not None and "train" in self._done:
                     observer.paused = True
                     self._audit_inference(validation, observer.calls)
@@ -242,7 +246,7 @@ class Watch:
             trained = training_call(pending, optimizer, self._held)
             if trained is not None:
                 before = pending[: pending.index(trained)] if trained in pending else pending
-                validation = validation_call(before, self._trained, self._held, window=pending)
+                validation = validation_call(self._of_awaited(before), self._trained, self._held, window=pending)
                 self._audit_train(trained, optimizer)
                 if validation is not None and "inference" not in self._done:
                     self._inference_or_defer(validation, before, pending)
@@ -253,7 +257,7 @@ class Watch:
                 )
                 observer.calls = [c for c in pending if c.validation][:3]  # keep the validation pass seen
         elif "inference" not in self._done:
-            validation = validation_call(pending, self._trained, self._held)
+            validation = validation_call(self._of_awaited(pending), self._trained, self._held, window=pending)
             if validation is not None:
                 self._inference_or_defer(validation, pending, pending)
 
@@ -329,11 +333,21 @@ class Watch:
         self.session.audit(self._inference_stage, fields, observed)
         self._modes.add(call)
         self._done.add("inference")
+        self._inference_of = None
         if call in window:
             self._modes.seen_later(window, window.index(call) + 1)
         if self._next_inference is not None:  # a new model trains since: its first validation pass is next
             self._inference_stage, self._next_inference = self._next_inference, None
+            self._inference_of, self._next_inference_of = self._next_inference_of, None
             self._done.discard("inference")
+
+    def _of_awaited(self, calls: list[ModelCall]) -> list[ModelCall]:
+        """``calls`` of the model whose first validation pass is awaited (or of its parts), when one is."""
+        target = self._inference_of
+        if target is None:
+            return calls
+        parts = {id(m) for m in target.modules()}
+        return [c for c in calls if id(c.module) in parts]
 
     def _audit_later(self, call: ModelCall, before: list[Modes]) -> None:
         """A call of an inference-audited model in modes not audited yet: audit it before it runs."""

@@ -230,6 +230,11 @@ def _replay_step(call: ModelCall, slot: int | str, own_loss: bool, target_slot: 
             value = result["loss"] if isinstance(result, dict) else result.loss
         elif loss is not None:
             value = loss.function(outputs[loss.output_index], targets, *loss.rest, **loss.kwargs)  # type: ignore[index]
+            for extra in call.more_losses:  # auxiliary outputs: their terms reach their heads (weights left out)
+                if extra.output_index is not None and extra.output_index < len(outputs):
+                    aux_targets = targets if extra.targets is loss.targets else extra.targets
+                    term = extra.function(outputs[extra.output_index], aux_targets, *extra.rest, **extra.kwargs)
+                    value = value + (term if term.ndim == 0 else term.sum())
         else:
             value = F.cross_entropy(outputs[0], targets)
         if not value.requires_grad:  # nothing trainable: head-frozen / frozen-grad say why

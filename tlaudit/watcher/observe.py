@@ -90,6 +90,9 @@ class ModelCall:
         return self.inference_mode or not self.grad_enabled or not any(self.training)
 
     loss: LossCall | None = None
+    more_losses: list[LossCall] = field(default_factory=list)
+    """Losses on the call's other outputs (Inception's ``aux_logits`` weighted into the loss): the
+    replayed step adds them, so the gradients reach what the run's did."""
     own_loss: torch.Tensor | None = None
     """The ``loss`` the model returned itself (a Hugging Face ``ModelOutput``, a dict with ``"loss"``)."""
 
@@ -106,7 +109,7 @@ so a long validation pass holds no more than six batches."""
 
 
 class _LossMode(TorchFunctionMode):
-    """Records the first loss function called on the last model call's output."""
+    """Records the loss functions called on the last model call's outputs (the first on each output)."""
 
     def __init__(self, observer: Observer) -> None:
         super().__init__()
@@ -250,7 +253,7 @@ class Observer:
 
     def record_loss(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         call = self.calls[-1] if self.calls else None
-        if call is None or call.loss is not None or self._depth:  # a loss inside a model is not the run's
+        if call is None or self._depth:  # a loss inside a model is not the run's
             return
         kwargs = dict(kwargs)
         # F.binary_cross_entropy_with_logits(input=..., target=...) passes both as keywords
@@ -259,7 +262,13 @@ class Observer:
         if output is None:
             return
         index = next((i for i, t in enumerate(call.outputs) if t is output), None)
-        call.loss = LossCall(func, index, targets, tuple(args[2:]), kwargs)
+        loss = LossCall(func, index, targets, tuple(args[2:]), kwargs)
+        if call.loss is None:
+            call.loss = loss
+        elif index is not None and call.loss.output_index is not None and len(call.more_losses) < 3:
+            taken = {call.loss.output_index, *(extra.output_index for extra in call.more_losses)}
+            if index not in taken:  # a loss on another output of the same call: an auxiliary head's
+                call.more_losses.append(loss)
 
     # -- steps ---------------------------------------------------------------------------------
 

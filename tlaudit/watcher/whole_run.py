@@ -114,8 +114,10 @@ def _audit_change(watch: Watch, optimizer: torch.optim.Optimizer, entry: tuple[n
         if "inference" in watch._done:
             watch._done.discard("inference")
             watch._inference_stage = label
+            watch._inference_of = model
         else:
             watch._next_inference = label
+            watch._next_inference_of = model
     observer.resume()
 
 

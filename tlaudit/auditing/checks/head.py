@@ -157,7 +157,8 @@ def head_size(check: Check, ctx: Evidence) -> Iterator[Finding]:
     ``(N, C, H, W)`` and auxiliary outputs included), or, for a detection model, a class-score layer
     of another width (``cls_score``, ``mask_fcn_logits``, a RetinaNet/FCOS/SSD classification head;
     box regression is never judged), or a Hugging Face model whose ``config.num_labels`` is not
-    ``num_classes`` (read statically; its head and its own loss follow the config). Info: outputs
+    ``num_classes`` (read statically; its head and its own loss follow the config; ``num_labels=1``
+    for two classes is regression to its loss, unless ``problem_type`` is multi-label). Info: outputs
     read as features, one logit read as a binary classifier. Warning: without ``num_classes``, a
     head as wide as the weights' class list; a Hugging Face head of ``num_classes`` outputs whose
     ``config.num_labels`` was left at another value (the model's own loss reads the logits with
@@ -232,10 +233,21 @@ def _config_finding(check: Check, ctx: Evidence, n: int, hint: str) -> Finding |
     labels = getattr(config, "num_labels", None)
     if not isinstance(getattr(model, "num_labels", None), int) or not isinstance(labels, int) or isinstance(labels, bool):
         return None
-    if labels == n or (n == 2 and labels == 1):
+    if labels == n:
         return None
-    widths = {size for _, size in head_widths(model, ctx.heads) if size is not None}
     name = type(model).__name__
+    if n == 2 and labels == 1:
+        # one logit is a binary classifier only with BCE; a Hugging Face model's own loss takes
+        # num_labels=1 for regression (MSELoss on the label values) unless problem_type says otherwise
+        if getattr(config, "problem_type", None) == "multi_label_classification":
+            return None
+        return check.finding(
+            f"`{name}.config.num_labels` is 1 for num_classes 2: the model's own loss (labels=..., what the Trainer "
+            "uses) treats the task as regression (MSELoss on the label values), and argmax over one column is always 0",
+            subject="config.num_labels",
+            hint="from_pretrained(..., num_labels=2), or problem_type='multi_label_classification' with float labels for one logit",
+        )
+    widths = {size for _, size in head_widths(model, ctx.heads) if size is not None}
     if widths == {n}:  # the head was resized by hand, the config left behind
         return check.finding(
             f"`{name}.config.num_labels` is {labels}, but the head has {n} outputs (num_classes {n}): the model's own "
