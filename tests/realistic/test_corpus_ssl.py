@@ -385,9 +385,15 @@ def mae_main_linprobe(declared: bool = False) -> tlaudit.TransferSetup:
     )
 
 
+# The same probe with ``head=["head", "fc_norm"]``: the layers main_linprobe.py's assert names new.
+# Source: https://github.com/facebookresearch/mae/blob/main/main_linprobe.py
+def mae_main_linprobe_declared() -> tlaudit.TransferSetup:
+    return mae_main_linprobe(declared=True)
+
+
 CORRECT: dict[str, Any] = {
     "mae-main-linprobe": mae_main_linprobe,
-    "mae-main-linprobe-new-layers-declared": lambda: mae_main_linprobe(declared=True),
+    "mae-main-linprobe-new-layers-declared": mae_main_linprobe_declared,
     "moco-main-lincls": moco_main_lincls,
     "mocov3-vit-main-lincls": mocov3_vit_lincls,
     "simclr-logistic-regression-eval": simclr_logistic_regression,
