@@ -81,6 +81,18 @@ def _detached(watch: tlaudit.watcher.Watch) -> Iterator[None]:
         observer._handles = [observer._step_handle]
 
 
+def _report(benchmark: Any, phase: str, ratios: list[float], plain: list[float]) -> None:
+    """The median of the per-pair ratios and their quartiles, printed and kept in ``extra_info``."""
+    ratio = statistics.median(ratios)
+    quartiles = statistics.quantiles(ratios, n=4)
+    step_ms = 1e3 * statistics.median(plain) / STEPS
+    benchmark.extra_info.update(ratio=ratio, quartiles=quartiles, step_ms_plain=step_ms)
+    print(
+        f"\nwatched/unwatched per step {phase}: median of {len(ratios)} pair ratios {ratio:.4f} "
+        f"(quartiles {quartiles[0]:.4f}-{quartiles[2]:.4f}; unwatched {step_ms:.1f} ms a step, {STEPS} steps a side)"
+    )
+
+
 def test_watched_steps_after_the_audits(benchmark: Any) -> None:
     model, optimizer, x, y = _setup()
     _steps(model, optimizer, x, y, 2)  # warm-up
@@ -101,14 +113,7 @@ def test_watched_steps_after_the_audits(benchmark: Any) -> None:
             plain.append(unwatched)
         benchmark.pedantic(_steps, args=(model, optimizer, x, y, STEPS), rounds=3, iterations=1)
         assert watch.steps == 2 + PAIRS * STEPS + 3 * STEPS  # the watched steps, and only they, went through the hook
-    ratio = statistics.median(ratios)
-    quartiles = statistics.quantiles(ratios, n=4)
-    benchmark.extra_info.update(ratio=ratio, quartiles=quartiles, step_ms_plain=1e3 * statistics.median(plain) / STEPS)
-    print(
-        f"\nwatched/unwatched per step after the audits: median of {PAIRS} pair ratios {ratio:.4f} "
-        f"(quartiles {quartiles[0]:.4f}-{quartiles[2]:.4f}; unwatched {1e3 * statistics.median(plain) / STEPS:.1f} ms a step, "
-        f"{STEPS} steps a side)"
-    )
+    _report(benchmark, "after the audits", ratios, plain)
 
 
 def test_watched_steps_before_the_first_validation_pass(benchmark: Any) -> None:
@@ -136,13 +141,7 @@ def test_watched_steps_before_the_first_validation_pass(benchmark: Any) -> None:
         ratios.append(watched / unwatched)
         plain.append(unwatched)
     benchmark.pedantic(watched_steps, rounds=3, iterations=1)
-    ratio = statistics.median(ratios)
-    quartiles = statistics.quantiles(ratios, n=4)
-    benchmark.extra_info.update(ratio=ratio, quartiles=quartiles, step_ms_plain=1e3 * statistics.median(plain) / STEPS)
-    print(
-        f"\nwatched/unwatched per step before the first validation pass: median of {PAIRS_BEFORE} pair ratios {ratio:.4f} "
-        f"(quartiles {quartiles[0]:.4f}-{quartiles[2]:.4f}; unwatched {1e3 * statistics.median(plain) / STEPS:.1f} ms a step)"
-    )
+    _report(benchmark, "before the first validation pass", ratios, plain)
 
 
 def test_unwatched_steps(benchmark: Any) -> None:
