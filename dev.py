@@ -67,9 +67,9 @@ def main(argv: list[str]) -> int:
             code = subprocess.run([str(PYTHON), "-m", *step], cwd=ROOT, env=env).returncode
             rc = rc or code  # every step runs; the first failure decides
         return rc
-    # Tests marked own_process (those that launch torchrun, and the wheel's build and install) run first,
-    # in a pytest process of their own: run in an xdist worker that other modules' tests had used, the
-    # worker was seen to die in fresh environments (not diagnosed further); alone they pass.
+    # Tests that launch torchrun run first, in a pytest process of their own: launched from an xdist
+    # worker that had loaded the extraction engines' native libraries, the worker was seen to die in
+    # fresh environments (not diagnosed further); alone they pass.
     alone = subprocess.run([str(PYTHON), "-m", "pytest", "-p", "no:xdist", "-m", "own_process", *argv[1:]], cwd=ROOT, env=env).returncode
     code, crashed = _pytest_watching_for_crashes([str(PYTHON), "-m", "pytest", "-n", "2", "-m", "not own_process", *argv[1:]], env)
     if crashed:

@@ -19,9 +19,6 @@ import pytest
 from tlaudit._version import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
-# in a pytest process of its own (dev.py test runs these first): an xdist worker died twice while this
-# module built the wheel in a fresh environment, after other modules' tests had run in it
-pytestmark = pytest.mark.own_process
 
 
 @pytest.fixture(scope="module")
