@@ -2,9 +2,10 @@
 a short ``Trainer`` run. Goal: a watched run within 2% of the unwatched one after the first audits.
 
 After its audits, ``tlaudit.watch()`` keeps one global optimizer step pre-hook (a fingerprint of the
-param groups and the trainable parameters, to audit a later unfreeze or a new optimizer), the label
-check on ``F.cross_entropy``/``F.nll_loss`` (a min and a max per call) and a forward pre-hook on the
-inference-audited model (one flag read on a training call). Before the first validation pass it
+param groups and the trainable parameters, to audit a later unfreeze or a new optimizer), a light
+global forward pre-hook (a grad-mode read on a training call; it notes another model's first
+prediction), the label check on ``F.cross_entropy``/``F.nll_loss`` (a min and a max per call) and a
+forward pre-hook on the inference-audited model (one flag read on a training call). Before the first validation pass it
 observes every model call and loss (to find that pass); that phase is measured too. Run:
 
     .venv/bin/python -m pytest benchmarks/test_watch_overhead.py -s --benchmark-only
@@ -66,19 +67,21 @@ def _audited(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.
 
 @contextlib.contextmanager
 def _detached(watch: tlaudit.watcher.Watch) -> Iterator[None]:
-    """The watcher's step hook and label check taken off for the block, then put back as they were."""
+    """The watcher's step hook, light pre-hook and label check taken off for the block, then put back."""
+    from torch.nn.modules.module import register_module_forward_pre_hook
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
     observer = watch._observer
-    assert observer is not None and observer.counting  # after the audits: only the step hook is left
-    observer._step_handle.remove()
+    assert observer is not None and observer.counting  # after the audits: the step hook and the light pre-hook
+    for handle in observer._handles:
+        handle.remove()
     watch._labels.close()
     try:
         yield
     finally:
         watch._labels.open()
         observer._step_handle = register_optimizer_step_pre_hook(observer._pre_step)
-        observer._handles = [observer._step_handle]
+        observer._handles = [observer._step_handle, register_module_forward_pre_hook(observer._light_pre_forward)]
 
 
 def _report(benchmark: Any, phase: str, ratios: list[float], plain: list[float]) -> None:

@@ -106,6 +106,10 @@ class Watch:
         """The new model whose first validation pass is awaited: other models' calls are not it (a
         distillation teacher called in eval mode while the student trains)."""
         self._next_inference_of: nn.Module | None = None
+        self._others: list[list[Any]] = []
+        """``[call, boundaries passed]`` of predictions of modules no recorded call held, seen while
+        counting only: one that is not called again in the step after is audited (an EMA model
+        validated without ``eval()``); one that is, is part of training (a target network)."""
         self._model: nn.Module | None = None
         self._sample: torch.Tensor | None = None
         self._modes = ModesWatch(self._audit_later, lambda: self._observer is None or self._observer.paused)
@@ -127,6 +131,7 @@ class Watch:
             raise RuntimeError("tlaudit.watch() is already watching this process; nest no second watch inside it")
         _ACTIVE.append(self)
         self._observer = Observer(self._on_step, self._on_raise)
+        self._observer.on_new_prediction = self._note_prediction
         self._observer.open()
         self._weights.open()
         self._labels.open()
@@ -146,6 +151,8 @@ class Watch:
                     self._audit_inference(validation, observer.calls)
             if kind in (None, RunStopped):
                 self._modes.flush()  # a later prediction no training forward followed is audited now
+                if self._others:  # no optimizer step follows them: no part of a training step
+                    self._settle_others(at_end=True)
             if kind in (None, RunStopped) and self.say_missing_inference:
                 try:
                     self._say_missing_inference()
@@ -214,6 +221,8 @@ class Watch:
         if observer.counting:
             if over:
                 self._stop()
+            if self._others:
+                self._settle_others()
             changed_since_audit(self, optimizer)
             return
         if self._known:  # after the first train audit: a new optimizer, or a change, is audited at this step
@@ -310,6 +319,8 @@ class Watch:
         notes = [*self._pending_notes, *notes, *more_notes, *weight_notes]
         self._trained.add(id(call.module))
         self._model = call.module
+        if self._observer is not None:
+            self._observer.known.update(id(m) for m in call.module.modules())
         sample = fields.get("sample")
         self._sample = sample if isinstance(sample, torch.Tensor) else self._sample
         self._known[id(optimizer)] = (call.module, fingerprint(optimizer, call.module))
@@ -331,6 +342,8 @@ class Watch:
             return
         fields, observed = inference_fields(call)
         self.session.audit(self._inference_stage, fields, observed)
+        if self._observer is not None:
+            self._observer.known.update(id(m) for m in call.module.modules())
         self._modes.add(call)
         self._done.add("inference")
         self._inference_of = None
@@ -340,6 +353,52 @@ class Watch:
             self._inference_stage, self._next_inference = self._next_inference, None
             self._inference_of, self._next_inference_of = self._next_inference_of, None
             self._done.discard("inference")
+
+    def _note_prediction(self, call: ModelCall) -> None:
+        self._others.append([call, 0])
+
+    def _settle_others(self, *, at_end: bool = False) -> None:
+        """Decide the predictions noted while counting only (see ``_others``) at this step boundary."""
+        observer = self._observer
+        assert observer is not None
+        pending, self._others = self._others, []
+        for entry in pending:
+            call, passed = entry
+            key = id(call.module)
+            again, observer.followed[key] = observer.followed.get(key, 0), 0
+            if at_end:
+                observer.followed.pop(key, None)
+                if not passed:  # no optimizer step followed it: no part of a training step
+                    self._audit_other(call, f"at the watch's end, after optimizer step {self.steps}")
+                continue  # a step followed it and the next never came: no evidence either way
+            if not passed:  # the interval it was seen in ends: the next one decides
+                entry[1] = 1
+                self._others.append(entry)
+                continue
+            observer.followed.pop(key, None)
+            if not again:  # not called again in the step after: the prediction it looked like
+                self._audit_other(call, f"before optimizer step {self.steps}")
+            # else called again in the step after: part of training (a target network), not a prediction
+
+    def _audit_other(self, call: ModelCall, when: str) -> None:
+        observer = self._observer
+        assert observer is not None
+        if sample_slot(call) is None:
+            return
+        fields, observed = inference_fields(call)
+        stage = f"inference (another model: {type(call.module).__name__}, {when})"
+        note = (
+            f"{type(call.module).__name__} is held by no optimizer the run steps and was not called again in the step "
+            "after its prediction (an EMA model's validation, say): audited as the prediction it was"
+        )
+        observer.paused = True
+        try:
+            self.session.audit(stage, fields, observed, [note])
+        except BaseException:
+            self._close()
+            raise
+        finally:
+            observer.paused = False
 
     def _of_awaited(self, calls: list[ModelCall]) -> list[ModelCall]:
         """``calls`` of the model whose first validation pass is awaited (or of its parts), when one is."""

@@ -144,6 +144,13 @@ class Observer:
         self.closing = False
         self.counting = False
         self.entered: tuple[nn.Module, tuple[Any, ...]] | None = None
+        self.on_new_prediction: Callable[[ModelCall], None] | None = None
+        """While counting only: called at the first no-grad call, with a module in training mode, of a
+        module no recorded call held (an EMA model validated without ``eval()``)."""
+        self.known: set[int] = set()
+        """Ids of the modules of the audited models, and of every module the light hook has seen."""
+        self.followed: dict[int, int] = {}
+        """Calls since the last step of each module handed to ``on_new_prediction``, by id."""
 
     def open(self) -> None:
         self._post_handle = module_hooks.register_module_forward_hook(self._post_forward, with_kwargs=True, always_call=True)
@@ -176,11 +183,15 @@ class Observer:
             return
         self.counting = False
         self._depth = 0
+        for handle in [h for h in self._handles if h is not self._step_handle]:  # the light pre-hook
+            _remove(handle)
+        self._handles = [h for h in self._handles if h is self._step_handle]
         self._post_handle = module_hooks.register_module_forward_hook(self._post_forward, with_kwargs=True, always_call=True)
         self._handles = [module_hooks.register_module_forward_pre_hook(self._pre_forward), self._post_handle, *self._handles]
 
     def count_only(self) -> None:
-        """Stop observing model calls and losses; the step hook stays and only hands on the steps."""
+        """Stop observing model calls and losses; the step hook stays and only hands on the steps, and
+        a light pre-hook notes the first prediction of a module no recorded call held."""
         self.leave_loss_mode()
         self.calls = []
         self.counting = True
@@ -188,6 +199,38 @@ class Observer:
             if handle is not self._step_handle:
                 _remove(handle)
         self._handles = [h for h in self._handles if h is self._step_handle]
+        if self.on_new_prediction is not None:
+            self._handles.append(module_hooks.register_module_forward_pre_hook(self._light_pre_forward))
+
+    def _light_pre_forward(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """A training call costs a grad-mode read; a no-grad call of a known module, a set lookup."""
+        if self.closing:
+            self.close()
+            return
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            return
+        key = id(module)
+        if key in self.followed:
+            self.followed[key] += 1
+            return
+        if key in self.known or self.paused or torch.compiler.is_compiling():
+            return
+        self.known.update(id(m) for m in module.modules())
+        if isinstance(module, nn.modules.loss._Loss) or next(iter(module.parameters()), None) is None:
+            return
+        training = [m.training for m in module.modules()]
+        if not any(training) or self.on_new_prediction is None:
+            return  # an eval-mode prediction: its modes are right
+        self.followed[key] = 0
+        call = ModelCall(
+            module=module,
+            args=tuple(args),
+            kwargs={},
+            training=training,
+            grad_enabled=torch.is_grad_enabled(),
+            inference_mode=torch.is_inference_mode_enabled(),
+        )
+        self.on_new_prediction(call)
 
     # -- model calls ---------------------------------------------------------------------------
 

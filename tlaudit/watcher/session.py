@@ -256,6 +256,8 @@ def _heading(stage: Stage) -> str:
         return f"train audit at optimizer step {stage[len('train (step ') : -1]}"
     if stage.startswith("inference (later, "):  # "inference (later, step 9: 68 of 68 modules in training mode, no_grad)"
         return f"inference audit of a later prediction in other modes (after optimizer {stage[len('inference (later, ') : -1]})"
+    if stage.startswith("inference (another model"):  # "inference (another model: AveragedModel, before step 7)"
+        return f"inference audit of {stage[len('inference (') : -1]}"
     if stage.startswith("inference (after"):
         return f"inference audit after the first validation pass of the new model ({stage[len('inference (') : -1]})"
     if stage.startswith("labels (step "):
