@@ -381,8 +381,6 @@ class Watch:
             # else called again in the step after: part of training (a target network), not a prediction
 
     def _audit_other(self, call: ModelCall, when: str) -> None:
-        observer = self._observer
-        assert observer is not None
         if sample_slot(call) is None:
             return
         fields, observed = inference_fields(call)
@@ -391,6 +389,12 @@ class Watch:
             f"{type(call.module).__name__} is held by no optimizer the run steps and was not called again in the step "
             "after its prediction (an EMA model's validation, say): audited as the prediction it was"
         )
+        self._audit_paused(stage, fields, observed, note)
+
+    def _audit_paused(self, stage: str, fields: dict[str, Any], observed: dict[str, str], note: str) -> None:
+        """One inference audit of a later call, the observer paused; a stop closes the watch first."""
+        observer = self._observer
+        assert observer is not None
         observer.paused = True
         try:
             self.session.audit(stage, fields, observed, [note])
@@ -417,16 +421,9 @@ class Watch:
         audited = "; ".join(describe_modes(m) for m in before)
         stage = f"inference (later, step {self.steps}: {describe_modes(modes)})"
         note = f"a later prediction of {type(call.module).__name__} ran in other modes than the audited inference ({audited}): audited before it ran"
-        observer.paused = True
-        try:
-            fields, observed = inference_fields(call)
-            observed["sample"] = f"the batch of that call, shape {tuple(fields['sample'].shape)}"
-            self.session.audit(stage, fields, observed, [note])
-        except BaseException:
-            self._close()
-            raise
-        finally:
-            observer.paused = False
+        fields, observed = inference_fields(call)
+        observed["sample"] = f"the batch of that call, shape {tuple(fields['sample'].shape)}"
+        self._audit_paused(stage, fields, observed, note)
 
 
 def watch(*, max_steps: int | None = None, stop_after_audit: bool = False, **options: Any) -> Watch:
